@@ -1,0 +1,121 @@
+//! Reaching a repository: where it is and which password opens it.
+//!
+//! Passwords never travel on the command line (where `ps` shows them): they come from a file,
+//! an environment variable, a command (a secrets manager) or a terminal prompt, in that order.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use holdfast_core::storage::Storage;
+use holdfast_core::{Error, Repository, Result};
+
+#[derive(Clone, Debug)]
+pub enum PasswordSource {
+    File(PathBuf),
+    /// The password itself, taken from the environment.
+    Value(String),
+    Command(String),
+    Prompt,
+}
+
+#[derive(Clone, Debug)]
+pub struct Access {
+    pub repo: String,
+    pub password: PasswordSource,
+    pub use_cache: bool,
+}
+
+/// Storage for a repository location. Local paths for now; `s3://` arrives with object storage.
+pub fn open_storage(location: &str, create: bool) -> Result<Storage> {
+    if location.is_empty() {
+        return Err(Error::Invalid(
+            "no repository given: use --repo or set HOLDFAST_REPO".into(),
+        ));
+    }
+    if let Some(scheme) = location.split_once("://").map(|(s, _)| s) {
+        return Err(Error::Invalid(format!(
+            "repository scheme '{scheme}://' is not supported by this build"
+        )));
+    }
+    Storage::local(Path::new(location), create)
+}
+
+/// Reads the password from `source`; `prompt` asks on the terminal.
+pub fn read_password(
+    source: &PasswordSource,
+    prompt: &dyn Fn(&str) -> std::io::Result<String>,
+    what: &str,
+) -> Result<Vec<u8>> {
+    let pw = match source {
+        PasswordSource::File(p) => {
+            let s = std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?;
+            s.lines().next().unwrap_or("").to_string()
+        }
+        PasswordSource::Value(v) => v.clone(),
+        PasswordSource::Command(cmd) => {
+            let out = Command::new("sh")
+                .arg("-c")
+                .arg(cmd)
+                .stderr(std::process::Stdio::inherit())
+                .output()
+                .map_err(|e| Error::io(PathBuf::from(cmd), e))?;
+            if !out.status.success() {
+                return Err(Error::Invalid(format!("password command '{cmd}' failed with {}", out.status)));
+            }
+            String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or("").to_string()
+        }
+        PasswordSource::Prompt => prompt(what).map_err(|e| {
+            Error::Invalid(format!(
+                "no password: set HOLDFAST_PASSWORD_FILE, HOLDFAST_PASSWORD or --password-command ({e})"
+            ))
+        })?,
+    };
+    if pw.is_empty() {
+        return Err(Error::Invalid("empty password".into()));
+    }
+    Ok(pw.into_bytes())
+}
+
+/// Opens the repository `access` names, with its password.
+pub fn open_repository(
+    access: &Access,
+    prompt: &dyn Fn(&str) -> std::io::Result<String>,
+) -> Result<Repository> {
+    let storage = open_storage(&access.repo, false)?;
+    // Check the config before asking for a password: a missing repository or a newer format
+    // should say so, not prompt.
+    holdfast_core::repo::read_config(&storage)?;
+    let pw = read_password(
+        &access.password,
+        prompt,
+        &format!("password for {}: ", access.repo),
+    )?;
+    Repository::open(storage, &pw, access.use_cache)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_prompt(_: &str) -> std::io::Result<String> {
+        Err(std::io::Error::other("no terminal"))
+    }
+
+    #[test]
+    fn password_sources() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("pw");
+        std::fs::write(&f, "from-file\nignored\n").unwrap();
+        assert_eq!(
+            read_password(&PasswordSource::File(f), &no_prompt, "").unwrap(),
+            b"from-file"
+        );
+        assert_eq!(
+            read_password(&PasswordSource::Command("echo cmd".into()), &no_prompt, "").unwrap(),
+            b"cmd"
+        );
+        assert!(read_password(&PasswordSource::Command("false".into()), &no_prompt, "").is_err());
+        assert!(read_password(&PasswordSource::Prompt, &no_prompt, "").is_err());
+        assert!(read_password(&PasswordSource::Value(String::new()), &no_prompt, "").is_err());
+    }
+}

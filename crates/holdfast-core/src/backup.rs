@@ -1,0 +1,561 @@
+//! The archiver: turns directories into trees, chunks and a snapshot.
+//!
+//! Entries of a directory are processed in parallel (rayon work stealing also spreads nested
+//! directories over the cores). A file whose size, mtime, ctime and inode equal those in the
+//! parent snapshot is not read: its chunk list is reused, so a no-change backup costs little
+//! more than stat-ing every file. Files up to the maximum chunk size are read in one go; larger
+//! ones are streamed through the chunker so memory stays bounded.
+
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use chrono::Utc;
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::exclude::Excludes;
+use crate::fsmeta::{self, Names};
+use crate::id::{BlobId, SnapshotId};
+use crate::pack::BlobKind;
+use crate::repo::Repository;
+use crate::saver::BlobSaver;
+use crate::snapshot::{RootLayout, Snapshot, Summary, Warning};
+use crate::tree::{Node, NodeKind, RawName, Tree};
+
+#[derive(Clone, Debug, Default)]
+pub struct BackupOptions {
+    pub excludes: Excludes,
+    pub one_file_system: bool,
+    pub tags: Vec<String>,
+    pub hostname: Option<String>,
+    /// Parent snapshot; `None` picks the latest with the same host and paths.
+    pub parent: Option<SnapshotId>,
+    /// Read every file even when the parent says it is unchanged.
+    pub force: bool,
+    /// The paths recorded in the snapshot, when they differ from those read (for example a
+    /// mounted volume snapshot read in place of the original).
+    pub record_paths_as: Option<Vec<PathBuf>>,
+}
+
+/// Live counters for a progress display; the core only counts.
+#[derive(Default, Debug)]
+pub struct Progress {
+    pub files_done: AtomicU64,
+    pub bytes_done: AtomicU64,
+    pub total_files: AtomicU64,
+    pub total_bytes: AtomicU64,
+    pub scan_finished: AtomicBool,
+}
+
+pub struct BackupOutcome {
+    pub id: SnapshotId,
+    pub snapshot: Snapshot,
+}
+
+struct Ctx<'a> {
+    repo: &'a Repository,
+    saver: &'a BlobSaver,
+    opts: &'a BackupOptions,
+    names: Names,
+    warnings: Mutex<Vec<Warning>>,
+    progress: &'a Progress,
+    cancel: &'a AtomicBool,
+    files_new: AtomicU64,
+    files_changed: AtomicU64,
+    files_unchanged: AtomicU64,
+    dirs: AtomicU64,
+    other: AtomicU64,
+    bytes_read: AtomicU64,
+    total_bytes: AtomicU64,
+    total_files: AtomicU64,
+}
+
+/// Backs up `paths` (absolute) into `repo`, whose index must be loaded.
+pub fn backup(
+    repo: Arc<Repository>,
+    paths: &[PathBuf],
+    opts: &BackupOptions,
+    progress: &Progress,
+    cancel: &AtomicBool,
+) -> Result<BackupOutcome> {
+    let started = Utc::now();
+    let clock = Instant::now();
+    if paths.is_empty() {
+        return Err(Error::Invalid(
+            "nothing to back up: give at least one path".into(),
+        ));
+    }
+    let mut paths: Vec<PathBuf> = paths
+        .iter()
+        .map(|p| std::path::absolute(p).map_err(|e| Error::io(p, e)))
+        .collect::<Result<_>>()?;
+    paths.sort();
+    paths.dedup();
+    for p in &paths {
+        p.symlink_metadata().map_err(|e| Error::io(p, e))?;
+    }
+    let recorded: Vec<String> = opts
+        .record_paths_as
+        .clone()
+        .unwrap_or_else(|| paths.clone())
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    let hostname = opts.hostname.clone().unwrap_or_else(crate::host::hostname);
+
+    let parent = if opts.force {
+        None
+    } else {
+        match opts.parent {
+            Some(id) => Some((id, repo.load_snapshot(&id)?)),
+            None => repo
+                .list_snapshots()?
+                .into_iter()
+                .rev()
+                .find(|(_, s)| s.hostname == hostname && s.paths == recorded),
+        }
+    };
+    let parent_tree = match &parent {
+        Some((_, s)) => repo.load_tree(&s.tree).ok(),
+        None => None,
+    };
+
+    let saver = BlobSaver::new(
+        repo.clone(),
+        if repo.storage().local_root().is_some() {
+            1
+        } else {
+            4
+        },
+    );
+    let ctx = Ctx {
+        repo: &repo,
+        saver: &saver,
+        opts,
+        names: Names::default(),
+        warnings: Mutex::new(Vec::new()),
+        progress,
+        cancel,
+        files_new: AtomicU64::new(0),
+        files_changed: AtomicU64::new(0),
+        files_unchanged: AtomicU64::new(0),
+        dirs: AtomicU64::new(0),
+        other: AtomicU64::new(0),
+        bytes_read: AtomicU64::new(0),
+        total_bytes: AtomicU64::new(0),
+        total_files: AtomicU64::new(0),
+    };
+
+    let single_dir = paths.len() == 1
+        && paths[0]
+            .symlink_metadata()
+            .map(|m| m.is_dir())
+            .unwrap_or(false);
+    let result = if single_dir {
+        let root = &paths[0];
+        let meta = root.symlink_metadata().map_err(|e| Error::io(root, e))?;
+        let mut root_node = fsmeta::node_from_metadata(RawName::from("."), &meta, &ctx.names);
+        root_node.xattrs = fsmeta::read_xattrs(root).unwrap_or_default();
+        ctx.backup_dir(root, Path::new(""), parent_tree.as_ref(), meta.dev())
+            .map(|tree| (tree, RootLayout::DirContent, Some(root_node)))
+    } else {
+        let rels: Vec<Vec<RawName>> = paths
+            .iter()
+            .map(|p| {
+                p.components()
+                    .skip(1)
+                    .map(|c| RawName::from(c.as_os_str()))
+                    .collect()
+            })
+            .collect();
+        ctx.full_paths_tree(Path::new("/"), &rels, parent_tree.as_ref())
+            .map(|tree| (tree, RootLayout::FullPaths, None))
+    };
+    let mut summary = Summary {
+        files_new: ctx.files_new.load(Ordering::Relaxed),
+        files_changed: ctx.files_changed.load(Ordering::Relaxed),
+        files_unchanged: ctx.files_unchanged.load(Ordering::Relaxed),
+        dirs: ctx.dirs.load(Ordering::Relaxed),
+        other_entries: ctx.other.load(Ordering::Relaxed),
+        bytes_read: ctx.bytes_read.load(Ordering::Relaxed),
+        total_bytes: ctx.total_bytes.load(Ordering::Relaxed),
+        total_files: ctx.total_files.load(Ordering::Relaxed),
+        started: Some(started),
+        ..Summary::default()
+    };
+    let mut warnings = std::mem::take(&mut *ctx.warnings.lock().unwrap());
+    drop(ctx);
+    summary.bytes_added = saver.stats.bytes_added.load(Ordering::Relaxed);
+    summary.bytes_stored = saver.stats.bytes_stored.load(Ordering::Relaxed);
+    summary.blobs_added = saver.stats.blobs_added.load(Ordering::Relaxed);
+    // Index what was stored even on failure, so that the next run reuses it.
+    let finished = saver.finish();
+    let (tree, layout, root) = result?;
+    finished?;
+    warnings.sort_by(|a, b| a.path.cmp(&b.path));
+    summary.duration_secs = clock.elapsed().as_secs_f64();
+    let snapshot = Snapshot {
+        time: started,
+        tree,
+        paths: recorded,
+        hostname,
+        username: crate::host::username(),
+        tags: opts.tags.clone(),
+        parent: parent.map(|(id, _)| id),
+        program_version: env!("CARGO_PKG_VERSION").to_string(),
+        layout,
+        root,
+        summary,
+        warnings,
+        extra: Default::default(),
+    };
+    let id = repo.save_snapshot(&snapshot)?;
+    Ok(BackupOutcome { id, snapshot })
+}
+
+impl Ctx<'_> {
+    fn warn(&self, path: &Path, message: impl std::fmt::Display) {
+        tracing::warn!("{}: {}", path.display(), message);
+        self.warnings.lock().unwrap().push(Warning {
+            path: path.to_string_lossy().into_owned(),
+            message: message.to_string(),
+        });
+    }
+
+    fn check_cancel(&self) -> Result<()> {
+        if self.cancel.load(Ordering::Relaxed) {
+            return Err(Error::Interrupted);
+        }
+        if self.saver.has_failed() {
+            return Err(Error::Invalid(
+                "storing data in the repository failed".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Backs up one directory's entries and stores its tree; returns the tree's id.
+    fn backup_dir(
+        &self,
+        dir: &Path,
+        rel: &Path,
+        parent: Option<&Tree>,
+        root_dev: u64,
+    ) -> Result<BlobId> {
+        self.check_cancel()?;
+        let mut names: Vec<std::ffi::OsString> = Vec::new();
+        match std::fs::read_dir(dir) {
+            Ok(rd) => {
+                for e in rd {
+                    match e {
+                        Ok(e) => names.push(e.file_name()),
+                        Err(e) => self.warn(dir, format!("reading directory: {e}")),
+                    }
+                }
+            }
+            Err(e) => self.warn(dir, format!("reading directory: {e}")),
+        }
+        names.sort();
+        let nodes: Vec<Option<Node>> = names
+            .par_iter()
+            .map(|name| {
+                let raw = RawName::from(name.as_os_str());
+                let parent_node = parent.and_then(|t| t.find(&raw.0));
+                self.backup_entry(&dir.join(name), &rel.join(name), raw, parent_node, root_dev)
+            })
+            .collect::<Result<_>>()?;
+        let mut tree = Tree {
+            nodes: nodes.into_iter().flatten().collect(),
+        };
+        tree.sort();
+        self.saver.save(BlobKind::Tree, &tree.encode())
+    }
+
+    /// One entry of a directory; `None` when it is excluded or could not be read.
+    fn backup_entry(
+        &self,
+        path: &Path,
+        rel: &Path,
+        name: RawName,
+        parent: Option<&Node>,
+        root_dev: u64,
+    ) -> Result<Option<Node>> {
+        self.check_cancel()?;
+        if self.opts.excludes.excluded(path, rel) {
+            return Ok(None);
+        }
+        let meta = match path.symlink_metadata() {
+            Ok(m) => m,
+            Err(e) => {
+                self.warn(path, format!("cannot stat: {e}"));
+                return Ok(None);
+            }
+        };
+        let mut node = fsmeta::node_from_metadata(name, &meta, &self.names);
+        match fsmeta::read_xattrs(path) {
+            Ok(x) => node.xattrs = x,
+            Err(e) => self.warn(path, format!("extended attributes not saved: {e}")),
+        }
+        match node.kind {
+            NodeKind::Dir => {
+                self.dirs.fetch_add(1, Ordering::Relaxed);
+                if self.opts.excludes.has_marker(path) {
+                    return Ok(None);
+                }
+                if self.opts.one_file_system && meta.dev() != root_dev {
+                    // Keep the mount point itself, empty, as tar --one-file-system does.
+                    node.subtree =
+                        Some(self.saver.save(BlobKind::Tree, &Tree::default().encode())?);
+                    return Ok(Some(node));
+                }
+                let parent_tree = match parent {
+                    Some(Node {
+                        kind: NodeKind::Dir,
+                        subtree: Some(t),
+                        ..
+                    }) => self.repo.load_tree(t).ok(),
+                    _ => None,
+                };
+                node.subtree = Some(self.backup_dir(path, rel, parent_tree.as_ref(), root_dev)?);
+            }
+            NodeKind::File => {
+                self.total_files.fetch_add(1, Ordering::Relaxed);
+                self.total_bytes.fetch_add(node.size, Ordering::Relaxed);
+                if let Some(p) = parent.filter(|p| unchanged(p, &node)) {
+                    if p.content.iter().all(|c| self.saver.contains(c)) {
+                        node.content = p.content.clone();
+                        self.files_unchanged.fetch_add(1, Ordering::Relaxed);
+                        self.progress.files_done.fetch_add(1, Ordering::Relaxed);
+                        self.progress
+                            .bytes_done
+                            .fetch_add(node.size, Ordering::Relaxed);
+                        return Ok(Some(node));
+                    }
+                }
+                match self.read_file(path, &mut node) {
+                    Ok(()) => {
+                        let counter = if parent.is_some() {
+                            &self.files_changed
+                        } else {
+                            &self.files_new
+                        };
+                        counter.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(Error::Io { source, .. }) => {
+                        self.warn(path, format!("cannot read: {source}"));
+                        return Ok(None);
+                    }
+                    Err(e) => return Err(e),
+                }
+                self.progress.files_done.fetch_add(1, Ordering::Relaxed);
+            }
+            NodeKind::Symlink => {
+                self.other.fetch_add(1, Ordering::Relaxed);
+                match std::fs::read_link(path) {
+                    Ok(t) => node.target = Some(RawName::from(t.into_os_string())),
+                    Err(e) => {
+                        self.warn(path, format!("cannot read link: {e}"));
+                        return Ok(None);
+                    }
+                }
+            }
+            _ => {
+                self.other.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Ok(Some(node))
+    }
+
+    /// Chunks and stores a file's content; notes when it changed while being read.
+    fn read_file(&self, path: &Path, node: &mut Node) -> Result<()> {
+        let file = open_noatime(path).map_err(|e| Error::io(path, e))?;
+        let chunker = self.repo.config().chunker;
+        let mut content = Vec::new();
+        let mut read = 0u64;
+        if node.size <= chunker.max_size as u64 {
+            let mut buf = Vec::with_capacity(node.size as usize + 1);
+            (&file)
+                .take(chunker.max_size as u64 + 1)
+                .read_to_end(&mut buf)
+                .map_err(|e| Error::io(path, e))?;
+            if buf.len() as u64 > chunker.max_size as u64 {
+                // Grew since stat: fall back to streaming from the start.
+                return self.stream_file(path, node);
+            }
+            read += buf.len() as u64;
+            if !buf.is_empty() {
+                for c in fastcdc::v2020::FastCDC::new(
+                    &buf,
+                    chunker.min_size,
+                    chunker.avg_size,
+                    chunker.max_size,
+                ) {
+                    content.push(
+                        self.saver
+                            .save(BlobKind::Data, &buf[c.offset..c.offset + c.length])?,
+                    );
+                }
+            }
+        } else {
+            return self.stream_file(path, node);
+        }
+        self.finish_file(path, &file, node, content, read)
+    }
+
+    fn stream_file(&self, path: &Path, node: &mut Node) -> Result<()> {
+        let file = open_noatime(path).map_err(|e| Error::io(path, e))?;
+        let c = self.repo.config().chunker;
+        let mut content = Vec::new();
+        let mut read = 0u64;
+        for chunk in fastcdc::v2020::StreamCDC::new(&file, c.min_size, c.avg_size, c.max_size) {
+            self.check_cancel()?;
+            let chunk = chunk.map_err(|e| match e {
+                fastcdc::v2020::Error::IoError(io) => Error::io(path, io),
+                other => Error::io(path, std::io::Error::other(other.to_string())),
+            })?;
+            read += chunk.length as u64;
+            self.progress
+                .bytes_done
+                .fetch_add(chunk.length as u64, Ordering::Relaxed);
+            content.push(self.saver.save(BlobKind::Data, &chunk.data)?);
+        }
+        self.progress.bytes_done.fetch_sub(read, Ordering::Relaxed);
+        self.finish_file(path, &file, node, content, read)
+    }
+
+    fn finish_file(
+        &self,
+        path: &Path,
+        file: &File,
+        node: &mut Node,
+        content: Vec<BlobId>,
+        read: u64,
+    ) -> Result<()> {
+        self.bytes_read.fetch_add(read, Ordering::Relaxed);
+        self.progress.bytes_done.fetch_add(read, Ordering::Relaxed);
+        if let Ok(after) = file.metadata() {
+            if after.size() != node.size
+                || after.mtime() != node.mtime.0
+                || after.mtime_nsec() as u32 != node.mtime.1
+            {
+                self.warn(
+                    path,
+                    "changed while it was being read; the copy may be inconsistent",
+                );
+            }
+        }
+        if read != node.size {
+            node.size = read;
+        }
+        node.content = content;
+        Ok(())
+    }
+
+    /// The root tree of a snapshot of several paths: their full paths from `/`.
+    fn full_paths_tree(
+        &self,
+        base: &Path,
+        rels: &[Vec<RawName>],
+        parent: Option<&Tree>,
+    ) -> Result<BlobId> {
+        let mut groups: std::collections::BTreeMap<RawName, Vec<Vec<RawName>>> = Default::default();
+        for r in rels {
+            if let Some((first, rest)) = r.split_first() {
+                groups.entry(first.clone()).or_default().push(rest.to_vec());
+            }
+        }
+        let mut nodes = Vec::new();
+        for (name, rests) in groups {
+            let path = base.join(name.as_os_str());
+            let parent_node = parent.and_then(|t| t.find(&name.0));
+            if rests.iter().any(|r| r.is_empty()) {
+                let dev = path.symlink_metadata().map(|m| m.dev()).unwrap_or(0);
+                if let Some(n) = self.backup_entry(
+                    &path,
+                    Path::new(name.as_os_str()),
+                    name.clone(),
+                    parent_node,
+                    dev,
+                )? {
+                    nodes.push(n);
+                }
+            } else {
+                let meta = path.symlink_metadata().map_err(|e| Error::io(&path, e))?;
+                let mut node = fsmeta::node_from_metadata(name.clone(), &meta, &self.names);
+                node.xattrs = fsmeta::read_xattrs(&path).unwrap_or_default();
+                let parent_tree = match parent_node {
+                    Some(Node {
+                        subtree: Some(t), ..
+                    }) => self.repo.load_tree(t).ok(),
+                    _ => None,
+                };
+                node.subtree = Some(self.full_paths_tree(&path, &rests, parent_tree.as_ref())?);
+                nodes.push(node);
+            }
+        }
+        let mut tree = Tree { nodes };
+        tree.sort();
+        self.saver.save(BlobKind::Tree, &tree.encode())
+    }
+}
+
+/// Same file as in the parent snapshot, judged from metadata alone.
+fn unchanged(parent: &Node, now: &Node) -> bool {
+    parent.kind == NodeKind::File
+        && parent.size == now.size
+        && parent.mtime == now.mtime
+        && parent.ctime == now.ctime
+        && parent.inode == now.inode
+}
+
+/// Opens for reading without updating atime where the kernel allows it (own files, or root).
+fn open_noatime(path: &Path) -> std::io::Result<File> {
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOATIME)
+        .open(path)
+    {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => File::open(path),
+        other => other,
+    }
+}
+
+/// Counts files and bytes under `paths` for a progress estimate.
+pub fn scan(paths: &[PathBuf], excludes: &Excludes, progress: &Progress, cancel: &AtomicBool) {
+    fn walk(p: &Path, rel: &Path, ex: &Excludes, pr: &Progress, cancel: &AtomicBool) {
+        if cancel.load(Ordering::Relaxed) {
+            return;
+        }
+        let Ok(rd) = std::fs::read_dir(p) else { return };
+        for e in rd.flatten() {
+            let path = e.path();
+            let rel = rel.join(e.file_name());
+            if ex.excluded(&path, &rel) {
+                continue;
+            }
+            let Ok(m) = e.metadata() else { continue };
+            if m.is_dir() {
+                walk(&path, &rel, ex, pr, cancel);
+            } else if m.is_file() {
+                pr.total_files.fetch_add(1, Ordering::Relaxed);
+                pr.total_bytes.fetch_add(m.len(), Ordering::Relaxed);
+            }
+        }
+    }
+    for p in paths {
+        match p.symlink_metadata() {
+            Ok(m) if m.is_dir() => walk(p, Path::new(""), excludes, progress, cancel),
+            Ok(m) if m.is_file() => {
+                progress.total_files.fetch_add(1, Ordering::Relaxed);
+                progress.total_bytes.fetch_add(m.len(), Ordering::Relaxed);
+            }
+            _ => {}
+        }
+    }
+    progress.scan_finished.store(true, Ordering::Relaxed);
+}

@@ -1,0 +1,63 @@
+//! zstd compression of blob plaintext, skipped when it does not pay.
+//!
+//! Already-compressed data (model weights, parquet, images) is common in data directories;
+//! storing it raw avoids paying decompression on restore for nothing.
+
+use crate::error::{Error, Result};
+
+const RAW: u8 = 0;
+const ZSTD: u8 = 1;
+/// Compressed output must be at most this fraction of the input to be kept.
+const KEEP_RATIO: f64 = 0.97;
+
+/// `flag || payload`, where the flag says whether the payload is zstd.
+pub fn pack_payload(plain: &[u8], level: i32) -> Vec<u8> {
+    if plain.len() >= 64 {
+        if let Ok(c) = zstd::bulk::compress(plain, level) {
+            if (c.len() as f64) <= plain.len() as f64 * KEEP_RATIO {
+                let mut out = Vec::with_capacity(c.len() + 1);
+                out.push(ZSTD);
+                out.extend_from_slice(&c);
+                return out;
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(plain.len() + 1);
+    out.push(RAW);
+    out.extend_from_slice(plain);
+    out
+}
+
+/// Inverse of [`pack_payload`]; `raw_len` bounds the decompressed size.
+pub fn unpack_payload(what: &str, payload: &[u8], raw_len: usize) -> Result<Vec<u8>> {
+    match payload.split_first() {
+        Some((&RAW, rest)) => Ok(rest.to_vec()),
+        Some((&ZSTD, rest)) => zstd::bulk::decompress(rest, raw_len.max(1))
+            .map_err(|e| Error::corrupt(what, format!("zstd: {e}"))),
+        _ => Err(Error::corrupt(what, "unknown compression flag")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn round_trip(data in proptest::collection::vec(any::<u8>(), 0..5000), rep in 0usize..4) {
+            let mut d = data.clone();
+            for _ in 0..rep { d.extend_from_slice(&data); }
+            let p = pack_payload(&d, 3);
+            prop_assert_eq!(unpack_payload("t", &p, d.len()).unwrap(), d);
+        }
+    }
+
+    #[test]
+    fn skips_incompressible() {
+        let mut d = vec![0u8; 4096];
+        rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut d);
+        assert_eq!(pack_payload(&d, 3)[0], RAW);
+        assert_eq!(pack_payload(&[7u8; 4096], 3)[0], ZSTD);
+    }
+}

@@ -1,0 +1,33 @@
+//! holdfast-core: the repository.
+//!
+//! Everything that defines what a holdfast repository is and how it is read and written lives
+//! here: storage, chunking, packs, index, trees, snapshots, backup, restore, check. No terminal
+//! code: progress is exposed as counters and outcomes as values, so the same core serves the
+//! CLI, the scheduler and tests. The on-disk format is specified in docs/format.md.
+
+pub mod backup;
+pub mod cache;
+pub mod check;
+pub mod compress;
+pub mod crypto;
+pub mod diff;
+pub mod error;
+pub mod exclude;
+pub mod fsmeta;
+pub mod host;
+pub mod id;
+pub mod index;
+pub mod keyfile;
+pub mod lock;
+pub mod pack;
+pub mod repo;
+pub mod restore;
+pub mod saver;
+pub mod snapshot;
+pub mod stats;
+pub mod storage;
+pub mod tree;
+pub mod walk;
+
+pub use error::{Error, Result};
+pub use repo::Repository;

@@ -1,0 +1,179 @@
+//! Repository locks: shared for adding data, exclusive for anything that deletes.
+//!
+//! A lock is an object in `locks/` naming host, pid and time. Object stores offer no atomic
+//! test-and-set, so taking a lock is: look for conflicting live locks, write ours, look again;
+//! if a conflicting one appeared in between, withdraw ours and fail (two racing writers both
+//! back off, never both proceed). A lock is stale, and ignored, when its process is gone (same
+//! host, dead pid) or it was not refreshed for [`STALE_AFTER`]; holders refresh every
+//! [`REFRESH_EVERY`] by writing a new lock object and deleting the old one (objects are never
+//! modified in place).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::host;
+use crate::id::LockId;
+use crate::storage::{layout, Storage};
+
+pub const REFRESH_EVERY: Duration = Duration::from_secs(5 * 60);
+pub const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LockInfo {
+    pub time: DateTime<Utc>,
+    pub exclusive: bool,
+    pub hostname: String,
+    pub username: String,
+    pub pid: u32,
+    pub command: String,
+}
+
+impl LockInfo {
+    pub fn is_stale(&self) -> bool {
+        let age = Utc::now().signed_duration_since(self.time);
+        if age.to_std().map(|a| a > STALE_AFTER).unwrap_or(false) {
+            return true;
+        }
+        self.hostname == host::hostname() && !host::pid_alive(self.pid)
+    }
+
+    pub fn describe(&self) -> String {
+        format!(
+            "{} by {} (pid {} on {}, {}, since {})",
+            if self.exclusive {
+                "exclusively"
+            } else {
+                "shared"
+            },
+            self.command,
+            self.pid,
+            self.hostname,
+            self.username,
+            self.time.format("%Y-%m-%d %H:%M:%S UTC")
+        )
+    }
+}
+
+/// Every lock in the repository, unreadable ones included as `None`.
+pub fn list_locks(storage: &Storage) -> Result<Vec<(String, Option<LockInfo>)>> {
+    let mut out = Vec::new();
+    for l in storage.list(layout::LOCKS)? {
+        let info = match storage.read(&l.path) {
+            Ok(b) => serde_json::from_slice(&b).ok(),
+            Err(Error::NotFound(_)) => continue,
+            Err(e) => return Err(e),
+        };
+        out.push((l.path, info));
+    }
+    Ok(out)
+}
+
+/// A held lock; released on drop.
+pub struct LockGuard {
+    storage: Storage,
+    current: Arc<Mutex<String>>,
+    stop: Arc<AtomicBool>,
+    refresher: Option<std::thread::JoinHandle<()>>,
+}
+
+impl LockGuard {
+    pub fn acquire(storage: &Storage, exclusive: bool, command: &str) -> Result<LockGuard> {
+        let conflict = |storage: &Storage, own: Option<&str>| -> Result<Option<String>> {
+            for (path, info) in list_locks(storage)? {
+                if Some(path.as_str()) == own {
+                    continue;
+                }
+                // An unreadable lock counts as live until it ages out of the listing.
+                if let Some(info) = info {
+                    if !info.is_stale() && (exclusive || info.exclusive) {
+                        return Ok(Some(info.describe()));
+                    }
+                }
+            }
+            Ok(None)
+        };
+        if let Some(d) = conflict(storage, None)? {
+            return Err(Error::Locked(d));
+        }
+        let path = write_lock(storage, exclusive, command)?;
+        if let Some(d) = conflict(storage, Some(&path))? {
+            let _ = storage.delete(&path);
+            return Err(Error::Locked(d));
+        }
+        let current = Arc::new(Mutex::new(path));
+        let stop = Arc::new(AtomicBool::new(false));
+        let refresher = {
+            let (storage, current, stop, command) = (
+                storage.clone(),
+                current.clone(),
+                stop.clone(),
+                command.to_string(),
+            );
+            std::thread::spawn(move || {
+                let tick = Duration::from_millis(200);
+                let mut waited = Duration::ZERO;
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(tick);
+                    waited += tick;
+                    if waited < REFRESH_EVERY {
+                        continue;
+                    }
+                    waited = Duration::ZERO;
+                    if let Ok(new) = write_lock(&storage, exclusive, &command) {
+                        let old = std::mem::replace(&mut *current.lock().unwrap(), new);
+                        let _ = storage.delete(&old);
+                    }
+                }
+            })
+        };
+        Ok(LockGuard {
+            storage: storage.clone(),
+            current,
+            stop,
+            refresher: Some(refresher),
+        })
+    }
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.refresher.take() {
+            let _ = t.join();
+        }
+        let path = self.current.lock().unwrap().clone();
+        let _ = self.storage.delete(&path);
+    }
+}
+
+fn write_lock(storage: &Storage, exclusive: bool, command: &str) -> Result<String> {
+    let info = LockInfo {
+        time: Utc::now(),
+        exclusive,
+        hostname: host::hostname(),
+        username: host::username(),
+        pid: std::process::id(),
+        command: command.to_string(),
+    };
+    let path = format!("{}{}", layout::LOCKS, LockId::random().to_hex());
+    storage.write(&path, serde_json::to_vec(&info).expect("lock serialises"))?;
+    Ok(path)
+}
+
+/// Removes stale locks, or every lock with `all`; returns the paths removed.
+pub fn unlock(storage: &Storage, all: bool) -> Result<Vec<String>> {
+    let mut removed = Vec::new();
+    for (path, info) in list_locks(storage)? {
+        let stale = info.as_ref().map(|i| i.is_stale()).unwrap_or(true);
+        if all || stale {
+            storage.delete(&path)?;
+            removed.push(path);
+        }
+    }
+    Ok(removed)
+}

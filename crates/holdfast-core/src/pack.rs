@@ -1,0 +1,198 @@
+//! Pack files: many encrypted blobs in one object, with an encrypted header at the end.
+//!
+//! Object stores charge per request and dislike millions of tiny objects, so chunks and trees
+//! are grouped into packs of tens of MiB. The header lists what the pack holds, so a pack is
+//! self-describing and the index can always be rebuilt from packs alone.
+//!
+//! Layout (see docs/format.md): `blob* || sealed(header) || header_len:u32le`.
+
+use crate::crypto::{MasterKey, OVERHEAD};
+use crate::error::{Error, Result};
+use crate::id::{BlobId, PackId, ID_LEN};
+
+pub const HEADER_MAGIC: &[u8; 4] = b"HFPK";
+pub const HEADER_VERSION: u8 = 1;
+/// type + id + length + raw length.
+const ENTRY_LEN: usize = 1 + ID_LEN + 4 + 4;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BlobKind {
+    Data = 0,
+    Tree = 1,
+}
+
+impl BlobKind {
+    pub fn from_u8(b: u8) -> Option<BlobKind> {
+        match b {
+            0 => Some(BlobKind::Data),
+            1 => Some(BlobKind::Tree),
+            _ => None,
+        }
+    }
+}
+
+/// Where one blob sits in its pack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PackedBlob {
+    pub kind: BlobKind,
+    pub id: BlobId,
+    pub offset: u32,
+    /// Stored (sealed) length.
+    pub length: u32,
+    /// Plaintext length after decompression.
+    pub raw_length: u32,
+}
+
+/// Accumulates sealed blobs until the pack is big enough to store.
+#[derive(Default)]
+pub struct PackWriter {
+    buf: Vec<u8>,
+    blobs: Vec<PackedBlob>,
+}
+
+impl PackWriter {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.blobs.is_empty()
+    }
+    pub fn add(&mut self, kind: BlobKind, id: BlobId, sealed: &[u8], raw_length: usize) {
+        self.blobs.push(PackedBlob {
+            kind,
+            id,
+            offset: self.buf.len() as u32,
+            length: sealed.len() as u32,
+            raw_length: raw_length as u32,
+        });
+        self.buf.extend_from_slice(sealed);
+    }
+
+    /// Seals the header, appends it and returns the pack's id, bytes and contents.
+    pub fn finish(mut self, key: &MasterKey) -> (PackId, Vec<u8>, Vec<PackedBlob>) {
+        let header = encode_header(&self.blobs);
+        let sealed = key.seal(&header);
+        self.buf.extend_from_slice(&sealed);
+        self.buf
+            .extend_from_slice(&(sealed.len() as u32).to_le_bytes());
+        let id = PackId(crate::id::content_hash(&self.buf));
+        (id, self.buf, self.blobs)
+    }
+}
+
+pub fn encode_header(blobs: &[PackedBlob]) -> Vec<u8> {
+    let mut h = Vec::with_capacity(9 + blobs.len() * ENTRY_LEN);
+    h.extend_from_slice(HEADER_MAGIC);
+    h.push(HEADER_VERSION);
+    h.extend_from_slice(&(blobs.len() as u32).to_le_bytes());
+    for b in blobs {
+        h.push(b.kind as u8);
+        h.extend_from_slice(&b.id.0);
+        h.extend_from_slice(&b.length.to_le_bytes());
+        h.extend_from_slice(&b.raw_length.to_le_bytes());
+    }
+    h
+}
+
+/// Parses a decrypted header; offsets follow from the lengths, in order from 0.
+pub fn decode_header(what: &str, h: &[u8]) -> Result<Vec<PackedBlob>> {
+    let bad = |why: &str| Error::corrupt(format!("pack header of {what}"), why.to_string());
+    if h.len() < 9 || &h[..4] != HEADER_MAGIC {
+        return Err(bad("bad magic"));
+    }
+    if h[4] != HEADER_VERSION {
+        return Err(bad(&format!("unknown header version {}", h[4])));
+    }
+    let count = u32::from_le_bytes(h[5..9].try_into().unwrap()) as usize;
+    let body = &h[9..];
+    if body.len()
+        != count
+            .checked_mul(ENTRY_LEN)
+            .ok_or_else(|| bad("count overflow"))?
+    {
+        return Err(bad("length does not match entry count"));
+    }
+    let mut offset: u64 = 0;
+    let mut out = Vec::with_capacity(count);
+    for e in body.chunks_exact(ENTRY_LEN) {
+        let kind = BlobKind::from_u8(e[0]).ok_or_else(|| bad("unknown blob type"))?;
+        let id = BlobId(e[1..1 + ID_LEN].try_into().unwrap());
+        let length = u32::from_le_bytes(e[33..37].try_into().unwrap());
+        let raw_length = u32::from_le_bytes(e[37..41].try_into().unwrap());
+        if (length as usize) < OVERHEAD + 1 || offset + length as u64 > u32::MAX as u64 {
+            return Err(bad("impossible blob length"));
+        }
+        out.push(PackedBlob {
+            kind,
+            id,
+            offset: offset as u32,
+            length,
+            raw_length,
+        });
+        offset += length as u64;
+    }
+    Ok(out)
+}
+
+/// Reads the header from the whole bytes of a pack, checking that blobs fill the pack exactly.
+pub fn read_header(what: &str, key: &MasterKey, pack: &[u8]) -> Result<Vec<PackedBlob>> {
+    let bad = |why: &str| Error::corrupt(format!("pack {what}"), why.to_string());
+    if pack.len() < 4 {
+        return Err(bad("too short"));
+    }
+    let hlen = u32::from_le_bytes(pack[pack.len() - 4..].try_into().unwrap()) as usize;
+    if hlen + 4 > pack.len() {
+        return Err(bad("header length beyond pack"));
+    }
+    let start = pack.len() - 4 - hlen;
+    let header = key.open(
+        &format!("pack header of {what}"),
+        &pack[start..pack.len() - 4],
+    )?;
+    let blobs = decode_header(what, &header)?;
+    let end = blobs
+        .last()
+        .map(|b| b.offset as usize + b.length as usize)
+        .unwrap_or(0);
+    if end != start {
+        return Err(bad("blobs and header do not add up to the pack size"));
+    }
+    Ok(blobs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn pack_round_trip(blobs in proptest::collection::vec((any::<bool>(), proptest::collection::vec(any::<u8>(), 0..300)), 0..20)) {
+            let key = MasterKey::generate();
+            let mut w = PackWriter::new();
+            for (tree, data) in &blobs {
+                let sealed = key.seal(&crate::compress::pack_payload(data, 1));
+                let kind = if *tree { BlobKind::Tree } else { BlobKind::Data };
+                w.add(kind, key.blob_id(data), &sealed, data.len());
+            }
+            let (id, bytes, entries) = w.finish(&key);
+            prop_assert_eq!(id.0, crate::id::content_hash(&bytes));
+            let parsed = read_header("t", &key, &bytes).unwrap();
+            prop_assert_eq!(&parsed, &entries);
+            for (e, (_, data)) in parsed.iter().zip(&blobs) {
+                let sealed = &bytes[e.offset as usize..(e.offset + e.length) as usize];
+                let payload = key.open("b", sealed).unwrap();
+                prop_assert_eq!(&crate::compress::unpack_payload("b", &payload, e.raw_length as usize).unwrap(), data);
+            }
+        }
+
+        #[test]
+        fn header_parser_never_panics(h in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = decode_header("fuzz", &h);
+        }
+    }
+}

@@ -1,0 +1,459 @@
+//! An opened repository: storage, the master key, the config, the index and the cache.
+//!
+//! This is the one place that knows how objects are named, sealed and cached; commands work in
+//! terms of blobs, trees and snapshots.
+
+use std::collections::HashSet;
+use std::sync::{Arc, RwLock};
+
+use chrono::{DateTime, Utc};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::cache::Cache;
+use crate::crypto::MasterKey;
+use crate::error::{Error, Result};
+use crate::id::{content_hash, BlobId, IndexId, KeyId, PackId, SnapshotId};
+use crate::index::{BlobLocation, IndexFile, MasterIndex};
+use crate::keyfile::{KdfParams, KeyFile};
+use crate::pack::BlobKind;
+use crate::snapshot::{Snapshot, SnapshotFilter};
+use crate::storage::{layout, Storage};
+use crate::tree::Tree;
+
+/// The repository format this code writes, and the newest it reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Content-defined chunking sizes; see docs/chunking.md for why these.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ChunkerParams {
+    pub min_size: u32,
+    pub avg_size: u32,
+    pub max_size: u32,
+}
+
+impl Default for ChunkerParams {
+    fn default() -> Self {
+        ChunkerParams {
+            min_size: 256 * 1024,
+            avg_size: 1024 * 1024,
+            max_size: 4 * 1024 * 1024,
+        }
+    }
+}
+
+/// `config`: stored in the clear (it holds no secret) so that the format version can be
+/// checked before any key is tried.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Config {
+    pub holdfast_repository: u32,
+    pub id: String,
+    pub created: DateTime<Utc>,
+    pub chunker: ChunkerParams,
+    /// Target size of pack files in bytes.
+    pub pack_size: u64,
+    pub compression_level: i32,
+}
+
+/// Choices made once, at `init`.
+#[derive(Clone, Debug)]
+pub struct InitOptions {
+    pub kdf: KdfParams,
+    pub chunker: ChunkerParams,
+    pub pack_size: u64,
+    pub compression_level: i32,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        InitOptions {
+            kdf: KdfParams::default(),
+            chunker: ChunkerParams::default(),
+            pack_size: 16 * 1024 * 1024,
+            compression_level: 3,
+        }
+    }
+}
+
+pub struct Repository {
+    storage: Storage,
+    key: MasterKey,
+    key_id: KeyId,
+    config: Config,
+    cache: Option<Cache>,
+    index: RwLock<Arc<MasterIndex>>,
+    index_ids: RwLock<Vec<IndexId>>,
+}
+
+impl Repository {
+    pub fn init(storage: Storage, password: &[u8], opts: &InitOptions) -> Result<Repository> {
+        if storage.exists(layout::CONFIG)? {
+            return Err(Error::AlreadyExists(storage.location().to_string()));
+        }
+        let config = Config {
+            holdfast_repository: FORMAT_VERSION,
+            id: hex::encode(content_hash(&rand::random::<[u8; 32]>())),
+            created: Utc::now(),
+            chunker: opts.chunker,
+            pack_size: opts.pack_size,
+            compression_level: opts.compression_level,
+        };
+        let key = MasterKey::generate();
+        let kf = KeyFile::wrap(&key, password, opts.kdf)?;
+        let key_id = KeyId::random();
+        // Key first: a config without a key would be an unopenable repository.
+        storage.write(&key_path(&key_id), serde_json::to_vec_pretty(&kf).unwrap())?;
+        storage.write(layout::CONFIG, serde_json::to_vec_pretty(&config).unwrap())?;
+        Ok(Self::assemble(storage, key, key_id, config, true))
+    }
+
+    /// Opens a repository, trying the password against every key file.
+    pub fn open(storage: Storage, password: &[u8], use_cache: bool) -> Result<Repository> {
+        let config = read_config(&storage)?;
+        let mut last_err = None;
+        let mut keys = storage.list(layout::KEYS)?;
+        keys.sort_by(|a, b| a.name.cmp(&b.name));
+        for k in keys {
+            let kf: KeyFile = match storage.read(&k.path).map(|b| serde_json::from_slice(&b)) {
+                Ok(Ok(kf)) => kf,
+                Ok(Err(e)) => {
+                    last_err = Some(Error::corrupt(k.path.clone(), e.to_string()));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if let Some(key) = kf.unwrap_key(password)? {
+                let key_id: KeyId = k.name.parse().map_err(|e: crate::id::InvalidId| {
+                    Error::corrupt(k.path.clone(), e.to_string())
+                })?;
+                return Ok(Self::assemble(storage, key, key_id, config, use_cache));
+            }
+        }
+        match last_err {
+            Some(e) => Err(e),
+            None => Err(Error::WrongPassword(storage.location().to_string())),
+        }
+    }
+
+    fn assemble(
+        storage: Storage,
+        key: MasterKey,
+        key_id: KeyId,
+        config: Config,
+        use_cache: bool,
+    ) -> Self {
+        let cache = if use_cache {
+            Cache::open(&config.id)
+        } else {
+            None
+        };
+        Repository {
+            storage,
+            key,
+            key_id,
+            config,
+            cache,
+            index: RwLock::new(Arc::new(MasterIndex::default())),
+            index_ids: RwLock::new(Vec::new()),
+        }
+    }
+
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+    pub fn key(&self) -> &MasterKey {
+        &self.key
+    }
+    pub fn key_id(&self) -> KeyId {
+        self.key_id
+    }
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+    pub fn cache(&self) -> Option<&Cache> {
+        self.cache.as_ref()
+    }
+
+    // ----- keys -----
+
+    pub fn add_key(&self, password: &[u8], kdf: KdfParams) -> Result<KeyId> {
+        let kf = KeyFile::wrap(&self.key, password, kdf)?;
+        let id = KeyId::random();
+        self.storage
+            .write(&key_path(&id), serde_json::to_vec_pretty(&kf).unwrap())?;
+        Ok(id)
+    }
+
+    pub fn list_keys(&self) -> Result<Vec<(KeyId, KeyFile)>> {
+        let mut out = Vec::new();
+        for k in self.storage.list(layout::KEYS)? {
+            let id: KeyId = match k.name.parse() {
+                Ok(id) => id,
+                Err(_) => continue,
+            };
+            let kf: KeyFile = serde_json::from_slice(&self.storage.read(&k.path)?)
+                .map_err(|e| Error::corrupt(k.path.clone(), e.to_string()))?;
+            out.push((id, kf));
+        }
+        out.sort_by_key(|(_, kf)| kf.created);
+        Ok(out)
+    }
+
+    pub fn remove_key(&self, id: &KeyId) -> Result<()> {
+        if *id == self.key_id {
+            return Err(Error::Invalid(
+                "refusing to remove the key this session was opened with".into(),
+            ));
+        }
+        self.storage.delete(&key_path(id))
+    }
+
+    // ----- objects through the cache -----
+
+    /// Reads a content-addressed object, from the cache when it has it.
+    fn read_cached(&self, path: &str) -> Result<Vec<u8>> {
+        if let Some(c) = &self.cache {
+            if let Some(b) = c.get(path) {
+                return Ok(b);
+            }
+        }
+        let b = self.storage.read(path)?;
+        if let Some(c) = &self.cache {
+            c.put(path, &b);
+        }
+        Ok(b)
+    }
+
+    /// Writes a content-addressed object and returns its hash.
+    fn write_addressed(&self, dir: &str, sealed: Vec<u8>, cache: bool) -> Result<[u8; 32]> {
+        let hash = content_hash(&sealed);
+        let path = format!("{dir}{}", hex::encode(hash));
+        if cache {
+            if let Some(c) = &self.cache {
+                c.put(&path, &sealed);
+            }
+        }
+        self.storage.write(&path, sealed)?;
+        Ok(hash)
+    }
+
+    // ----- index -----
+
+    /// Loads every index file into memory (from the cache where possible).
+    pub fn load_index(&self) -> Result<()> {
+        let listed = self.storage.list(layout::INDEX)?;
+        let files: Vec<(IndexId, IndexFile)> = listed
+            .par_iter()
+            .filter_map(|l| l.name.parse::<IndexId>().ok().map(|id| (id, l)))
+            .map(|(id, l)| {
+                let sealed = self.read_cached(&l.path)?;
+                Ok((id, IndexFile::open(&l.path, &self.key, &sealed)?))
+            })
+            .collect::<Result<_>>()?;
+        let superseded: HashSet<IndexId> = files
+            .iter()
+            .flat_map(|(_, f)| f.supersedes.iter().copied())
+            .collect();
+        let mut master = MasterIndex::default();
+        let mut ids = Vec::new();
+        for (id, f) in &files {
+            ids.push(*id);
+            if superseded.contains(id) {
+                continue;
+            }
+            for p in &f.packs {
+                master.add_pack(p);
+            }
+        }
+        if let Some(c) = &self.cache {
+            c.retain(layout::INDEX, &ids.iter().map(|i| i.to_hex()).collect());
+        }
+        *self.index.write().unwrap() = Arc::new(master);
+        *self.index_ids.write().unwrap() = ids;
+        Ok(())
+    }
+
+    pub fn index(&self) -> Arc<MasterIndex> {
+        self.index.read().unwrap().clone()
+    }
+
+    pub fn index_ids(&self) -> Vec<IndexId> {
+        self.index_ids.read().unwrap().clone()
+    }
+
+    pub fn save_index(&self, file: &IndexFile) -> Result<IndexId> {
+        let sealed = file.seal(&self.key);
+        Ok(IndexId(self.write_addressed(
+            layout::INDEX,
+            sealed,
+            true,
+        )?))
+    }
+
+    // ----- packs and blobs -----
+
+    pub fn save_pack(&self, id: &PackId, bytes: Vec<u8>, has_trees: bool) -> Result<()> {
+        let path = layout::pack_path(&id.to_hex());
+        if has_trees {
+            if let Some(c) = &self.cache {
+                c.put(&path, &bytes);
+            }
+        }
+        self.storage.write(&path, bytes)
+    }
+
+    /// Seals a blob's plaintext for a pack.
+    pub fn seal_blob(&self, plain: &[u8]) -> Vec<u8> {
+        self.key.seal(&crate::compress::pack_payload(
+            plain,
+            self.config.compression_level,
+        ))
+    }
+
+    /// Decrypts, decompresses and verifies one sealed blob.
+    pub fn open_blob(&self, id: &BlobId, loc: &BlobLocation, sealed: &[u8]) -> Result<Vec<u8>> {
+        let what = format!("blob {} in pack {}", id.short(), loc.pack.short());
+        let payload = self.key.open(&what, sealed)?;
+        let plain = crate::compress::unpack_payload(&what, &payload, loc.raw_length as usize)?;
+        if plain.len() != loc.raw_length as usize || self.key.blob_id(&plain) != *id {
+            return Err(Error::corrupt(what, "content does not match its id"));
+        }
+        Ok(plain)
+    }
+
+    pub fn locate(&self, id: &BlobId) -> Result<BlobLocation> {
+        self.index()
+            .get(id)
+            .copied()
+            .ok_or_else(|| Error::NotFound(format!("blob {id} in the index")))
+    }
+
+    /// Reads one blob's plaintext. Tree packs come through the cache whole.
+    pub fn read_blob(&self, id: &BlobId) -> Result<Vec<u8>> {
+        let loc = self.locate(id)?;
+        let path = layout::pack_path(&loc.pack.to_hex());
+        let sealed = if loc.kind == BlobKind::Tree && self.cache.is_some() {
+            let pack = self.read_cached(&path)?;
+            let (s, e) = (
+                loc.offset as usize,
+                loc.offset as usize + loc.length as usize,
+            );
+            if e > pack.len() {
+                return Err(Error::corrupt(path, "blob beyond end of pack"));
+            }
+            pack[s..e].to_vec()
+        } else {
+            self.storage
+                .read_range(&path, loc.offset as u64, loc.length as u64)?
+        };
+        self.open_blob(id, &loc, &sealed)
+    }
+
+    pub fn load_tree(&self, id: &BlobId) -> Result<Tree> {
+        Tree::decode(id, &self.read_blob(id)?)
+    }
+
+    // ----- snapshots -----
+
+    pub fn save_snapshot(&self, snap: &Snapshot) -> Result<SnapshotId> {
+        let sealed = self.key.seal(&snap.encode());
+        Ok(SnapshotId(self.write_addressed(
+            layout::SNAPSHOTS,
+            sealed,
+            true,
+        )?))
+    }
+
+    pub fn load_snapshot(&self, id: &SnapshotId) -> Result<Snapshot> {
+        let path = format!("{}{}", layout::SNAPSHOTS, id.to_hex());
+        let sealed = self.read_cached(&path)?;
+        Snapshot::decode(&id.short(), &self.key.open(&path, &sealed)?)
+    }
+
+    /// All snapshots, oldest first.
+    pub fn list_snapshots(&self) -> Result<Vec<(SnapshotId, Snapshot)>> {
+        let listed = self.storage.list(layout::SNAPSHOTS)?;
+        let mut snaps: Vec<(SnapshotId, Snapshot)> = listed
+            .par_iter()
+            .filter_map(|l| l.name.parse::<SnapshotId>().ok())
+            .map(|id| Ok((id, self.load_snapshot(&id)?)))
+            .collect::<Result<_>>()?;
+        if let Some(c) = &self.cache {
+            c.retain(
+                layout::SNAPSHOTS,
+                &snaps.iter().map(|(i, _)| i.to_hex()).collect(),
+            );
+        }
+        snaps.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+        Ok(snaps)
+    }
+
+    pub fn delete_snapshot(&self, id: &SnapshotId) -> Result<()> {
+        self.storage
+            .delete(&format!("{}{}", layout::SNAPSHOTS, id.to_hex()))
+    }
+
+    /// Resolves `latest` (newest matching `filter`) or a unique id prefix.
+    pub fn find_snapshot(
+        &self,
+        spec: &str,
+        filter: &SnapshotFilter,
+    ) -> Result<(SnapshotId, Snapshot)> {
+        let snaps = self.list_snapshots()?;
+        if spec == "latest" {
+            return snaps
+                .into_iter()
+                .rev()
+                .find(|(_, s)| filter.matches(s))
+                .ok_or_else(|| Error::NotFound("a snapshot matching the filters".into()));
+        }
+        let spec_l = spec.to_ascii_lowercase();
+        let mut hits: Vec<_> = snaps
+            .into_iter()
+            .filter(|(id, _)| id.to_hex().starts_with(&spec_l))
+            .collect();
+        match hits.len() {
+            0 => Err(Error::NotFound(format!("snapshot '{spec}'"))),
+            1 => Ok(hits.pop().unwrap()),
+            n => Err(Error::Invalid(format!(
+                "snapshot prefix '{spec}' is ambiguous ({n} snapshots match): give more characters"
+            ))),
+        }
+    }
+}
+
+fn key_path(id: &KeyId) -> String {
+    format!("{}{}", layout::KEYS, id.to_hex())
+}
+
+/// Reads and checks `config` without any key.
+pub fn read_config(storage: &Storage) -> Result<Config> {
+    let bytes = match storage.read(layout::CONFIG) {
+        Ok(b) => b,
+        Err(Error::NotFound(_)) => {
+            return Err(Error::NotARepository(
+                storage.location().to_string(),
+                "it has no config file".into(),
+            ))
+        }
+        Err(e) => return Err(e),
+    };
+    #[derive(Deserialize)]
+    struct Probe {
+        holdfast_repository: u32,
+    }
+    let probe: Probe = serde_json::from_slice(&bytes).map_err(|_| {
+        Error::NotARepository(
+            storage.location().to_string(),
+            "its config file is not a holdfast config".into(),
+        )
+    })?;
+    if probe.holdfast_repository > FORMAT_VERSION {
+        return Err(Error::UnsupportedFormat {
+            location: storage.location().to_string(),
+            found: probe.holdfast_repository,
+            supported: FORMAT_VERSION,
+        });
+    }
+    serde_json::from_slice(&bytes).map_err(|e| Error::corrupt("config", e.to_string()))
+}

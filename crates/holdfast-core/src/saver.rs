@@ -1,0 +1,181 @@
+//! Saving blobs during a backup: deduplicate, seal, fill packs, upload in the background.
+//!
+//! Workers hash and seal blobs in parallel; a full pack is handed to uploader threads over a
+//! bounded channel, so reading never waits for storage unless storage is the bottleneck, and
+//! memory stays bounded (a pack being filled per kind plus one queued per uploader).
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use crate::error::{Error, Result};
+use crate::id::{BlobId, IndexId};
+use crate::index::{IndexFile, MasterIndex, PackEntry};
+use crate::pack::{BlobKind, PackWriter};
+use crate::repo::Repository;
+
+#[derive(Default, Debug)]
+pub struct SaverStats {
+    pub blobs_added: AtomicU64,
+    pub bytes_added: AtomicU64,
+    pub bytes_stored: AtomicU64,
+}
+
+pub struct BlobSaver {
+    repo: Arc<Repository>,
+    known: Arc<MasterIndex>,
+    queued: Mutex<HashSet<BlobId>>,
+    data: Mutex<PackWriter>,
+    tree: Mutex<PackWriter>,
+    tx: Option<SyncSender<PackWriter>>,
+    uploaders: Vec<JoinHandle<Result<Vec<PackEntry>>>>,
+    failed: Arc<AtomicBool>,
+    pub stats: SaverStats,
+}
+
+impl BlobSaver {
+    pub fn new(repo: Arc<Repository>, uploaders: usize) -> BlobSaver {
+        let (tx, rx) = sync_channel::<PackWriter>(uploaders.max(1));
+        let rx = Arc::new(Mutex::new(rx));
+        let failed = Arc::new(AtomicBool::new(false));
+        let handles = (0..uploaders.max(1))
+            .map(|_| {
+                let (repo, rx, failed) = (repo.clone(), rx.clone(), failed.clone());
+                std::thread::spawn(move || upload_loop(&repo, &rx, &failed))
+            })
+            .collect();
+        BlobSaver {
+            known: repo.index(),
+            repo,
+            queued: Mutex::new(HashSet::new()),
+            data: Mutex::new(PackWriter::new()),
+            tree: Mutex::new(PackWriter::new()),
+            tx: Some(tx),
+            uploaders: handles,
+            failed,
+            stats: SaverStats::default(),
+        }
+    }
+
+    pub fn has_failed(&self) -> bool {
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    /// Whether a blob with this id is already stored or queued.
+    pub fn contains(&self, id: &BlobId) -> bool {
+        self.known.contains(id) || self.queued.lock().unwrap().contains(id)
+    }
+
+    /// Stores `plain` unless a blob with the same id exists; returns its id.
+    pub fn save(&self, kind: BlobKind, plain: &[u8]) -> Result<BlobId> {
+        let id = self.repo.key().blob_id(plain);
+        if self.known.contains(&id) || !self.queued.lock().unwrap().insert(id) {
+            return Ok(id);
+        }
+        let sealed = self.repo.seal_blob(plain);
+        self.stats.blobs_added.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .bytes_added
+            .fetch_add(plain.len() as u64, Ordering::Relaxed);
+        self.stats
+            .bytes_stored
+            .fetch_add(sealed.len() as u64, Ordering::Relaxed);
+        let full = {
+            let mut w = match kind {
+                BlobKind::Data => self.data.lock().unwrap(),
+                BlobKind::Tree => self.tree.lock().unwrap(),
+            };
+            w.add(kind, id, &sealed, plain.len());
+            if w.len() as u64 >= self.repo.config().pack_size {
+                Some(std::mem::take(&mut *w))
+            } else {
+                None
+            }
+        };
+        if let Some(w) = full {
+            self.send(w)?;
+        }
+        Ok(id)
+    }
+
+    fn send(&self, w: PackWriter) -> Result<()> {
+        if self.has_failed() {
+            return Err(Error::Invalid("storing a pack failed".into()));
+        }
+        self.tx
+            .as_ref()
+            .expect("saver not finished")
+            .send(w)
+            .map_err(|_| Error::Invalid("the pack uploader stopped".into()))
+    }
+
+    /// Flushes partly filled packs, waits for uploads and writes one index file for them.
+    /// Called on failure too, so that packs already stored are indexed and reused next time.
+    pub fn finish(mut self) -> Result<Option<IndexId>> {
+        let data = std::mem::take(&mut *self.data.lock().unwrap());
+        let tree = std::mem::take(&mut *self.tree.lock().unwrap());
+        let mut first_err = None;
+        for w in [data, tree] {
+            if !w.is_empty() {
+                if let Err(e) = self.send(w) {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        drop(self.tx.take());
+        let mut packs = Vec::new();
+        for h in self.uploaders.drain(..) {
+            match h.join().expect("uploader thread panicked") {
+                Ok(p) => packs.extend(p),
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        let index_id = if packs.is_empty() {
+            None
+        } else {
+            Some(self.repo.save_index(&IndexFile {
+                supersedes: Vec::new(),
+                packs,
+            })?)
+        };
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(index_id),
+        }
+    }
+}
+
+fn upload_loop(
+    repo: &Repository,
+    rx: &Mutex<Receiver<PackWriter>>,
+    failed: &AtomicBool,
+) -> Result<Vec<PackEntry>> {
+    let mut done = Vec::new();
+    let mut err = None;
+    loop {
+        let next = rx.lock().unwrap().recv();
+        let Ok(w) = next else { break };
+        if err.is_some() {
+            continue;
+        }
+        let (id, bytes, blobs) = w.finish(repo.key());
+        let has_trees = blobs.iter().any(|b| b.kind == BlobKind::Tree);
+        match repo.save_pack(&id, bytes, has_trees) {
+            Ok(()) => done.push(PackEntry { id, blobs }),
+            Err(e) => {
+                failed.store(true, Ordering::Relaxed);
+                err = Some(e);
+            }
+        }
+    }
+    match err {
+        // Packs stored before the failure are still returned through the index by the caller
+        // only when everything succeeded; a failed run leaves them unindexed for prune.
+        Some(e) => Err(e),
+        None => Ok(done),
+    }
+}

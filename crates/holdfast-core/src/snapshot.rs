@@ -1,0 +1,105 @@
+//! Snapshots: the named, dated root of one backup.
+//!
+//! A snapshot file is small JSON naming a root tree plus what an operator wants to know at a
+//! glance (host, paths, tags, what the run did). Unknown fields are kept, so an older tool
+//! rewriting nothing and a newer tool adding application fields can coexist.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::id::{BlobId, SnapshotId};
+use crate::tree::Node;
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub files_new: u64,
+    pub files_changed: u64,
+    pub files_unchanged: u64,
+    pub dirs: u64,
+    pub other_entries: u64,
+    /// Bytes of file content read from disk.
+    pub bytes_read: u64,
+    /// Plaintext bytes of blobs this backup added to the repository.
+    pub bytes_added: u64,
+    /// Stored (compressed, encrypted) bytes of those blobs.
+    pub bytes_stored: u64,
+    pub blobs_added: u64,
+    /// Logical size of all files in the snapshot.
+    pub total_bytes: u64,
+    pub total_files: u64,
+    pub started: Option<DateTime<Utc>>,
+    pub duration_secs: f64,
+}
+
+/// A path that could not be backed up, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Warning {
+    pub path: String,
+    pub message: String,
+}
+
+/// How the root tree relates to `paths`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum RootLayout {
+    /// One directory was backed up; the root tree is its content.
+    #[default]
+    DirContent,
+    /// The root tree mirrors the absolute paths given (several paths, or a single file).
+    FullPaths,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub time: DateTime<Utc>,
+    pub tree: BlobId,
+    pub paths: Vec<String>,
+    pub hostname: String,
+    pub username: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<SnapshotId>,
+    pub program_version: String,
+    #[serde(default)]
+    pub layout: RootLayout,
+    /// Metadata of the backed-up directory itself (with [`RootLayout::DirContent`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<Node>,
+    #[serde(default)]
+    pub summary: Summary,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<Warning>,
+    /// Fields this version does not know, kept as they are.
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+impl Snapshot {
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("snapshots serialise")
+    }
+    pub fn decode(id: &str, b: &[u8]) -> Result<Snapshot> {
+        serde_json::from_slice(b)
+            .map_err(|e| Error::corrupt(format!("snapshot {id}"), e.to_string()))
+    }
+}
+
+/// Filters for choosing snapshots (`latest`, `snapshots`).
+#[derive(Clone, Debug, Default)]
+pub struct SnapshotFilter {
+    pub hosts: Vec<String>,
+    pub tags: Vec<String>,
+    pub paths: Vec<String>,
+}
+
+impl SnapshotFilter {
+    pub fn matches(&self, s: &Snapshot) -> bool {
+        (self.hosts.is_empty() || self.hosts.contains(&s.hostname))
+            && self.tags.iter().all(|t| s.tags.contains(t))
+            && (self.paths.is_empty() || self.paths.iter().all(|p| s.paths.contains(p)))
+    }
+}

@@ -1,0 +1,179 @@
+//! Where repository objects live: a thin synchronous face over Apache OpenDAL.
+//!
+//! The repository only ever writes whole objects once, reads whole objects or byte ranges,
+//! lists a folder, and deletes. That is all object storage offers, so nothing above this layer
+//! can come to depend on rename, append or listing order. The local filesystem is reached
+//! through OpenDAL's fs service with an atomic-write directory, which gives temp file + fsync +
+//! rename, so a crash never leaves a half-written object under its final name.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use opendal::{ErrorKind, Operator};
+
+use crate::error::{Error, Result};
+
+/// Top-level folders of a repository; each object's name in them is a hex id.
+pub mod layout {
+    pub const CONFIG: &str = "config";
+    pub const KEYS: &str = "keys/";
+    pub const SNAPSHOTS: &str = "snapshots/";
+    pub const INDEX: &str = "index/";
+    pub const DATA: &str = "data/";
+    pub const LOCKS: &str = "locks/";
+    /// Temp files of the local backend before they are renamed into place.
+    pub const TMP: &str = "tmp";
+
+    /// `data/ab/abcdef…`: 256 fan-out folders keep directory listings short.
+    pub fn pack_path(hex: &str) -> String {
+        format!("{DATA}{}/{hex}", &hex[..2])
+    }
+}
+
+#[derive(Clone)]
+pub struct Storage {
+    op: Operator,
+    rt: Arc<tokio::runtime::Runtime>,
+    location: String,
+    local_root: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Storage({})", self.location)
+    }
+}
+
+/// One listed object: its path relative to the repository root, and size when known.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub path: String,
+    pub name: String,
+}
+
+impl Storage {
+    /// A repository on the local filesystem. `create` makes the folder (for `init`); otherwise
+    /// a missing folder is [`Error::NoRepository`].
+    pub fn local(path: &Path, create: bool) -> Result<Storage> {
+        let location = path.display().to_string();
+        if create {
+            std::fs::create_dir_all(path).map_err(|e| Error::io(path, e))?;
+        } else if !path.is_dir() {
+            return Err(Error::NoRepository(location));
+        }
+        let root = std::fs::canonicalize(path).map_err(|e| Error::io(path, e))?;
+        let tmp = root.join(layout::TMP);
+        std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        let builder = opendal::services::Fs::default()
+            .root(&root.to_string_lossy())
+            .atomic_write_dir(&tmp.to_string_lossy());
+        let op = Operator::new(builder).map_err(|e| storage_err("open", &location, e))?;
+        Ok(Storage {
+            op,
+            rt: Arc::new(runtime()),
+            location,
+            local_root: Some(root),
+        })
+    }
+
+    /// The repository location as the user named it.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// The local folder, when the repository is on the local filesystem.
+    pub fn local_root(&self) -> Option<&Path> {
+        self.local_root.as_deref()
+    }
+
+    pub fn read(&self, path: &str) -> Result<Vec<u8>> {
+        self.rt
+            .block_on(self.op.read(path))
+            .map(|b| b.to_vec())
+            .map_err(|e| storage_err("read", path, e))
+    }
+
+    pub fn read_range(&self, path: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+        let buf = self
+            .rt
+            .block_on(async { self.op.read_with(path).range(offset..offset + len).await })
+            .map_err(|e| storage_err("read", path, e))?;
+        if buf.len() as u64 != len {
+            return Err(Error::corrupt(
+                path,
+                format!(
+                    "short read: wanted {len} bytes at {offset}, got {}",
+                    buf.len()
+                ),
+            ));
+        }
+        Ok(buf.to_vec())
+    }
+
+    pub fn write(&self, path: &str, bytes: Vec<u8>) -> Result<()> {
+        self.rt
+            .block_on(self.op.write(path, bytes))
+            .map(|_| ())
+            .map_err(|e| storage_err("write", path, e))
+    }
+
+    pub fn delete(&self, path: &str) -> Result<()> {
+        self.rt
+            .block_on(self.op.delete(path))
+            .map_err(|e| storage_err("delete", path, e))
+    }
+
+    pub fn exists(&self, path: &str) -> Result<bool> {
+        self.rt
+            .block_on(self.op.exists(path))
+            .map_err(|e| storage_err("stat", path, e))
+    }
+
+    pub fn size(&self, path: &str) -> Result<u64> {
+        self.rt
+            .block_on(self.op.stat(path))
+            .map(|m| m.content_length())
+            .map_err(|e| storage_err("stat", path, e))
+    }
+
+    /// Every object below `dir` (which ends in `/`), in no particular order.
+    pub fn list(&self, dir: &str) -> Result<Vec<Listed>> {
+        let entries = match self
+            .rt
+            .block_on(async { self.op.list_with(dir).recursive(true).await })
+        {
+            Ok(e) => e,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(storage_err("list", dir, e)),
+        };
+        Ok(entries
+            .into_iter()
+            .filter(|e| e.metadata().mode().is_file())
+            .map(|e| {
+                let path = e.path().trim_start_matches('/').to_string();
+                let name = path.rsplit('/').next().unwrap_or("").to_string();
+                Listed { path, name }
+            })
+            .collect())
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("holdfast-io")
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+fn storage_err(op: &'static str, path: &str, source: opendal::Error) -> Error {
+    if source.kind() == ErrorKind::NotFound {
+        return Error::NotFound(path.to_string());
+    }
+    Error::Storage {
+        op,
+        path: path.to_string(),
+        source,
+    }
+}

@@ -1,0 +1,286 @@
+//! Command-line definitions: every flag, its environment variable and its help text.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+pub const EXIT_CODES: &str = "\
+EXIT CODES:
+    0    success
+    1    failure (nothing was changed or written beyond what the message says)
+    2    usage error
+    3    backup finished, but some files could not be read (listed; snapshot written)
+    10   no repository at the location, or not a holdfast repository
+    11   repository is locked by another process
+    12   wrong password
+    13   repository format is newer than this holdfast
+    14   check found damaged or missing data
+    130  interrupted (SIGINT/SIGTERM); earlier snapshots are untouched";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "holdfast",
+    version,
+    about = "Backup and restore for an application's data directory",
+    long_about = "holdfast keeps deduplicated, compressed and encrypted snapshots of directories \
+in a repository on local disk. Each backup after the first reads only files that changed.\n\n\
+Repository and password come from --repo/HOLDFAST_REPO and, in this order, \
+--password-file/HOLDFAST_PASSWORD_FILE, HOLDFAST_PASSWORD, --password-command/HOLDFAST_PASSWORD_COMMAND, \
+or a terminal prompt.",
+    after_long_help = EXIT_CODES,
+    after_help = "Run `holdfast help <command>` for details; `--help` lists exit codes."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// Repository location (a directory)
+    #[arg(
+        short = 'r',
+        long,
+        env = "HOLDFAST_REPO",
+        global = true,
+        value_name = "LOCATION"
+    )]
+    pub repo: Option<String>,
+    /// Read the password from the first line of FILE
+    #[arg(
+        long,
+        env = "HOLDFAST_PASSWORD_FILE",
+        global = true,
+        value_name = "FILE"
+    )]
+    pub password_file: Option<PathBuf>,
+    /// Run COMMAND (with sh -c) and use the first line it prints as the password
+    #[arg(
+        long,
+        env = "HOLDFAST_PASSWORD_COMMAND",
+        global = true,
+        value_name = "COMMAND"
+    )]
+    pub password_command: Option<String>,
+    /// Print one JSON document (or JSON lines for listings) on stdout and nothing else
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Do not use or fill the local metadata cache
+    #[arg(long, global = true)]
+    pub no_cache: bool,
+    /// Print only errors and warnings
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// More detail on stderr (-v, -vv)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a new repository
+    Init(InitArgs),
+    /// Back up files and directories into a new snapshot
+    #[command(
+        after_long_help = "Files whose size, mtime, ctime and inode are unchanged since the parent snapshot \
+(the latest one with the same host and paths) are not read again.\n\n\
+Exclude patterns: without '/', a pattern matches an entry's name anywhere ('*.log', 'tmp'); with '/', \
+the whole path, absolute or relative to the backed-up directory ('/srv/dss/data/tmp', 'jobs/*/output'); \
+'**' crosses directories.\n\nExit code 3 means the snapshot was written but some files could not be read."
+    )]
+    Backup(BackupArgs),
+    /// List snapshots
+    Snapshots(SnapshotsArgs),
+    /// List the entries of a snapshot, recursively below PATH
+    Ls(LsArgs),
+    /// Show what changed between two snapshots
+    Diff(DiffArgs),
+    /// Restore a snapshot, or part of it, into a directory
+    #[command(
+        after_long_help = "A snapshot of one directory restores that directory's content directly into \
+--target (so `restore latest --target /srv/dss/data` rebuilds a data directory in place of the original); \
+a snapshot of several paths restores each under its full path. The target must be empty unless --overwrite. \
+Nothing is ever written outside the target."
+    )]
+    Restore(RestoreArgs),
+    /// Verify the repository: structure, and with --read-data every byte
+    Check(CheckArgs),
+    /// Sizes, deduplication and compression
+    Stats(StatsArgs),
+    /// Manage the passwords (key files) of the repository
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Print decrypted internals, for debugging
+    Cat(CatArgs),
+    /// Remove stale locks (of dead processes or not refreshed for 30 minutes)
+    Unlock(UnlockArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    /// Argon2id memory in MiB for the new key
+    #[arg(long, default_value_t = 64, value_name = "MIB")]
+    pub argon2_memory: u32,
+    /// Argon2id passes for the new key
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub argon2_iterations: u32,
+    /// Target pack size in MiB
+    #[arg(long, default_value_t = 16, value_name = "MIB")]
+    pub pack_size: u64,
+    /// zstd level (1-19)
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
+    pub compression: i32,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct Filter {
+    /// Only snapshots of this host (repeatable)
+    #[arg(long = "host", value_name = "HOST")]
+    pub hosts: Vec<String>,
+    /// Only snapshots with this tag (repeatable: all must match)
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// Only snapshots of this path (repeatable)
+    #[arg(long = "path", value_name = "PATH")]
+    pub paths: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct BackupArgs {
+    /// Files and directories to back up
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Leave out entries matching GLOB (repeatable)
+    #[arg(short, long, value_name = "GLOB")]
+    pub exclude: Vec<String>,
+    /// Read exclude patterns from FILE, one a line (repeatable)
+    #[arg(long, value_name = "FILE")]
+    pub exclude_file: Vec<PathBuf>,
+    /// Leave out directories that contain a file named NAME (repeatable)
+    #[arg(long, value_name = "NAME")]
+    pub exclude_if_present: Vec<String>,
+    /// Do not descend into other filesystems (mount points are kept, empty)
+    #[arg(short = 'x', long)]
+    pub one_file_system: bool,
+    /// Tag the snapshot (repeatable)
+    #[arg(long, value_name = "TAG")]
+    pub tag: Vec<String>,
+    /// Record this host name instead of the machine's
+    #[arg(long, value_name = "HOST")]
+    pub host: Option<String>,
+    /// Compare against this snapshot instead of the latest of the same host and paths
+    #[arg(long, value_name = "SNAPSHOT")]
+    pub parent: Option<String>,
+    /// Read every file, ignoring the parent snapshot
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct SnapshotsArgs {
+    #[command(flatten)]
+    pub filter: Filter,
+}
+
+#[derive(Args, Debug)]
+pub struct LsArgs {
+    /// Snapshot id prefix, or `latest`
+    pub snapshot: String,
+    /// Directory inside the snapshot
+    #[arg(default_value = "")]
+    pub path: String,
+    /// Show mode, owner, size and time
+    #[arg(short, long)]
+    pub long: bool,
+    #[command(flatten)]
+    pub filter: Filter,
+}
+
+#[derive(Args, Debug)]
+pub struct DiffArgs {
+    pub from: String,
+    pub to: String,
+    #[command(flatten)]
+    pub filter: Filter,
+}
+
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    /// Snapshot id prefix, or `latest`
+    pub snapshot: String,
+    /// Directory to restore into (created if missing)
+    #[arg(short, long, value_name = "DIR")]
+    pub target: PathBuf,
+    /// Restore only entries matching GLOB, with the directories leading to them (repeatable)
+    #[arg(short, long, value_name = "GLOB")]
+    pub include: Vec<String>,
+    /// Skip entries matching GLOB (repeatable)
+    #[arg(short, long, value_name = "GLOB")]
+    pub exclude: Vec<String>,
+    /// Restore into a non-empty target, replacing files in the way
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Re-read every restored file and compare it with the snapshot
+    #[arg(long)]
+    pub verify: bool,
+    /// Restore owners by stored uid/gid even where a user or group of the stored name exists
+    #[arg(long)]
+    pub numeric_owner: bool,
+    #[command(flatten)]
+    pub filter: Filter,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// Read and verify all stored data
+    #[arg(long)]
+    pub read_data: bool,
+    /// Read and verify a part of the data: a percentage (`10%`) or a fraction (`1/7`)
+    #[arg(long, value_name = "SUBSET", conflicts_with = "read_data")]
+    pub read_data_subset: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct StatsArgs {
+    /// Only these snapshots (default: all)
+    pub snapshots: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyCommand {
+    /// Add a password
+    Add(NewPassword),
+    /// List key files
+    List,
+    /// Remove a key file (not the one in use)
+    Remove { id: String },
+    /// Change the password in use (adds a new key, removes the current one)
+    Passwd(NewPassword),
+}
+
+#[derive(Args, Debug)]
+pub struct NewPassword {
+    /// Read the new password from FILE (else prompt twice)
+    #[arg(long, value_name = "FILE")]
+    pub new_password_file: Option<PathBuf>,
+    #[arg(long, default_value_t = 64, value_name = "MIB")]
+    pub argon2_memory: u32,
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub argon2_iterations: u32,
+}
+
+#[derive(Args, Debug)]
+pub struct CatArgs {
+    /// config | snapshot ID | index | pack ID | tree ID | blob ID | keys | locks
+    pub what: String,
+    pub id: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct UnlockArgs {
+    /// Remove every lock, live ones too
+    #[arg(long)]
+    pub all: bool,
+}

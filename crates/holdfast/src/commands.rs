@@ -1,0 +1,638 @@
+//! One function per command. Each prints human text, or with --json exactly one JSON document
+//! (JSON lines for `ls` and `diff`), and returns the exit code.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context, Result};
+use holdfast_core::backup::{self, BackupOptions, Progress};
+use holdfast_core::check::{self, CheckOptions};
+use holdfast_core::error::exit;
+use holdfast_core::exclude::Excludes;
+use holdfast_core::id::{BlobId, KeyId, PackId};
+use holdfast_core::keyfile::KdfParams;
+use holdfast_core::repo::{InitOptions, Repository};
+use holdfast_core::restore::{self, RestoreOptions, RestoreProgress};
+use holdfast_core::snapshot::SnapshotFilter;
+use holdfast_core::storage::layout;
+use holdfast_core::tree::NodeKind;
+use serde_json::json;
+
+use crate::cli::*;
+use crate::context::{prompt, Ctx};
+use crate::format;
+use crate::progress::Bar;
+
+pub fn run(ctx: &Ctx, cmd: Command) -> Result<i32> {
+    match cmd {
+        Command::Init(a) => init(ctx, a),
+        Command::Backup(a) => backup_cmd(ctx, a),
+        Command::Snapshots(a) => snapshots(ctx, a),
+        Command::Ls(a) => ls(ctx, a),
+        Command::Diff(a) => diff(ctx, a),
+        Command::Restore(a) => restore_cmd(ctx, a),
+        Command::Check(a) => check_cmd(ctx, a),
+        Command::Stats(a) => stats(ctx, a),
+        Command::Key(k) => key(ctx, k),
+        Command::Cat(a) => cat(ctx, a),
+        Command::Unlock(a) => unlock(ctx, a),
+    }
+}
+
+fn filter(f: &Filter) -> SnapshotFilter {
+    SnapshotFilter {
+        hosts: f.hosts.clone(),
+        tags: f.tags.clone(),
+        paths: f.paths.clone(),
+    }
+}
+
+fn kdf(memory_mib: u32, iterations: u32) -> KdfParams {
+    KdfParams {
+        memory_kib: memory_mib.max(1) * 1024,
+        iterations: iterations.max(1),
+        ..KdfParams::default()
+    }
+}
+
+fn init(ctx: &Ctx, a: InitArgs) -> Result<i32> {
+    let location = ctx.repo_location()?;
+    let storage = holdfast_app::open_storage(&location, true)?;
+    let pw = holdfast_app::access::read_password(&ctx.password_source(), &new_password_prompt, "")?;
+    let opts = InitOptions {
+        kdf: kdf(a.argon2_memory, a.argon2_iterations),
+        pack_size: a.pack_size.max(1) * 1024 * 1024,
+        compression_level: a.compression,
+        ..InitOptions::default()
+    };
+    let repo = Repository::init(storage, &pw, &opts)?;
+    if ctx.global.json {
+        ctx.json(&json!({"repository": location, "id": repo.config().id, "version": repo.config().holdfast_repository}));
+    } else {
+        ctx.say(format!(
+            "created holdfast repository {} at {location}",
+            &repo.config().id[..8]
+        ));
+        ctx.say("Keep the password safe: without it the data cannot be read back.");
+    }
+    Ok(exit::OK)
+}
+
+fn new_password_prompt(_: &str) -> std::io::Result<String> {
+    let a = prompt("new password: ")?;
+    let b = prompt("repeat password: ")?;
+    if a != b {
+        return Err(std::io::Error::other("the passwords do not match"));
+    }
+    Ok(a)
+}
+
+fn backup_cmd(ctx: &Ctx, a: BackupArgs) -> Result<i32> {
+    let mut patterns = a.exclude.clone();
+    for f in &a.exclude_file {
+        patterns.extend(Excludes::read_file(f)?);
+    }
+    let excludes = Excludes::new(&patterns, &a.exclude_if_present)?;
+    let (repo, _lock) = ctx.open_locked(false, "backup")?;
+    let parent = match &a.parent {
+        Some(p) => Some(repo.find_snapshot(p, &SnapshotFilter::default())?.0),
+        None => None,
+    };
+    let opts = BackupOptions {
+        excludes: excludes.clone(),
+        one_file_system: a.one_file_system,
+        tags: a.tag.clone(),
+        hostname: a.host.clone(),
+        parent,
+        force: a.force,
+        record_paths_as: None,
+    };
+    let progress = Arc::new(Progress::default());
+    let bar = if ctx.interactive() {
+        let (p, paths, ex, cancel) = (
+            progress.clone(),
+            a.paths.clone(),
+            excludes,
+            ctx.cancel.clone(),
+        );
+        std::thread::spawn(move || backup::scan(&paths, &ex, &p, &cancel));
+        let p = progress.clone();
+        Some(Bar::start(true, "backup", move || {
+            (
+                p.bytes_done.load(Ordering::Relaxed),
+                p.total_bytes.load(Ordering::Relaxed),
+                p.files_done.load(Ordering::Relaxed),
+                p.total_files.load(Ordering::Relaxed),
+            )
+        }))
+    } else {
+        None
+    };
+    let outcome = backup::backup(repo.clone(), &a.paths, &opts, &progress, &ctx.cancel);
+    drop(bar);
+    let outcome = outcome?;
+    let s = &outcome.snapshot;
+    for w in &s.warnings {
+        eprintln!("holdfast: warning: {}: {}", w.path, w.message);
+    }
+    if ctx.global.json {
+        ctx.json(&json!({"id": outcome.id, "snapshot": s}));
+    } else {
+        let m = &s.summary;
+        ctx.say(format!(
+            "snapshot {} saved: {} files ({} new, {} changed, {} unchanged), {} read, {} added ({} stored) in {:.1}s",
+            outcome.id.short(),
+            m.total_files,
+            m.files_new,
+            m.files_changed,
+            m.files_unchanged,
+            format::bytes(m.bytes_read),
+            format::bytes(m.bytes_added),
+            format::bytes(m.bytes_stored),
+            m.duration_secs
+        ));
+        if !s.warnings.is_empty() {
+            ctx.say(format!(
+                "{} path(s) could not be backed up (see warnings above)",
+                s.warnings.len()
+            ));
+        }
+    }
+    Ok(if s.warnings.is_empty() {
+        exit::OK
+    } else {
+        exit::PARTIAL
+    })
+}
+
+fn snapshots(ctx: &Ctx, a: SnapshotsArgs) -> Result<i32> {
+    let repo = ctx.open()?;
+    let f = filter(&a.filter);
+    let snaps: Vec<_> = repo
+        .list_snapshots()?
+        .into_iter()
+        .filter(|(_, s)| f.matches(s))
+        .collect();
+    if ctx.global.json {
+        let v: Vec<_> = snaps
+            .iter()
+            .map(|(id, s)| json!({"id": id, "short_id": id.short(), "snapshot": s}))
+            .collect();
+        ctx.json(&v);
+        return Ok(exit::OK);
+    }
+    let rows: Vec<Vec<String>> = snaps
+        .iter()
+        .map(|(id, s)| {
+            vec![
+                id.short(),
+                format::local_time(&s.time),
+                s.hostname.clone(),
+                s.tags.join(","),
+                format::bytes(s.summary.total_bytes),
+                s.paths.join(" "),
+            ]
+        })
+        .collect();
+    ctx.say(format::table(
+        &["ID", "Time", "Host", "Tags", "Size", "Paths"],
+        &rows,
+    ));
+    ctx.say(format!("{} snapshot(s)", snaps.len()));
+    Ok(exit::OK)
+}
+
+fn ls(ctx: &Ctx, a: LsArgs) -> Result<i32> {
+    let (repo, _lock) = ctx.open_locked(false, "ls")?;
+    let (_, snap) = repo.find_snapshot(&a.snapshot, &filter(&a.filter))?;
+    let print = |p: &Path, n: &holdfast_core::tree::Node| {
+        if ctx.global.json {
+            ctx.json(&json!({"path": p.to_string_lossy(), "node": n}));
+        } else if a.long {
+            let owner = n.user.clone().unwrap_or_else(|| n.uid.to_string());
+            let group = n.group.clone().unwrap_or_else(|| n.gid.to_string());
+            let t = chrono::DateTime::from_timestamp(n.mtime.0, n.mtime.1).unwrap_or_default();
+            let link = n
+                .target
+                .as_ref()
+                .map(|t| format!(" -> {}", t.lossy()))
+                .unwrap_or_default();
+            println!(
+                "{} {:>8} {:>8} {:>12} {} {}{}",
+                format::mode(n.kind, n.mode),
+                owner,
+                group,
+                n.size,
+                format::local_time(&t),
+                p.display(),
+                link
+            );
+        } else {
+            println!("{}", p.display());
+        }
+    };
+    match holdfast_core::walk::resolve(&repo, &snap.tree, &a.path)? {
+        holdfast_core::walk::Resolved::Leaf(p, n) => print(&Path::new("/").join(p), &n),
+        holdfast_core::walk::Resolved::Dir(p, tree) => {
+            holdfast_core::walk::walk(&repo, &tree, &Path::new("/").join(p), &mut |p, n| {
+                print(p, n);
+                Ok(true)
+            })?;
+        }
+    }
+    Ok(exit::OK)
+}
+
+fn diff(ctx: &Ctx, a: DiffArgs) -> Result<i32> {
+    let (repo, _lock) = ctx.open_locked(false, "diff")?;
+    let f = filter(&a.filter);
+    let (ia, sa) = repo.find_snapshot(&a.from, &f)?;
+    let (ib, sb) = repo.find_snapshot(&a.to, &f)?;
+    let entries = holdfast_core::diff::diff(&repo, &sa.tree, &sb.tree)?;
+    if ctx.global.json {
+        for e in &entries {
+            ctx.json(e);
+        }
+        return Ok(exit::OK);
+    }
+    ctx.say(format!("comparing {} with {}", ia.short(), ib.short()));
+    let mut counts = [0usize; 4];
+    for e in &entries {
+        use holdfast_core::diff::Change::*;
+        let (sym, i) = match e.change {
+            Added => ("+", 0),
+            Removed => ("-", 1),
+            Modified => ("M", 2),
+            Metadata => ("U", 3),
+        };
+        counts[i] += 1;
+        let slash = if e.kind == NodeKind::Dir { "/" } else { "" };
+        println!("{sym}    {}{slash}", e.path);
+    }
+    ctx.say(format!(
+        "{} added, {} removed, {} modified, {} metadata only",
+        counts[0], counts[1], counts[2], counts[3]
+    ));
+    Ok(exit::OK)
+}
+
+fn restore_cmd(ctx: &Ctx, a: RestoreArgs) -> Result<i32> {
+    let (repo, _lock) = ctx.open_locked(false, "restore")?;
+    let (id, snap) = repo.find_snapshot(&a.snapshot, &filter(&a.filter))?;
+    let opts = RestoreOptions {
+        target: a.target.clone(),
+        include: a.include.clone(),
+        exclude: a.exclude.clone(),
+        overwrite: a.overwrite,
+        verify: a.verify,
+        owners: holdfast_core::fsmeta::OwnerPolicy {
+            numeric: a.numeric_owner,
+        },
+    };
+    let progress = Arc::new(RestoreProgress::default());
+    let p = progress.clone();
+    let bar = Bar::start(ctx.interactive(), "restore", move || {
+        (
+            p.bytes_done.load(Ordering::Relaxed),
+            p.total_bytes.load(Ordering::Relaxed),
+            p.files_done.load(Ordering::Relaxed),
+            0,
+        )
+    });
+    let report = restore::restore(&repo, &snap, &opts, &progress, &ctx.cancel);
+    drop(bar);
+    let report = report.with_context(|| {
+        format!(
+            "restoring snapshot {} into {}",
+            id.short(),
+            a.target.display()
+        )
+    })?;
+    for w in &report.warnings {
+        eprintln!("holdfast: warning: {w}");
+    }
+    if ctx.global.json {
+        ctx.json(&json!({"snapshot": id, "target": a.target, "report": report}));
+    } else {
+        ctx.say(format!(
+            "restored snapshot {} into {}: {} files ({}), {} directories, {} links{}",
+            id.short(),
+            a.target.display(),
+            report.files,
+            format::bytes(report.bytes),
+            report.dirs,
+            report.links,
+            if a.verify {
+                format!(", {} files verified", report.verified_files)
+            } else {
+                String::new()
+            }
+        ));
+    }
+    Ok(if report.warnings.is_empty() {
+        exit::OK
+    } else {
+        exit::PARTIAL
+    })
+}
+
+fn parse_subset(s: &str) -> Result<f64> {
+    let f = if let Some(p) = s.strip_suffix('%') {
+        p.trim().parse::<f64>().map(|v| v / 100.0)
+    } else if let Some((n, d)) = s.split_once('/') {
+        match (n.trim().parse::<f64>(), d.trim().parse::<f64>()) {
+            (Ok(n), Ok(d)) if d > 0.0 => Ok(n / d),
+            _ => "x".parse::<f64>(),
+        }
+    } else {
+        s.parse::<f64>()
+    }
+    .map_err(|_| {
+        anyhow!("--read-data-subset takes a percentage like 10% or a fraction like 1/7, not '{s}'")
+    })?;
+    if !(f > 0.0 && f <= 1.0) {
+        bail!("--read-data-subset must be more than 0% and at most 100%, not '{s}'");
+    }
+    Ok(f)
+}
+
+fn check_cmd(ctx: &Ctx, a: CheckArgs) -> Result<i32> {
+    let subset = a
+        .read_data_subset
+        .as_deref()
+        .map(parse_subset)
+        .transpose()?;
+    let (repo, _lock) = ctx.open_locked(false, "check")?;
+    let report = check::check(
+        &repo,
+        &CheckOptions {
+            read_data: a.read_data,
+            read_subset: subset,
+        },
+    )?;
+    if ctx.global.json {
+        ctx.json(&json!({"ok": report.ok(), "report": report}));
+    } else {
+        for w in &report.warnings {
+            eprintln!("holdfast: warning: {w}");
+        }
+        for e in &report.errors {
+            println!("error: {e}");
+        }
+        for d in &report.damaged {
+            println!("damaged: snapshot {} {}", d.snapshot, d.path);
+        }
+        ctx.say(format!(
+            "{}: {} snapshots, {} trees, {} packs indexed{}",
+            if report.ok() {
+                "no errors found"
+            } else {
+                "check FAILED"
+            },
+            report.snapshots,
+            report.trees,
+            report.packs_indexed,
+            if report.packs_read > 0 {
+                format!(
+                    ", {} packs and {} blobs read and verified",
+                    report.packs_read, report.blobs_read
+                )
+            } else {
+                String::new()
+            }
+        ));
+    }
+    if !report.ok() {
+        eprintln!(
+            "holdfast: error: check found {} problem(s){}",
+            report.errors.len(),
+            if report.damaged.is_empty() {
+                String::new()
+            } else {
+                format!(" affecting {} path(s)", report.damaged.len())
+            }
+        );
+        return Ok(exit::INTEGRITY);
+    }
+    Ok(exit::OK)
+}
+
+fn stats(ctx: &Ctx, a: StatsArgs) -> Result<i32> {
+    let (repo, _lock) = ctx.open_locked(false, "stats")?;
+    let only = if a.snapshots.is_empty() {
+        None
+    } else {
+        Some(
+            a.snapshots
+                .iter()
+                .map(|s| {
+                    repo.find_snapshot(s, &SnapshotFilter::default())
+                        .map(|x| x.0)
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        )
+    };
+    let s = holdfast_core::stats::stats(&repo, only.as_deref())?;
+    if ctx.global.json {
+        ctx.json(&s);
+    } else {
+        let rows = vec![
+            vec!["snapshots".into(), s.snapshots.to_string()],
+            vec!["files (all snapshots)".into(), s.files.to_string()],
+            vec!["logical size".into(), format::bytes(s.logical_bytes)],
+            vec![
+                "unique data".into(),
+                format!(
+                    "{} in {} blobs",
+                    format::bytes(s.unique_bytes),
+                    s.unique_blobs
+                ),
+            ],
+            vec!["stored".into(), format::bytes(s.stored_bytes)],
+            vec![
+                "repository stored".into(),
+                format!(
+                    "{} in {} packs",
+                    format::bytes(s.repository_stored_bytes),
+                    s.packs
+                ),
+            ],
+            vec!["deduplication".into(), format!("{:.2}x", s.dedup_ratio)],
+            vec!["compression".into(), format!("{:.2}x", s.compression_ratio)],
+        ];
+        ctx.say(
+            format::table(&["", ""], &rows)
+                .lines()
+                .skip(2)
+                .collect::<Vec<_>>()
+                .join("\n"),
+        );
+    }
+    Ok(exit::OK)
+}
+
+fn read_new_password(file: &Option<PathBuf>) -> Result<Vec<u8>> {
+    let src = match file {
+        Some(f) => holdfast_app::PasswordSource::File(f.clone()),
+        None => holdfast_app::PasswordSource::Prompt,
+    };
+    Ok(holdfast_app::access::read_password(
+        &src,
+        &new_password_prompt,
+        "",
+    )?)
+}
+
+fn key(ctx: &Ctx, k: KeyCommand) -> Result<i32> {
+    match k {
+        KeyCommand::Add(n) => {
+            let repo = ctx.open()?;
+            let pw = read_new_password(&n.new_password_file)?;
+            let id = repo.add_key(&pw, kdf(n.argon2_memory, n.argon2_iterations))?;
+            if ctx.global.json {
+                ctx.json(&json!({"added": id}));
+            } else {
+                ctx.say(format!("added key {}", id.short()));
+            }
+        }
+        KeyCommand::List => {
+            let repo = ctx.open()?;
+            let keys = repo.list_keys()?;
+            if ctx.global.json {
+                let v: Vec<_> = keys.iter().map(|(id, k)| json!({"id": id, "current": *id == repo.key_id(), "created": k.created, "hostname": k.hostname, "username": k.username})).collect();
+                ctx.json(&v);
+            } else {
+                let rows: Vec<Vec<String>> = keys
+                    .iter()
+                    .map(|(id, k)| {
+                        vec![
+                            if *id == repo.key_id() {
+                                "*".into()
+                            } else {
+                                " ".into()
+                            },
+                            id.short(),
+                            format::local_time(&k.created),
+                            k.username.clone(),
+                            k.hostname.clone(),
+                        ]
+                    })
+                    .collect();
+                ctx.say(format::table(&["", "ID", "Created", "User", "Host"], &rows));
+            }
+        }
+        KeyCommand::Remove { id } => {
+            let repo = ctx.open()?;
+            let _lock =
+                holdfast_core::lock::LockGuard::acquire(repo.storage(), true, "key remove")?;
+            let keys = repo.list_keys()?;
+            let hits: Vec<KeyId> = keys
+                .iter()
+                .map(|(k, _)| *k)
+                .filter(|k| k.to_hex().starts_with(&id.to_ascii_lowercase()))
+                .collect();
+            let kid = match hits.as_slice() {
+                [one] => *one,
+                [] => bail!("no key '{id}'"),
+                _ => bail!("key prefix '{id}' is ambiguous"),
+            };
+            repo.remove_key(&kid)?;
+            if ctx.global.json {
+                ctx.json(&json!({"removed": kid}));
+            } else {
+                ctx.say(format!("removed key {}", kid.short()));
+            }
+        }
+        KeyCommand::Passwd(n) => {
+            let repo = ctx.open()?;
+            let pw = read_new_password(&n.new_password_file)?;
+            let old = repo.key_id();
+            let id = repo.add_key(&pw, kdf(n.argon2_memory, n.argon2_iterations))?;
+            repo.storage()
+                .delete(&format!("{}{}", layout::KEYS, old.to_hex()))?;
+            if ctx.global.json {
+                ctx.json(&json!({"added": id, "removed": old}));
+            } else {
+                ctx.say(format!(
+                    "password changed: key {} replaces {}",
+                    id.short(),
+                    old.short()
+                ));
+            }
+        }
+    }
+    Ok(exit::OK)
+}
+
+fn cat(ctx: &Ctx, a: CatArgs) -> Result<i32> {
+    let need_id = || {
+        a.id.clone()
+            .ok_or_else(|| anyhow!("`cat {}` needs an id", a.what))
+    };
+    let location = ctx.repo_location()?;
+    let out: serde_json::Value = match a.what.as_str() {
+        "config" => {
+            let storage = holdfast_app::open_storage(&location, false)?;
+            serde_json::to_value(holdfast_core::repo::read_config(&storage)?)?
+        }
+        "locks" => {
+            let storage = holdfast_app::open_storage(&location, false)?;
+            let v: Vec<_> = holdfast_core::lock::list_locks(&storage)?.into_iter().map(|(p, i)| json!({"path": p, "lock": i})).collect();
+            serde_json::to_value(v)?
+        }
+        "keys" => {
+            let repo = ctx.open()?;
+            serde_json::to_value(repo.list_keys()?.into_iter().map(|(id, k)| json!({"id": id, "key": k})).collect::<Vec<_>>())?
+        }
+        "snapshot" => {
+            let repo = ctx.open()?;
+            let (id, s) = repo.find_snapshot(&need_id()?, &SnapshotFilter::default())?;
+            json!({"id": id, "snapshot": s})
+        }
+        "index" => {
+            let repo = ctx.open()?;
+            let mut files = Vec::new();
+            for l in repo.storage().list(layout::INDEX)? {
+                let f = holdfast_core::index::IndexFile::open(&l.path, repo.key(), &repo.storage().read(&l.path)?)?;
+                files.push(json!({"id": l.name, "index": f}));
+            }
+            serde_json::to_value(files)?
+        }
+        "pack" => {
+            let repo = ctx.open()?;
+            let id: PackId = need_id()?.parse()?;
+            let bytes = repo.storage().read(&layout::pack_path(&id.to_hex()))?;
+            let header = holdfast_core::pack::read_header(&id.to_hex(), repo.key(), &bytes)?;
+            json!({"id": id, "size": bytes.len(), "blobs": header})
+        }
+        "tree" | "blob" => {
+            let repo = ctx.open()?;
+            repo.load_index()?;
+            let id: BlobId = need_id()?.parse()?;
+            let plain = repo.read_blob(&id)?;
+            if a.what == "tree" {
+                serde_json::from_slice(&plain)?
+            } else {
+                use std::io::Write;
+                std::io::stdout().write_all(&plain)?;
+                return Ok(exit::OK);
+            }
+        }
+        other => bail!("cannot cat '{other}': use config, snapshot ID, index, pack ID, tree ID, blob ID, keys or locks"),
+    };
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(exit::OK)
+}
+
+fn unlock(ctx: &Ctx, a: UnlockArgs) -> Result<i32> {
+    let storage = holdfast_app::open_storage(&ctx.repo_location()?, false)?;
+    holdfast_core::repo::read_config(&storage)?;
+    let removed = holdfast_core::lock::unlock(&storage, a.all)?;
+    if ctx.global.json {
+        ctx.json(&json!({"removed": removed}));
+    } else {
+        ctx.say(format!("removed {} lock(s)", removed.len()));
+    }
+    Ok(exit::OK)
+}
