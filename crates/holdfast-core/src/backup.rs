@@ -514,7 +514,7 @@ fn unchanged(parent: &Node, now: &Node) -> bool {
 }
 
 /// Opens for reading without updating atime where the kernel allows it (own files, or root).
-fn open_noatime(path: &Path) -> std::io::Result<File> {
+pub(crate) fn open_noatime(path: &Path) -> std::io::Result<File> {
     match std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOATIME)

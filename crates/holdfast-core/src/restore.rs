@@ -163,6 +163,28 @@ pub fn restore(
         }
     }
 
+    // Verify before metadata is applied, so that reading does not disturb access times.
+    if opts.verify {
+        let bad: Vec<String> = write_now
+            .par_iter()
+            .filter_map(|(rel, node)| {
+                verify_file(repo, &target.join(rel), node)
+                    .err()
+                    .map(|e| e.to_string())
+            })
+            .collect();
+        if !bad.is_empty() {
+            return Err(Error::corrupt(
+                format!("restored files under {}", target.display()),
+                format!(
+                    "{} file(s) differ from the snapshot, first: {}",
+                    bad.len(),
+                    bad[0]
+                ),
+            ));
+        }
+        report.verified_files = write_now.len() as u64;
+    }
     // Metadata: files, links and specials in parallel; then directories deepest first, so
     // that setting a child's times does not disturb its parent's.
     plan.files
@@ -189,27 +211,6 @@ pub fn restore(
         }
     }
 
-    if opts.verify {
-        let bad: Vec<String> = write_now
-            .par_iter()
-            .filter_map(|(rel, node)| {
-                verify_file(repo, &target.join(rel), node)
-                    .err()
-                    .map(|e| e.to_string())
-            })
-            .collect();
-        if !bad.is_empty() {
-            return Err(Error::corrupt(
-                format!("restored files under {}", target.display()),
-                format!(
-                    "{} file(s) differ from the snapshot, first: {}",
-                    bad.len(),
-                    bad[0]
-                ),
-            ));
-        }
-        report.verified_files = write_now.len() as u64;
-    }
     report.warnings = warnings.into_inner().unwrap();
     Ok(report)
 }
@@ -364,7 +365,7 @@ fn make_special(path: &Path, node: &Node) -> std::result::Result<(), String> {
 /// Re-reads a restored file and checks it chunk by chunk against the snapshot.
 fn verify_file(repo: &Repository, path: &Path, node: &Node) -> Result<()> {
     use std::io::Read;
-    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut f = crate::backup::open_noatime(path).map_err(|e| Error::io(path, e))?;
     let mut buf = Vec::new();
     for id in &node.content {
         let loc = repo.locate(id)?;

@@ -1,0 +1,512 @@
+//! Backup and restore of a tree with every kind of entry, compared byte for byte and metadata
+//! for metadata; incremental behaviour; ls, diff, snapshots and stats on the real binary.
+
+mod common;
+
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use common::*;
+
+/// Builds a tree containing every kind of entry holdfast promises to keep.
+fn build_everything(root: &Path) {
+    let p = |s: &str| root.join(s);
+    std::fs::create_dir_all(p("config/nested/deeper")).unwrap();
+    std::fs::create_dir_all(p("empty-dir")).unwrap();
+    std::fs::write(p("config/settings.json"), br#"{"a": 1}"#).unwrap();
+    std::fs::write(p("empty-file"), b"").unwrap();
+    random_file(&p("config/nested/deeper/big.bin"), 9 * 1024 * 1024 + 17, 1);
+    std::fs::write(p("compressible.csv"), "id,name,value\n".repeat(200_000)).unwrap();
+    // Symlinks: relative, absolute, dangling; kept verbatim.
+    std::os::unix::fs::symlink("settings.json", p("config/link-rel")).unwrap();
+    std::os::unix::fs::symlink("/nonexistent/target", p("dangling")).unwrap();
+    // Hardlinks.
+    std::fs::write(p("hard-a"), b"shared content").unwrap();
+    std::fs::hard_link(p("hard-a"), p("config/hard-b")).unwrap();
+    std::fs::hard_link(p("hard-a"), p("hard-c")).unwrap();
+    // Sparse file: 64 MiB with data in two places.
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = std::fs::File::create(p("sparse.img")).unwrap();
+        f.seek(SeekFrom::Start(10 * 1024 * 1024)).unwrap();
+        f.write_all(&[1u8; 5000]).unwrap();
+        f.set_len(64 * 1024 * 1024).unwrap();
+    }
+    // Special bits.
+    std::fs::write(p("setuid"), b"#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(p("setuid"), std::fs::Permissions::from_mode(0o4755)).unwrap();
+    std::fs::write(p("setgid"), b"x").unwrap();
+    std::fs::set_permissions(p("setgid"), std::fs::Permissions::from_mode(0o2750)).unwrap();
+    std::fs::create_dir(p("sticky")).unwrap();
+    std::fs::set_permissions(p("sticky"), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    std::fs::write(p("private"), b"secret").unwrap();
+    std::fs::set_permissions(p("private"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    // A name that is not UTF-8.
+    std::fs::write(
+        root.join(std::ffi::OsStr::from_bytes(b"caf\xe9-latin1.txt")),
+        b"bytes",
+    )
+    .unwrap();
+    // FIFO.
+    nix::unistd::mkfifo(&p("fifo"), nix::sys::stat::Mode::from_bits_truncate(0o640)).unwrap();
+    // Extended attributes and a POSIX ACL.
+    xattr::set(
+        p("config/settings.json"),
+        "user.origin",
+        b"test\0binary\xff",
+    )
+    .unwrap();
+    xattr::set(p("config"), "user.dir-attr", b"on a directory").unwrap();
+    if have("setfacl") {
+        sh(&format!(
+            "setfacl -m u:12345:rw,g:54321:r {}",
+            p("private").display()
+        ));
+        sh(&format!(
+            "setfacl -d -m u:12345:rwx {}",
+            p("config/nested").display()
+        ));
+    }
+    if is_root() {
+        // Owners other than ours, and device nodes.
+        nix::unistd::chown(
+            &p("config/settings.json"),
+            Some(1234.into()),
+            Some(5678.into()),
+        )
+        .unwrap();
+        nix::unistd::chown(&p("empty-dir"), Some(4321.into()), Some(8765.into())).unwrap();
+        nix::unistd::fchownat(
+            None,
+            &p("config/link-rel"),
+            Some(777.into()),
+            Some(778.into()),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .unwrap();
+        nix::sys::stat::mknod(
+            &p("null-dev"),
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::from_bits_truncate(0o666),
+            nix::sys::stat::makedev(1, 3),
+        )
+        .unwrap();
+        nix::sys::stat::mknod(
+            &p("block-dev"),
+            nix::sys::stat::SFlag::S_IFBLK,
+            nix::sys::stat::Mode::from_bits_truncate(0o660),
+            nix::sys::stat::makedev(7, 200),
+        )
+        .unwrap();
+        // chown clears setuid: restore the bits afterwards.
+        std::fs::set_permissions(p("setuid"), std::fs::Permissions::from_mode(0o4755)).unwrap();
+    }
+    // Times with nanoseconds, set last (they are what changes most easily).
+    let t = filetime::FileTime::from_unix_time(1_600_000_000, 123_456_789);
+    let a = filetime::FileTime::from_unix_time(1_500_000_000, 987_654_321);
+    filetime::set_file_times(p("config/settings.json"), a, t).unwrap();
+    filetime::set_symlink_file_times(p("dangling"), a, t).unwrap();
+    filetime::set_file_times(p("empty-dir"), a, t).unwrap();
+}
+
+#[test]
+fn every_kind_of_entry_round_trips_exactly() {
+    let env = Env::new();
+    let src = env.path("src");
+    std::fs::create_dir(&src).unwrap();
+    build_everything(&src);
+    let expected = snapshot_tree(&src);
+    env.init();
+    let snap = env.backup(&src);
+    assert_eq!(
+        snap["snapshot"]["warnings"]
+            .as_array()
+            .map(|a| a.len())
+            .unwrap_or(0),
+        0,
+        "{snap}"
+    );
+    let out = env.path("restored");
+    env.ok(&[
+        "restore",
+        "latest",
+        "--target",
+        out.to_str().unwrap(),
+        "--verify",
+    ]);
+    assert_same_tree(&expected, &src, &out);
+    // The sparse file came back sparse, not 64 MiB of zeros.
+    let blocks = std::fs::metadata(out.join("sparse.img"))
+        .map(|m| std::os::unix::fs::MetadataExt::blocks(&m))
+        .unwrap();
+    assert!(
+        blocks * 512 < 1024 * 1024,
+        "sparse file restored with {blocks} blocks"
+    );
+    // Check with full data reading passes.
+    env.ok(&["check", "--read-data"]);
+}
+
+#[test]
+fn incremental_backups_read_only_what_changed() {
+    let env = Env::new();
+    let src = env.path("src");
+    std::fs::create_dir_all(src.join("d")).unwrap();
+    for i in 0..200 {
+        std::fs::write(
+            src.join(format!("d/f{i}")),
+            format!("file {i}\n").repeat(50),
+        )
+        .unwrap();
+    }
+    random_file(&src.join("model.bin"), 6 * 1024 * 1024, 7);
+    env.init();
+    let first = env.backup(&src);
+    let s1 = &first["snapshot"]["summary"];
+    assert_eq!(s1["files_new"], 201);
+    let second = env.backup(&src);
+    let s2 = &second["snapshot"]["summary"];
+    assert_eq!(s2["files_unchanged"], 201, "{s2}");
+    assert_eq!(s2["bytes_read"], 0);
+    assert_eq!(second["snapshot"]["parent"], first["id"]);
+
+    // Change one small file and a few bytes in the middle of the big one.
+    std::fs::write(src.join("d/f7"), "changed\n").unwrap();
+    let mut big = std::fs::read(src.join("model.bin")).unwrap();
+    big[3_000_000..3_000_100].fill(0xaa);
+    std::fs::write(src.join("model.bin"), &big).unwrap();
+    std::fs::remove_file(src.join("d/f9")).unwrap();
+    std::fs::write(src.join("new.txt"), "new").unwrap();
+    let third = env.backup(&src);
+    let s3 = &third["snapshot"]["summary"];
+    assert_eq!(s3["files_changed"], 2, "{s3}");
+    assert_eq!(s3["files_new"], 1);
+    assert_eq!(s3["files_unchanged"], 198);
+    // Content-defined chunking: only the chunk(s) around the edit are new.
+    assert!(
+        s3["bytes_added"].as_u64().unwrap() < 3 * 1024 * 1024,
+        "{s3}"
+    );
+
+    // diff names exactly those changes.
+    let a = first["id"].as_str().unwrap()[..8].to_string();
+    let diff = env.ok(&["diff", &a, "latest", "--json"]);
+    let lines: Vec<serde_json::Value> = diff
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let has = |change: &str, path: &str| {
+        lines
+            .iter()
+            .any(|l| l["change"] == change && l["path"] == path)
+    };
+    assert!(has("modified", "/d/f7"), "{diff}");
+    assert!(has("modified", "/model.bin"));
+    assert!(has("removed", "/d/f9"));
+    assert!(has("added", "/new.txt"));
+    assert!(
+        !lines.iter().any(|l| l["path"] == "/d/f8"),
+        "unchanged file listed: {diff}"
+    );
+
+    // Metadata-only changes are told apart.
+    std::fs::set_permissions(src.join("d/f1"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    env.backup(&src);
+    let diff = env.ok(&[
+        "diff",
+        &third["id"].as_str().unwrap()[..12],
+        "latest",
+        "--json",
+    ]);
+    assert!(
+        diff.contains(r#""change":"metadata","path":"/d/f1""#),
+        "{diff}"
+    );
+
+    // Each snapshot restores to its own state.
+    let out = env.path("first");
+    env.ok(&["restore", &a, "--target", out.to_str().unwrap()]);
+    assert!(out.join("d/f9").exists() && !out.join("new.txt").exists());
+    assert_eq!(
+        std::fs::read(out.join("d/f7")).unwrap(),
+        "file 7\n".repeat(50).as_bytes()
+    );
+}
+
+#[test]
+fn listing_commands_and_json() {
+    let env = Env::new();
+    let src = env.path("data");
+    std::fs::create_dir_all(src.join("config/sub")).unwrap();
+    std::fs::write(src.join("config/a.json"), "{}").unwrap();
+    std::fs::write(src.join("config/sub/b.json"), "{}").unwrap();
+    std::fs::write(src.join("top.txt"), "t").unwrap();
+    env.init();
+    env.ok(&[
+        "backup",
+        src.to_str().unwrap(),
+        "--tag",
+        "daily",
+        "--host",
+        "design-node",
+    ]);
+    let snaps = env.json(&["snapshots"]);
+    assert_eq!(snaps.as_array().unwrap().len(), 1);
+    assert_eq!(snaps[0]["snapshot"]["hostname"], "design-node");
+    assert_eq!(snaps[0]["snapshot"]["tags"][0], "daily");
+    let table = env.ok(&["snapshots"]);
+    assert!(
+        table.contains("design-node") && table.contains("daily"),
+        "{table}"
+    );
+    // ls below a path, global option after the command.
+    let repo = env.repo.to_str().unwrap().to_string();
+    let ls = env.ok(&["ls", "latest", "config/", "--repo", &repo]);
+    assert_eq!(
+        ls.lines().collect::<Vec<_>>(),
+        vec!["/config/a.json", "/config/sub", "/config/sub/b.json"]
+    );
+    // Filters on latest.
+    assert!(
+        env.run(&["ls", "latest", "--host", "other-node"])
+            .status
+            .code()
+            != Some(0)
+    );
+    let ls_json = env.ok(&["ls", "latest", "--json", "--tag", "daily"]);
+    for l in ls_json.lines() {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        assert!(v["path"].as_str().unwrap().starts_with('/'));
+    }
+    let stats = env.json(&["stats"]);
+    assert_eq!(stats["snapshots"], 1);
+    assert_eq!(stats["files"], 3);
+    // Unknown prefix and ambiguous input are clear errors.
+    let o = env.run(&["ls", "ffffffff"]);
+    assert_eq!(code(&o), 1);
+    assert!(
+        stderr(&o).contains("snapshot 'ffffffff' not found"),
+        "{}",
+        stderr(&o)
+    );
+    for cmd in [
+        &["cat", "config"][..],
+        &["cat", "index"],
+        &["cat", "keys"],
+        &["check"],
+        &["key", "list"],
+    ] {
+        let mut a = cmd.to_vec();
+        a.push("--json");
+        let out = env.ok(&a);
+        serde_json::from_str::<serde_json::Value>(&out)
+            .unwrap_or_else(|e| panic!("{cmd:?}: {e}: {out}"));
+    }
+}
+
+#[test]
+fn excludes_and_several_paths() {
+    let env = Env::new();
+    let src = env.path("data");
+    for d in ["tmp/x", "caches", "projects/p1", "jobs/j1", "keep/cachedir"] {
+        std::fs::create_dir_all(src.join(d)).unwrap();
+    }
+    std::fs::write(src.join("tmp/x/junk"), "j").unwrap();
+    std::fs::write(src.join("projects/p1/params.json"), "{}").unwrap();
+    std::fs::write(src.join("projects/p1/debug.log"), "log").unwrap();
+    std::fs::write(src.join("jobs/j1/out"), "o").unwrap();
+    std::fs::write(src.join("keep/cachedir/.nobackup"), "").unwrap();
+    std::fs::write(src.join("keep/cachedir/big"), "b").unwrap();
+    let exfile = env.path("excludes");
+    std::fs::write(&exfile, "# DSS temporary data\ncaches\n\njobs/*/out\n").unwrap();
+    env.init();
+    env.ok(&[
+        "backup",
+        src.to_str().unwrap(),
+        "--exclude",
+        "*.log",
+        "--exclude",
+        &format!("{}/tmp", src.display()),
+        "--exclude-file",
+        exfile.to_str().unwrap(),
+        "--exclude-if-present",
+        ".nobackup",
+    ]);
+    let ls = env.ok(&["ls", "latest"]);
+    let got: Vec<&str> = ls.lines().collect();
+    assert_eq!(
+        got,
+        vec![
+            "/jobs",
+            "/jobs/j1",
+            "/keep",
+            "/projects",
+            "/projects/p1",
+            "/projects/p1/params.json"
+        ],
+        "{ls}"
+    );
+
+    // Several paths: each restored under its full path.
+    let other = env.path("etc-like");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::write(other.join("conf"), "c").unwrap();
+    env.ok(&[
+        "backup",
+        src.join("projects").to_str().unwrap(),
+        other.to_str().unwrap(),
+    ]);
+    let out = env.path("out");
+    env.ok(&["restore", "latest", "--target", out.to_str().unwrap()]);
+    let rel = |p: &Path| out.join(p.strip_prefix("/").unwrap());
+    assert_eq!(std::fs::read(rel(&other.join("conf"))).unwrap(), b"c");
+    assert!(rel(&src.join("projects/p1/params.json")).exists());
+}
+
+#[test]
+fn restore_include_exclude_and_target_rules() {
+    let env = Env::new();
+    let src = env.path("data");
+    std::fs::create_dir_all(src.join("config")).unwrap();
+    std::fs::create_dir_all(src.join("projects/A")).unwrap();
+    std::fs::write(src.join("config/general.json"), "g").unwrap();
+    std::fs::write(src.join("projects/A/x.json"), "x").unwrap();
+    std::fs::write(src.join("projects/A/y.log"), "y").unwrap();
+    env.init();
+    env.backup(&src);
+    let out = env.path("out");
+    env.ok(&[
+        "restore",
+        "latest",
+        "--target",
+        out.to_str().unwrap(),
+        "--include",
+        "projects/**",
+        "--exclude",
+        "*.log",
+    ]);
+    assert!(out.join("projects/A/x.json").exists());
+    assert!(!out.join("projects/A/y.log").exists());
+    assert!(!out.join("config").exists());
+    // A non-empty target is refused without --overwrite, and nothing in it changes.
+    std::fs::write(out.join("projects/A/x.json"), "local edit").unwrap();
+    let o = env.run(&["restore", "latest", "--target", out.to_str().unwrap()]);
+    assert_eq!(code(&o), 1);
+    assert!(stderr(&o).contains("not empty"), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read(out.join("projects/A/x.json")).unwrap(),
+        b"local edit"
+    );
+    env.ok(&[
+        "restore",
+        "latest",
+        "--target",
+        out.to_str().unwrap(),
+        "--overwrite",
+    ]);
+    assert_eq!(std::fs::read(out.join("projects/A/x.json")).unwrap(), b"x");
+    assert!(out.join("config/general.json").exists());
+}
+
+#[test]
+fn overwrite_never_follows_a_symlink_out_of_the_target() {
+    let env = Env::new();
+    let src = env.path("data");
+    std::fs::create_dir_all(src.join("config")).unwrap();
+    std::fs::write(src.join("config/file"), "inside").unwrap();
+    std::fs::write(src.join("top"), "top").unwrap();
+    env.init();
+    env.backup(&src);
+    // The target holds links pointing outside where the snapshot has a directory and a file.
+    let outside = env.path("outside");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::write(outside.join("top"), "untouched").unwrap();
+    let target = env.path("target");
+    std::fs::create_dir(&target).unwrap();
+    std::os::unix::fs::symlink(&outside, target.join("config")).unwrap();
+    std::os::unix::fs::symlink(outside.join("top"), target.join("top")).unwrap();
+    env.ok(&[
+        "restore",
+        "latest",
+        "--target",
+        target.to_str().unwrap(),
+        "--overwrite",
+    ]);
+    assert!(
+        !outside.join("file").exists(),
+        "wrote through a symlinked parent"
+    );
+    assert_eq!(std::fs::read(outside.join("top")).unwrap(), b"untouched");
+    assert!(target.join("config").symlink_metadata().unwrap().is_dir());
+    assert_eq!(
+        std::fs::read(target.join("config/file")).unwrap(),
+        b"inside"
+    );
+}
+
+#[test]
+fn keys_add_list_remove_passwd() {
+    let env = Env::new();
+    env.init();
+    let pwfile = env.path("second");
+    std::fs::write(&pwfile, "second-password\n").unwrap();
+    let added = env.json(&[
+        "key",
+        "add",
+        "--new-password-file",
+        pwfile.to_str().unwrap(),
+        "--argon2-memory",
+        "1",
+        "--argon2-iterations",
+        "1",
+    ]);
+    let id = added["added"].as_str().unwrap().to_string();
+    let list = env.json(&["key", "list"]);
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    // The second password opens the repository.
+    let o = env
+        .cmd()
+        .env("HOLDFAST_PASSWORD", "second-password")
+        .args(["snapshots", "--json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    // It cannot remove itself, but the first key can remove it.
+    let o = env
+        .cmd()
+        .env("HOLDFAST_PASSWORD", "second-password")
+        .args(["key", "remove", &id[..10]])
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    env.ok(&["key", "remove", &id[..10]]);
+    let o = env
+        .cmd()
+        .env("HOLDFAST_PASSWORD", "second-password")
+        .args(["snapshots"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 12);
+    // passwd replaces the key in use.
+    let newpw = env.path("new");
+    std::fs::write(&newpw, "new-password").unwrap();
+    env.ok(&[
+        "key",
+        "passwd",
+        "--new-password-file",
+        newpw.to_str().unwrap(),
+        "--argon2-memory",
+        "1",
+        "--argon2-iterations",
+        "1",
+    ]);
+    assert_eq!(code(&env.run(&["snapshots"])), 12);
+    let o = env
+        .cmd()
+        .env("HOLDFAST_PASSWORD", "new-password")
+        .args(["snapshots"])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+}
