@@ -44,7 +44,7 @@ pub enum Error {
         op: &'static str,
         path: String,
         #[source]
-        source: opendal::Error,
+        source: Box<opendal::Error>,
     },
     #[error("{path}: {source}")]
     Io {

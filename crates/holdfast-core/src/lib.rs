@@ -8,6 +8,7 @@
 pub mod backup;
 pub mod cache;
 pub mod check;
+pub mod chunker;
 pub mod compress;
 pub mod crypto;
 pub mod diff;

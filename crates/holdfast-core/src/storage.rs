@@ -174,6 +174,6 @@ fn storage_err(op: &'static str, path: &str, source: opendal::Error) -> Error {
     Error::Storage {
         op,
         path: path.to_string(),
-        source,
+        source: Box::new(source),
     }
 }
