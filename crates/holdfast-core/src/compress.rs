@@ -12,8 +12,19 @@ const KEEP_RATIO: f64 = 0.97;
 
 /// `flag || payload`, where the flag says whether the payload is zstd.
 pub fn pack_payload(plain: &[u8], level: i32) -> Vec<u8> {
+    thread_local! {
+        // A compression context costs more to create than to compress a small blob.
+        static CONTEXT: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { std::cell::RefCell::new(None) };
+    }
     if plain.len() >= 64 {
-        if let Ok(c) = zstd::bulk::compress(plain, level) {
+        let compressed = CONTEXT.with(|c| {
+            let mut c = c.borrow_mut();
+            if c.as_ref().map(|(l, _)| *l != level).unwrap_or(true) {
+                *c = zstd::bulk::Compressor::new(level).ok().map(|z| (level, z));
+            }
+            c.as_mut().and_then(|(_, z)| z.compress(plain).ok())
+        });
+        if let Some(c) = compressed {
             if (c.len() as f64) <= plain.len() as f64 * KEEP_RATIO {
                 let mut out = Vec::with_capacity(c.len() + 1);
                 out.push(ZSTD);

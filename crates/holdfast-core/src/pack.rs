@@ -55,6 +55,14 @@ impl PackWriter {
     pub fn new() -> Self {
         Self::default()
     }
+    /// A writer whose buffer will not need to grow before `bytes` (avoids a copy of a whole
+    /// pack, and twice its size in memory, when the buffer doubles).
+    pub fn with_capacity(bytes: usize) -> Self {
+        PackWriter {
+            buf: Vec::with_capacity(bytes),
+            blobs: Vec::new(),
+        }
+    }
     pub fn len(&self) -> usize {
         self.buf.len()
     }

@@ -37,7 +37,8 @@ pub struct BlobSaver {
 
 impl BlobSaver {
     pub fn new(repo: Arc<Repository>, uploaders: usize) -> BlobSaver {
-        let (tx, rx) = sync_channel::<PackWriter>(uploaders.max(1));
+        // Rendezvous: a full pack waits for a free uploader instead of piling up in memory.
+        let (tx, rx) = sync_channel::<PackWriter>(0);
         let rx = Arc::new(Mutex::new(rx));
         let failed = Arc::new(AtomicBool::new(false));
         let handles = (0..uploaders.max(1))
@@ -50,7 +51,7 @@ impl BlobSaver {
             known: repo.index(),
             repo,
             queued: Mutex::new(HashSet::new()),
-            data: Mutex::new(PackWriter::new()),
+            data: Mutex::new(PackWriter::new()), // grows once; later packs are preallocated
             tree: Mutex::new(PackWriter::new()),
             tx: Some(tx),
             uploaders: handles,
@@ -89,7 +90,7 @@ impl BlobSaver {
             };
             w.add(kind, id, &sealed, plain.len());
             if w.len() as u64 >= self.repo.config().pack_size {
-                Some(std::mem::take(&mut *w))
+                Some(std::mem::replace(&mut *w, self.new_writer()))
             } else {
                 None
             }
@@ -98,6 +99,11 @@ impl BlobSaver {
             self.send(w)?;
         }
         Ok(id)
+    }
+
+    fn new_writer(&self) -> PackWriter {
+        let c = self.repo.config();
+        PackWriter::with_capacity(c.pack_size as usize + c.chunker.max_size as usize + 64 * 1024)
     }
 
     fn send(&self, w: PackWriter) -> Result<()> {

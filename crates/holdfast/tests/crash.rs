@@ -46,6 +46,11 @@ fn killed_backups_never_harm_the_repository() {
     let first = env.backup(&src);
     let first_id = first["id"].as_str().unwrap().to_string();
     let expected = snapshot_tree(&src);
+    // Calibrate: how long a full re-read takes here, so that kills land while it runs.
+    let started = std::time::Instant::now();
+    env.ok(&["backup", src.to_str().unwrap(), "--force"]);
+    let full_ms = (started.elapsed().as_millis() as u64).max(50);
+    eprintln!("a full backup takes {full_ms} ms here");
 
     let mut killed = 0;
     for round in 0..22 {
@@ -64,7 +69,7 @@ fn killed_backups_never_harm_the_repository() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(rng.gen_range(20..900)));
+        std::thread::sleep(Duration::from_millis(rng.gen_range(5..full_ms * 9 / 10)));
         if child.try_wait().unwrap().is_none() {
             killed += 1;
         }

@@ -510,3 +510,74 @@ fn keys_add_list_remove_passwd() {
         .unwrap();
     assert!(o.status.success());
 }
+
+#[test]
+fn one_file_system_keeps_mount_points_empty() {
+    if !is_root() {
+        eprintln!("skipped: needs root to mount a tmpfs");
+        return;
+    }
+    let env = Env::new();
+    let src = env.path("data");
+    std::fs::create_dir_all(src.join("mnt")).unwrap();
+    std::fs::write(src.join("local"), "l").unwrap();
+    sh(&format!(
+        "mount -t tmpfs -o size=1m holdfast-test {}",
+        src.join("mnt").display()
+    ));
+    std::fs::write(src.join("mnt/other-fs"), "o").unwrap();
+    env.init();
+    let with = env.ok(&["backup", src.to_str().unwrap(), "--json"]);
+    let without = env.ok(&["backup", src.to_str().unwrap(), "-x", "--json"]);
+    sh(&format!("umount {}", src.join("mnt").display()));
+    let id = |s: &str| {
+        serde_json::from_str::<serde_json::Value>(s).unwrap()["id"]
+            .as_str()
+            .unwrap()[..12]
+            .to_string()
+    };
+    let all = env.ok(&["ls", &id(&with)]);
+    assert!(all.contains("/mnt/other-fs"), "{all}");
+    let one = env.ok(&["ls", &id(&without)]);
+    assert_eq!(
+        one.lines().collect::<Vec<_>>(),
+        vec!["/local", "/mnt"],
+        "{one}"
+    );
+}
+
+#[test]
+fn check_reads_a_subset_of_packs() {
+    let env = Env::new();
+    let src = env.path("data");
+    std::fs::create_dir(&src).unwrap();
+    for i in 0..8 {
+        random_file(&src.join(format!("f{i}")), 1024 * 1024, i);
+    }
+    env.ok(&[
+        "init",
+        "--argon2-memory",
+        "1",
+        "--argon2-iterations",
+        "1",
+        "--pack-size",
+        "1",
+    ]);
+    env.backup(&src);
+    let full = env.json(&["check", "--read-data"]);
+    let packs = full["report"]["packs_read"].as_u64().unwrap();
+    assert!(packs >= 8, "{full}");
+    let half = env.json(&["check", "--read-data-subset", "50%"]);
+    assert_eq!(
+        half["report"]["packs_read"].as_u64().unwrap(),
+        packs.div_ceil(2)
+    );
+    let seventh = env.json(&["check", "--read-data-subset", "1/7"]);
+    assert_eq!(
+        seventh["report"]["packs_read"].as_u64().unwrap(),
+        packs.div_ceil(7)
+    );
+    let o = env.run(&["check", "--read-data-subset", "150%"]);
+    assert_eq!(code(&o), 1);
+    assert!(stderr(&o).contains("at most 100%"));
+}

@@ -1,0 +1,436 @@
+#!/usr/bin/env bash
+# shellcheck disable=SC2016 # single-quoted 'bash -c' scripts get their arguments as $1, $2
+# Backup benchmark: holdfast vs restic, borg, rustic, tar+gzip and tar+zstd on a generated
+# Dataiku-DSS-like DATA_DIR. See bench/README.md.
+#
+#   bench/run.sh [--scale S] [--out DIR] [--tools "holdfast restic borg rustic tar-gzip tar-zstd"]
+#                [--seed N] [--percent P] [--keep-restores]
+#
+# Order: generate data once; for every tool: init, first backup, no-change backup; then
+# mutate the data once (gen_data.py --mutate); for every tool: after-change backup, stored
+# size, full restore of the latest backup into a fresh directory, verification.
+set -euo pipefail
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
+REPO_ROOT=$(dirname "$BENCH_DIR")
+ALL_TOOLS="holdfast restic borg rustic tar-gzip tar-zstd"
+
+SCALE=1.0
+SEED=42
+PERCENT=1
+OUT="$BENCH_DIR/out"
+TOOLS="$ALL_TOOLS"
+KEEP_RESTORES=0
+
+usage() {
+    sed -n '3,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+}
+
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
+warn() { printf '[bench %s] WARNING: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { printf '[bench] ERROR: %s\n' "$*" >&2; exit 1; }
+
+while (($#)); do
+    case "$1" in
+        --scale) SCALE=${2:?--scale needs a value}; shift 2 ;;
+        --scale=*) SCALE=${1#*=}; shift ;;
+        --out) OUT=${2:?--out needs a value}; shift 2 ;;
+        --out=*) OUT=${1#*=}; shift ;;
+        --tools) TOOLS=${2:?--tools needs a value}; shift 2 ;;
+        --tools=*) TOOLS=${1#*=}; shift ;;
+        --seed) SEED=${2:?--seed needs a value}; shift 2 ;;
+        --seed=*) SEED=${1#*=}; shift ;;
+        --percent) PERCENT=${2:?--percent needs a value}; shift 2 ;;
+        --percent=*) PERCENT=${1#*=}; shift ;;
+        --keep-restores) KEEP_RESTORES=1; shift ;;
+        -h | --help) usage; exit 0 ;;
+        *) usage >&2; die "unknown argument: $1" ;;
+    esac
+done
+
+read -r -a REQUESTED <<<"$TOOLS"
+((${#REQUESTED[@]})) || die "--tools is empty"
+for t in "${REQUESTED[@]}"; do
+    case " $ALL_TOOLS " in *" $t "*) ;; *) die "unknown tool '$t' (known: $ALL_TOOLS)" ;; esac
+done
+wants() { case " ${REQUESTED[*]} " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd -P)
+DATA="$OUT/data"
+LOGS="$OUT/logs"
+TSV="$OUT/results.tsv"     # tool phase wall user sys maxrss_kb exit
+SIZES="$OUT/sizes.tsv"     # tool after-phase bytes
+VERIFY="$OUT/verify.tsv"   # tool status detail
+META="$OUT/meta.tsv"       # key value
+declare -a NOTES=()
+declare -A SKIP=()          # tool -> reason (never ran)
+declare -A FAILED=()        # tool -> phase that failed
+
+# ---------------------------------------------------------------------------------------
+# dependencies (Debian packages; installed only when missing)
+
+missing=()
+need_cmd() { command -v "$1" >/dev/null 2>&1 || missing+=("$2"); }
+[[ -x /usr/bin/time ]] || missing+=(time)
+need_cmd python3 python3
+need_cmd tar tar
+need_cmd diff diffutils
+wants restic && need_cmd restic restic
+wants borg && need_cmd borg borgbackup
+wants tar-gzip && need_cmd gzip gzip
+wants tar-zstd && need_cmd zstd zstd
+if ((${#missing[@]})); then
+    [[ $(id -u) -eq 0 ]] || die "missing packages: ${missing[*]} (install them, or run as root)"
+    command -v apt-get >/dev/null || die "missing packages: ${missing[*]} and no apt-get"
+    log "installing missing packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q >/dev/null
+    apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# rough disk need: data + one restore + repositories/archives, ~8x the data (1.1 GB per scale unit)
+need_kb=$(awk -v s="$SCALE" 'BEGIN {printf "%d", s * 1.1e9 * 8 / 1024}')
+avail_kb=$(df -Pk "$OUT" | awk 'NR == 2 {print $4}')
+if ((avail_kb < need_kb)); then
+    warn "only $((avail_kb / 1024)) MiB free in $OUT; this run may need about $((need_kb / 1024)) MiB"
+fi
+
+# clean previous results (only the subdirectories this script owns)
+rm -rf "$DATA" "$OUT/repos" "$OUT/tar" "$OUT/restore" "$OUT/cache" "$LOGS" \
+    "$OUT/results.md" "$OUT/results.json" "$TSV" "$SIZES" "$VERIFY" "$META"
+mkdir -p "$LOGS" "$OUT/repos" "$OUT/tar" "$OUT/restore" "$OUT/cache"
+: >"$TSV"
+: >"$SIZES"
+: >"$VERIFY"
+: >"$META"
+
+if wants rustic && ! command -v rustic >/dev/null 2>&1; then
+    SKIP[rustic]="not on PATH (install it from https://rustic.cli.rs to include it)"
+fi
+
+HOLDFAST=""
+if wants holdfast; then
+    if [[ -n ${HOLDFAST_BIN:-} ]]; then
+        [[ -x $HOLDFAST_BIN ]] || die "HOLDFAST_BIN=$HOLDFAST_BIN is not an executable"
+        HOLDFAST=$HOLDFAST_BIN
+    elif ! command -v cargo >/dev/null 2>&1; then
+        SKIP[holdfast]="cargo not found and HOLDFAST_BIN unset"
+    else
+        log "building holdfast (cargo build --release -p holdfast), log: $LOGS/holdfast.build.log"
+        if (cd "$REPO_ROOT" && cargo build --release -p holdfast) >"$LOGS/holdfast.build.log" 2>&1; then
+            HOLDFAST="${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release/holdfast"
+            [[ -x $HOLDFAST ]] || { SKIP[holdfast]="build succeeded but $HOLDFAST is missing"; HOLDFAST=""; }
+        else
+            tail -n 20 "$LOGS/holdfast.build.log" >&2 || true
+            SKIP[holdfast]="cargo build failed (see logs/holdfast.build.log); set HOLDFAST_BIN to use a prebuilt binary"
+        fi
+    fi
+fi
+
+TOOLS_RUN=()
+for t in "${REQUESTED[@]}"; do
+    if [[ -n ${SKIP[$t]:-} ]]; then
+        warn "skipping $t: ${SKIP[$t]}"
+        NOTES+=("$t skipped: ${SKIP[$t]}")
+    else
+        TOOLS_RUN+=("$t")
+    fi
+done
+((${#TOOLS_RUN[@]})) || die "no tool left to benchmark"
+
+# ---------------------------------------------------------------------------------------
+# helpers
+
+meta() { printf '%s\t%s\n' "$1" "$2" >>"$META"; }
+
+data_stats() { # prints "bytes files"
+    find "$DATA" -type f -printf '%s\n' | awk '{s += $1; n++} END {printf "%d %d\n", s, n}'
+}
+
+warm_cache() { # read the whole data set once so every timed run starts with a warm page cache
+    find "$DATA" -type f -print0 | xargs -0 -r cat >/dev/null
+}
+
+repo_dir() { echo "$OUT/repos/$1"; }
+
+stored_bytes() {
+    case "$1" in
+        tar-gzip) find "$OUT/tar" -name 'backup-*.tar.gz' -printf '%s\n' | awk '{s += $1} END {print s + 0}' ;;
+        tar-zstd) find "$OUT/tar" -name 'backup-*.tar.zst' -printf '%s\n' | awk '{s += $1} END {print s + 0}' ;;
+        *) du -sb "$(repo_dir "$1")" | cut -f1 ;;
+    esac
+}
+
+# run_timed TOOL PHASE CMD... : /usr/bin/time around CMD, output in logs/TOOL.PHASE.log
+run_timed() {
+    local tool=$1 phase=$2
+    shift 2
+    local tf="$LOGS/$tool.$phase.time" lf="$LOGS/$tool.$phase.log" rc=0
+    local e=NA u=NA s=NA m=NA
+    sync
+    /usr/bin/time -f '%e %U %S %M' -o "$tf" "$@" >"$lf" 2>&1 || rc=$?
+    if [[ -s $tf ]]; then read -r e u s m < <(tail -n 1 "$tf") || true; fi
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$tool" "$phase" "$e" "$u" "$s" "$m" "$rc" >>"$TSV"
+    if ((rc != 0)); then
+        warn "$tool $phase failed (exit $rc); last lines of $lf:"
+        tail -n 15 "$lf" >&2 || true
+        FAILED[$tool]=$phase
+        return 1
+    fi
+    [[ $m =~ ^[0-9]+$ ]] && m=$((m / 1024))
+    log "$(printf '%-9s %-8s %8ss wall %8ss user %8ss sys %7s MiB peak' "$tool" "$phase" \
+        "$e" "$u" "$s" "$m")"
+}
+
+# tool_cmd TOOL ACTION [ARG] : sets CMD to the command line for ACTION (init|backup N|restore DIR)
+tool_cmd() {
+    local tool=$1 action=$2 arg=${3:-}
+    local repo cache
+    repo=$(repo_dir "$tool")
+    cache="$OUT/cache/$tool"
+    case "$tool:$action" in
+        holdfast:*)
+            local hf_env=(env "HOLDFAST_REPO=$repo" HOLDFAST_PASSWORD=bench "HOLDFAST_CACHE_DIR=$cache")
+            case $action in
+                init) CMD=("${hf_env[@]}" "$HOLDFAST" init) ;;
+                backup) CMD=("${hf_env[@]}" "$HOLDFAST" backup "$DATA") ;;
+                restore) CMD=("${hf_env[@]}" "$HOLDFAST" restore latest --target "$arg") ;;
+            esac ;;
+        restic:*)
+            local r_env=(env RESTIC_PASSWORD=bench "RESTIC_CACHE_DIR=$cache")
+            case $action in
+                init) CMD=("${r_env[@]}" restic -r "$repo" init) ;;
+                backup) CMD=("${r_env[@]}" restic -r "$repo" backup "$DATA") ;;
+                restore) CMD=("${r_env[@]}" restic -r "$repo" restore latest --target "$arg") ;;
+            esac ;;
+        borg:*)
+            local b_env=(env BORG_PASSPHRASE=bench "BORG_BASE_DIR=$cache"
+                BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes BORG_RELOCATED_REPO_ACCESS_IS_OK=yes)
+            case $action in
+                init) CMD=("${b_env[@]}" borg init -e repokey-blake2 "$repo") ;;
+                backup) CMD=("${b_env[@]}" borg create --compression "zstd,3" "$repo::a$arg" "$DATA") ;;
+                restore) CMD=("${b_env[@]}" bash -c 'cd "$1" && exec borg extract "$2"' borg-extract \
+                    "$arg" "$repo::a3") ;;
+            esac ;;
+        rustic:*)
+            local u_env=(env RUSTIC_PASSWORD=bench "RUSTIC_CACHE_DIR=$cache")
+            case $action in
+                init) CMD=("${u_env[@]}" rustic -r "$repo" init) ;;
+                backup) CMD=("${u_env[@]}" rustic -r "$repo" backup "$DATA") ;;
+                restore) CMD=("${u_env[@]}" rustic -r "$repo" restore latest "$arg") ;;
+            esac ;;
+        tar-gzip:init | tar-zstd:init) CMD=(true) ;;
+        tar-gzip:backup)
+            CMD=(bash -c 'set -o pipefail; tar -cpf - -C "$1" . | gzip -9 > "$2"' tar-gzip \
+                "$DATA" "$OUT/tar/backup-$arg.tar.gz") ;;
+        tar-gzip:restore) CMD=(tar -xpzf "$OUT/tar/backup-3.tar.gz" -C "$arg") ;;
+        tar-zstd:backup)
+            CMD=(bash -c 'set -o pipefail; tar -cpf - -C "$1" . | zstd -3 -T0 -q -o "$2"' tar-zstd \
+                "$DATA" "$OUT/tar/backup-$arg.tar.zst") ;;
+        tar-zstd:restore)
+            CMD=(bash -c 'set -o pipefail; zstd -dc "$1" | tar -xpf - -C "$2"' tar-zstd-x \
+                "$OUT/tar/backup-3.tar.zst" "$arg") ;;
+        *) die "internal: no command for $tool $action" ;;
+    esac
+}
+
+step() { # step TOOL PHASE ACTION [ARG]
+    local tool=$1 phase=$2 action=$3 arg=${4:-}
+    [[ -z ${FAILED[$tool]:-} ]] || return 1
+    CMD=()
+    tool_cmd "$tool" "$action" "$arg"
+    run_timed "$tool" "$phase" "${CMD[@]}"
+}
+
+# metadata listing used to check a restore: type, mode, size, mtime (files), link target
+meta_list() {
+    (cd "$1" && find . -mindepth 1 \( -type f -printf '%p f %m %s %T@\n' \) -o \
+        \( -type d -printf '%p d %m\n' \) -o \( -type l -printf '%p l %l\n' \) -o \
+        -printf '%p other %y %m\n') | LC_ALL=C sort
+}
+
+verify_restore() { # verify_restore TOOL DIR -> appends to $VERIFY
+    local tool=$1 dir=$2 root="" c
+    for c in "$dir" "$dir$DATA" "$dir/${DATA#/}"; do
+        if [[ -f $c/dss-version.json ]]; then root=$c; break; fi
+    done
+    if [[ -z $root ]]; then
+        printf '%s\tno\trestored tree not found under %s\n' "$tool" "$dir" >>"$VERIFY"
+        warn "$tool: restored data not found under $dir"
+        return
+    fi
+    local vlog="$LOGS/$tool.verify.log"
+    if ! diff -r --no-dereference "$DATA" "$root" >"$vlog" 2>&1; then
+        printf '%s\tno\tcontent differs: %s lines in logs/%s.verify.log\n' "$tool" \
+            "$(wc -l <"$vlog")" "$tool" >>"$VERIFY"
+        warn "$tool: restore differs from the source; first lines of $vlog:"
+        head -n 10 "$vlog" >&2
+        return
+    fi
+    if ! diff <(meta_list "$DATA") <(meta_list "$root") >"$LOGS/$tool.verify-meta.log" 2>&1; then
+        printf '%s\tcontent\tcontent identical; modes/mtimes/links differ (logs/%s.verify-meta.log)\n' \
+            "$tool" "$tool" >>"$VERIFY"
+        warn "$tool: content identical but metadata differs, see $LOGS/$tool.verify-meta.log"
+        return
+    fi
+    printf '%s\tyes\tcontent and metadata identical\n' "$tool" >>"$VERIFY"
+    log "$tool restore verified: content and metadata identical"
+}
+
+# ---------------------------------------------------------------------------------------
+# run
+
+log "generating data: scale $SCALE, seed $SEED -> $DATA"
+python3 "$BENCH_DIR/gen_data.py" "$DATA" --scale "$SCALE" --seed "$SEED" | tee "$LOGS/gen_data.log"
+read -r data_bytes data_files < <(data_stats)
+
+meta scale "$SCALE"
+meta seed "$SEED"
+meta percent "$PERCENT"
+meta data_bytes "$data_bytes"
+meta data_files "$data_files"
+meta nproc "$(nproc)"
+meta mem_kib "$(awk '/^MemTotal:/ {print $2}' /proc/meminfo)"
+meta cpu "$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
+meta kernel "$(uname -r)"
+meta filesystem "$(df -PT "$OUT" | awk 'NR == 2 {print $2}')"
+meta date "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+meta tools_requested "${REQUESTED[*]}"
+meta tools_run "${TOOLS_RUN[*]}"
+for t in "${TOOLS_RUN[@]}"; do
+    case $t in
+        holdfast) v=$("$HOLDFAST" --version 2>/dev/null | head -n 1) || v="holdfast (unknown version)" ;;
+        restic) v=$(restic version | head -n 1) ;;
+        borg) v=$(borg --version | head -n 1) ;;
+        rustic) v=$(rustic --version 2>/dev/null | head -n 1) || v=rustic ;;
+        tar-gzip) v="$(tar --version | head -n 1); $(gzip --version | head -n 1)" ;;
+        tar-zstd) v="$(tar --version | head -n 1); $(zstd --version | head -n 1)" ;;
+    esac
+    meta "version_$t" "$v"
+done
+
+log "phase 1: first and no-change backups"
+for t in "${TOOLS_RUN[@]}"; do
+    step "$t" init init || continue
+    for n in 1 2; do
+        warm_cache
+        step "$t" "backup$n" backup "$n" || continue 2
+        printf '%s\tbackup%s\t%s\n' "$t" "$n" "$(stored_bytes "$t")" >>"$SIZES"
+    done
+done
+
+log "mutating the data once (gen_data.py --mutate --percent $PERCENT)"
+python3 "$BENCH_DIR/gen_data.py" --mutate "$DATA" --seed "$SEED" --percent "$PERCENT" \
+    | tee -a "$LOGS/gen_data.log"
+read -r data_bytes2 data_files2 < <(data_stats)
+meta data_bytes_after_mutate "$data_bytes2"
+meta data_files_after_mutate "$data_files2"
+
+log "phase 2: after-change backups, restores, verification"
+for t in "${TOOLS_RUN[@]}"; do
+    warm_cache
+    step "$t" backup3 backup 3 || continue
+    printf '%s\tbackup3\t%s\n' "$t" "$(stored_bytes "$t")" >>"$SIZES"
+    rdir="$OUT/restore/$t"
+    rm -rf "$rdir"
+    mkdir -p "$rdir"
+    step "$t" restore restore "$rdir" || continue
+    verify_restore "$t" "$rdir"
+    ((KEEP_RESTORES)) || rm -rf "$rdir"
+done
+
+for t in "${TOOLS_RUN[@]}"; do
+    if [[ -n ${FAILED[$t]:-} ]]; then NOTES+=("$t failed at ${FAILED[$t]} (see logs/$t.${FAILED[$t]}.log)"); fi
+done
+printf '%s\n' "${NOTES[@]+"${NOTES[@]}"}" >"$OUT/notes.txt"
+
+# ---------------------------------------------------------------------------------------
+# report: results.md and results.json
+
+python3 - "$OUT" <<'PY'
+import json, os, sys
+
+out = sys.argv[1]
+def rows(name):
+    p = os.path.join(out, name)
+    with open(p) as f:
+        return [l.rstrip("\n").split("\t") for l in f if l.strip()]
+
+meta = {k: v for k, v in rows("meta.tsv")}
+notes = [l[0] for l in rows("notes.txt")]
+tools = meta["tools_run"].split()
+res = {t: {"version": meta.get("version_" + t, ""), "phases": {}, "stored_bytes_after": {},
+           "stored_bytes": None, "restore_verified": None, "verify_detail": ""} for t in tools}
+
+def num(x):
+    try:
+        return float(x)
+    except ValueError:
+        return None
+
+for tool, phase, e, u, s, m, rc in rows("results.tsv"):
+    wall, user, sys_, rss = num(e), num(u), num(s), num(m)
+    res[tool]["phases"][phase] = {
+        "wall_s": wall, "user_s": user, "sys_s": sys_,
+        "cpu_s": round(user + sys_, 2) if user is not None and sys_ is not None else None,
+        "peak_rss_mib": round(rss / 1024, 1) if rss is not None else None,
+        "exit_code": int(rc), "ok": rc == "0"}
+for tool, phase, b in rows("sizes.tsv"):
+    res[tool]["stored_bytes_after"][phase] = int(b)
+    if phase == "backup3":
+        res[tool]["stored_bytes"] = int(b)
+for tool, status, detail in rows("verify.tsv"):
+    res[tool]["restore_verified"] = status
+    res[tool]["verify_detail"] = detail
+
+def cell(tool, phase, key, fmt="{:.2f}"):
+    p = res[tool]["phases"].get(phase)
+    if p is None:
+        return "–"
+    if not p["ok"]:
+        return "failed"
+    v = p[key]
+    return "?" if v is None else fmt.format(v)
+
+mb = lambda b: b / 1e6
+data_b, data_n = int(meta["data_bytes"]), int(meta["data_files"])
+lines = []
+lines.append(f"Data: {mb(data_b):.1f} MB in {data_n} files (scale {meta['scale']}, seed {meta['seed']}); "
+             f"after --mutate ({meta['percent']}%): {mb(int(meta['data_bytes_after_mutate'])):.1f} MB "
+             f"in {meta['data_files_after_mutate']} files.")
+lines.append(f"Machine: {meta['nproc']} CPUs ({meta['cpu']}), {int(meta['mem_kib']) / 2**20:.1f} GiB RAM, "
+             f"Linux {meta['kernel']}, {meta['filesystem']}; {meta['date']}.")
+lines.append("")
+hdr = ["tool", "first backup wall s", "first backup CPU s", "first backup peak MiB",
+       "no-change backup wall s", "after-change backup wall s", "restore wall s",
+       "stored MB (3 backups)", "restore verified"]
+lines.append("| " + " | ".join(hdr) + " |")
+lines.append("|" + "|".join(["---"] + ["---:"] * 7 + ["---"]) + "|")
+for t in tools:
+    r = res[t]
+    v = r["restore_verified"]
+    verified = {"yes": "yes", "content": "content only", "no": "NO"}.get(v, "–")
+    stored = f"{mb(r['stored_bytes']):.1f}" if r["stored_bytes"] is not None else "–"
+    lines.append("| " + " | ".join([
+        t, cell(t, "backup1", "wall_s"), cell(t, "backup1", "cpu_s"),
+        cell(t, "backup1", "peak_rss_mib", "{:.0f}"), cell(t, "backup2", "wall_s"),
+        cell(t, "backup3", "wall_s"), cell(t, "restore", "wall_s"), stored, verified]) + " |")
+lines.append("")
+lines.append("Times are wall-clock seconds with a warm page cache; CPU = user + sys of the tool and "
+             "its children; peak = max RSS of the largest process; stored MB = 10^6 bytes of "
+             "repository (or of the three archives for tar) after the three backups.")
+for n in notes:
+    lines.append(f"- note: {n}")
+md = "\n".join(lines) + "\n"
+with open(os.path.join(out, "results.md"), "w") as f:
+    f.write(md)
+doc = {"meta": meta, "data": {"bytes": data_b, "files": data_n,
+                              "bytes_after_mutate": int(meta["data_bytes_after_mutate"]),
+                              "files_after_mutate": int(meta["data_files_after_mutate"])},
+       "tools": res, "notes": notes}
+with open(os.path.join(out, "results.json"), "w") as f:
+    json.dump(doc, f, indent=2)
+print(md, end="")
+PY
+log "results: $OUT/results.md, $OUT/results.json; logs in $LOGS"
