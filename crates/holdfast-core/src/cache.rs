@@ -54,7 +54,9 @@ impl Cache {
         let file = self.dir.join(path);
         if let Some(parent) = file.parent() {
             let _ = std::fs::create_dir_all(parent);
-            let tmp = parent.join(format!(".tmp-{}", std::process::id()));
+            static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let tmp = parent.join(format!(".tmp-{}-{seq}", std::process::id()));
             if std::fs::write(&tmp, bytes).is_ok() {
                 let _ = std::fs::rename(&tmp, &file);
             }

@@ -83,7 +83,19 @@ pub struct Repository {
     cache: Option<Cache>,
     index: RwLock<Arc<MasterIndex>>,
     index_ids: RwLock<Vec<IndexId>>,
+    tree_packs: TreePacks,
 }
+
+/// Tree packs held in memory once read and verified: walking a snapshot loads thousands of
+/// trees from a handful of packs, and each must not cost a read of its whole pack.
+#[derive(Default)]
+struct TreePacks {
+    packs: std::sync::Mutex<std::collections::HashMap<PackId, Arc<Vec<u8>>>>,
+    bytes: std::sync::atomic::AtomicUsize,
+}
+
+/// Tree packs kept in memory at most (they are small: trees are a few hundred bytes a directory).
+const TREE_PACK_MEMORY: usize = 256 * 1024 * 1024;
 
 impl Repository {
     pub fn init(storage: Storage, password: &[u8], opts: &InitOptions) -> Result<Repository> {
@@ -155,6 +167,7 @@ impl Repository {
             cache,
             index: RwLock::new(Arc::new(MasterIndex::default())),
             index_ids: RwLock::new(Vec::new()),
+            tree_packs: TreePacks::default(),
         }
     }
 
@@ -333,7 +346,7 @@ impl Repository {
         let loc = self.locate(id)?;
         let path = layout::pack_path(&loc.pack.to_hex());
         let sealed = if loc.kind == BlobKind::Tree && self.cache.is_some() {
-            let pack = self.read_cached(&path)?;
+            let pack = self.tree_pack(&loc.pack, &path)?;
             let (s, e) = (
                 loc.offset as usize,
                 loc.offset as usize + loc.length as usize,
@@ -347,6 +360,33 @@ impl Repository {
                 .read_range(&path, loc.offset as u64, loc.length as u64)?
         };
         self.open_blob(id, &loc, &sealed)
+    }
+
+    /// A whole tree pack, from memory, else the disk cache, else storage.
+    fn tree_pack(&self, id: &PackId, path: &str) -> Result<Arc<Vec<u8>>> {
+        use std::sync::atomic::Ordering;
+        if let Some(p) = self.tree_packs.packs.lock().unwrap().get(id) {
+            return Ok(p.clone());
+        }
+        let bytes = Arc::new(self.read_cached(path)?);
+        if self
+            .tree_packs
+            .bytes
+            .fetch_add(bytes.len(), Ordering::Relaxed)
+            + bytes.len()
+            <= TREE_PACK_MEMORY
+        {
+            self.tree_packs
+                .packs
+                .lock()
+                .unwrap()
+                .insert(*id, bytes.clone());
+        } else {
+            self.tree_packs
+                .bytes
+                .fetch_sub(bytes.len(), Ordering::Relaxed);
+        }
+        Ok(bytes)
     }
 
     pub fn load_tree(&self, id: &BlobId) -> Result<Tree> {

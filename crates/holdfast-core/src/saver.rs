@@ -30,7 +30,7 @@ pub struct BlobSaver {
     data: Mutex<PackWriter>,
     tree: Mutex<PackWriter>,
     tx: Option<SyncSender<PackWriter>>,
-    uploaders: Vec<JoinHandle<Result<Vec<PackEntry>>>>,
+    uploaders: Vec<JoinHandle<(Vec<PackEntry>, Option<Error>)>>,
     failed: Arc<AtomicBool>,
     pub stats: SaverStats,
 }
@@ -133,11 +133,10 @@ impl BlobSaver {
         drop(self.tx.take());
         let mut packs = Vec::new();
         for h in self.uploaders.drain(..) {
-            match h.join().expect("uploader thread panicked") {
-                Ok(p) => packs.extend(p),
-                Err(e) => {
-                    first_err.get_or_insert(e);
-                }
+            let (stored, err) = h.join().expect("uploader thread panicked");
+            packs.extend(stored);
+            if let Some(e) = err {
+                first_err.get_or_insert(e);
             }
         }
         let index_id = if packs.is_empty() {
@@ -155,11 +154,13 @@ impl BlobSaver {
     }
 }
 
+/// Stores packs until the channel closes; returns what it stored, and the first error (after
+/// which it only drains the channel, so that senders never block).
 fn upload_loop(
     repo: &Repository,
     rx: &Mutex<Receiver<PackWriter>>,
     failed: &AtomicBool,
-) -> Result<Vec<PackEntry>> {
+) -> (Vec<PackEntry>, Option<Error>) {
     let mut done = Vec::new();
     let mut err = None;
     loop {
@@ -178,10 +179,5 @@ fn upload_loop(
             }
         }
     }
-    match err {
-        // Packs stored before the failure are still returned through the index by the caller
-        // only when everything succeeded; a failed run leaves them unindexed for prune.
-        Some(e) => Err(e),
-        None => Ok(done),
-    }
+    (done, err)
 }
