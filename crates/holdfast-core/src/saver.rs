@@ -37,6 +37,17 @@ pub struct BlobSaver {
 
 impl BlobSaver {
     pub fn new(repo: Arc<Repository>, uploaders: usize) -> BlobSaver {
+        let known = repo.index();
+        Self::with_known(repo, uploaders, known)
+    }
+
+    /// A saver that stores every blob given to it once, even those the index already has in
+    /// other packs (prune moves live blobs out of mostly-unused packs).
+    pub fn for_repack(repo: Arc<Repository>, uploaders: usize) -> BlobSaver {
+        Self::with_known(repo, uploaders, Arc::new(MasterIndex::default()))
+    }
+
+    fn with_known(repo: Arc<Repository>, uploaders: usize, known: Arc<MasterIndex>) -> BlobSaver {
         // Rendezvous: a full pack waits for a free uploader instead of piling up in memory.
         let (tx, rx) = sync_channel::<PackWriter>(0);
         let rx = Arc::new(Mutex::new(rx));
@@ -48,7 +59,7 @@ impl BlobSaver {
             })
             .collect();
         BlobSaver {
-            known: repo.index(),
+            known,
             repo,
             queued: Mutex::new(HashSet::new()),
             data: Mutex::new(PackWriter::new()), // grows once; later packs are preallocated
@@ -119,7 +130,12 @@ impl BlobSaver {
 
     /// Flushes partly filled packs, waits for uploads and writes one index file for them.
     /// Called on failure too, so that packs already stored are indexed and reused next time.
-    pub fn finish(mut self) -> Result<Option<IndexId>> {
+    pub fn finish(self) -> Result<Option<IndexId>> {
+        self.finish_with_packs().map(|(id, _)| id)
+    }
+
+    /// Like [`BlobSaver::finish`], also returning the packs stored.
+    pub fn finish_with_packs(mut self) -> Result<(Option<IndexId>, Vec<PackEntry>)> {
         let data = std::mem::take(&mut *self.data.lock().unwrap());
         let tree = std::mem::take(&mut *self.tree.lock().unwrap());
         let mut first_err = None;
@@ -144,12 +160,12 @@ impl BlobSaver {
         } else {
             Some(self.repo.save_index(&IndexFile {
                 supersedes: Vec::new(),
-                packs,
+                packs: packs.clone(),
             })?)
         };
         match first_err {
             Some(e) => Err(e),
-            None => Ok(index_id),
+            None => Ok((index_id, packs)),
         }
     }
 }

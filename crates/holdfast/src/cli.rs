@@ -116,6 +116,78 @@ Nothing is ever written outside the target."
     Cat(CatArgs),
     /// Remove stale locks (of dead processes or not refreshed for 30 minutes)
     Unlock(UnlockArgs),
+    /// Remove snapshots by a retention policy (or by id); --prune also frees their data
+    #[command(
+        after_long_help = "Snapshots are grouped by host, paths and application; in each group, newest first, \
+--keep-daily 7 keeps the newest snapshot of each of the 7 most recent days that have one (likewise hourly, weekly, \
+monthly, yearly); --keep-last N keeps the N newest; --keep-within 4d keeps all within 4 days of the group's newest \
+snapshot; --keep-tag T keeps all tagged T. A snapshot is kept if any rule keeps it. --dry-run prints every decision \
+and the rule behind it, changing nothing."
+    )]
+    Forget(ForgetArgs),
+    /// Delete data no snapshot uses and repack mostly-unused packs
+    #[command(
+        after_long_help = "Takes the exclusive lock: backups wait or fail with exit code 11 meanwhile. \
+A prune killed at any moment leaves the repository consistent; running it again finishes the job."
+    )]
+    Prune(PruneArgs),
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct KeepArgs {
+    /// Keep the N newest snapshots
+    #[arg(long = "keep-last", value_name = "N")]
+    pub last: Option<u32>,
+    /// Keep the newest snapshot of each of the last N hours that have one
+    #[arg(long = "keep-hourly", value_name = "N")]
+    pub hourly: Option<u32>,
+    /// ... of each of the last N days
+    #[arg(long = "keep-daily", value_name = "N")]
+    pub daily: Option<u32>,
+    /// ... of each of the last N ISO weeks
+    #[arg(long = "keep-weekly", value_name = "N")]
+    pub weekly: Option<u32>,
+    /// ... of each of the last N months
+    #[arg(long = "keep-monthly", value_name = "N")]
+    pub monthly: Option<u32>,
+    /// ... of each of the last N years
+    #[arg(long = "keep-yearly", value_name = "N")]
+    pub yearly: Option<u32>,
+    /// Keep every snapshot within DURATION (e.g. 4d, 36h, 2w, 6m, 1y) of the group's newest
+    #[arg(long = "keep-within", value_name = "DURATION")]
+    pub within: Option<String>,
+    /// Keep every snapshot with this tag (repeatable)
+    #[arg(long = "keep-tag", value_name = "TAG")]
+    pub keep_tags: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ForgetArgs {
+    /// Forget exactly these snapshots (id prefixes) instead of applying a policy
+    pub snapshots: Vec<String>,
+    #[command(flatten)]
+    pub keep: KeepArgs,
+    #[command(flatten)]
+    pub filter: Filter,
+    /// Show what would be removed, and why, without removing anything
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    /// Prune afterwards
+    #[arg(long)]
+    pub prune: bool,
+    /// With --prune: repack packs with at least this share unused
+    #[arg(long, default_value = "20%", value_name = "PERCENT")]
+    pub repack_threshold: String,
+}
+
+#[derive(Args, Debug)]
+pub struct PruneArgs {
+    /// Show what would be deleted and repacked, without changing anything
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    /// Repack packs with at least this share of unused bytes (0% repacks any with waste)
+    #[arg(long, default_value = "20%", value_name = "PERCENT")]
+    pub repack_threshold: String,
 }
 
 #[derive(Args, Debug)]
@@ -283,4 +355,13 @@ pub struct UnlockArgs {
     /// Remove every lock, live ones too
     #[arg(long)]
     pub all: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }

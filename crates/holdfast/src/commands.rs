@@ -37,6 +37,8 @@ pub fn run(ctx: &Ctx, cmd: Command) -> Result<i32> {
         Command::Key(k) => key(ctx, k),
         Command::Cat(a) => cat(ctx, a),
         Command::Unlock(a) => unlock(ctx, a),
+        Command::Forget(a) => forget(ctx, a),
+        Command::Prune(a) => prune_cmd(ctx, a),
     }
 }
 
@@ -633,6 +635,170 @@ fn unlock(ctx: &Ctx, a: UnlockArgs) -> Result<i32> {
         ctx.json(&json!({"removed": removed}));
     } else {
         ctx.say(format!("removed {} lock(s)", removed.len()));
+    }
+    Ok(exit::OK)
+}
+
+fn parse_percent(s: &str) -> Result<f64> {
+    let v: f64 = s
+        .trim()
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| anyhow!("'{s}' is not a percentage like 20%"))?;
+    if !(0.0..=100.0).contains(&v) {
+        bail!("'{s}' must be between 0% and 100%");
+    }
+    Ok(v / 100.0)
+}
+
+fn policy(k: &KeepArgs) -> Result<holdfast_core::retention::Policy> {
+    Ok(holdfast_core::retention::Policy {
+        last: k.last,
+        hourly: k.hourly,
+        daily: k.daily,
+        weekly: k.weekly,
+        monthly: k.monthly,
+        yearly: k.yearly,
+        within: k
+            .within
+            .as_deref()
+            .map(holdfast_core::retention::parse_duration)
+            .transpose()
+            .map_err(|e| anyhow!(e))?,
+        tags: k.keep_tags.clone(),
+    })
+}
+
+fn forget(ctx: &Ctx, a: ForgetArgs) -> Result<i32> {
+    let policy = policy(&a.keep)?;
+    let threshold = parse_percent(&a.repack_threshold)?;
+    if policy.is_empty() && a.snapshots.is_empty() {
+        bail!("no snapshots and no --keep-* policy given: refusing to forget everything");
+    }
+    if !policy.is_empty() && !a.snapshots.is_empty() {
+        bail!("give snapshot ids or a --keep-* policy, not both");
+    }
+    let (repo, lock) = ctx.open_locked(true, "forget")?;
+    let f = filter(&a.filter);
+    let snaps: Vec<_> = repo
+        .list_snapshots()?
+        .into_iter()
+        .filter(|(_, s)| f.matches(s))
+        .collect();
+    let decisions: Vec<holdfast_core::retention::Decision> = if a.snapshots.is_empty() {
+        holdfast_core::retention::apply(&snaps, &policy)
+    } else {
+        let chosen: Vec<_> = a
+            .snapshots
+            .iter()
+            .map(|p| {
+                repo.find_snapshot(p, &SnapshotFilter::default())
+                    .map(|x| x.0)
+            })
+            .collect::<Result<_, _>>()?;
+        snaps
+            .iter()
+            .map(|(id, s)| holdfast_core::retention::Decision {
+                id: *id,
+                time: s.time,
+                group: holdfast_core::retention::group_key(s),
+                keep: !chosen.contains(id),
+                reasons: if chosen.contains(id) {
+                    vec![]
+                } else {
+                    vec!["not named".into()]
+                },
+            })
+            .collect()
+    };
+    let mut removed = Vec::new();
+    if !a.dry_run {
+        for d in decisions.iter().filter(|d| !d.keep) {
+            repo.delete_snapshot(&d.id)?;
+            removed.push(d.id);
+        }
+    }
+    let prune_report = if a.prune && !a.dry_run {
+        Some(holdfast_core::prune::prune(
+            &repo,
+            &holdfast_core::prune::PruneOptions {
+                repack_threshold: threshold,
+                dry_run: false,
+            },
+        )?)
+    } else {
+        None
+    };
+    drop(lock);
+    if ctx.global.json {
+        ctx.json(&json!({"dry_run": a.dry_run, "decisions": decisions, "removed": removed, "prune": prune_report}));
+        return Ok(exit::OK);
+    }
+    let mut group = String::new();
+    for d in &decisions {
+        if d.group != group {
+            group = d.group.clone();
+            ctx.say(format!("{group}:"));
+        }
+        ctx.say(format!(
+            "  {} {}  {}  {}",
+            if d.keep {
+                "keep  "
+            } else if a.dry_run {
+                "would remove"
+            } else {
+                "remove"
+            },
+            d.id.short(),
+            format::local_time(&d.time),
+            d.reasons.join(", ")
+        ));
+    }
+    let gone = decisions.iter().filter(|d| !d.keep).count();
+    ctx.say(format!(
+        "{} kept, {} {}",
+        decisions.len() - gone,
+        gone,
+        if a.dry_run {
+            "would be removed (dry run: nothing changed)"
+        } else {
+            "removed"
+        }
+    ));
+    if let Some(r) = prune_report {
+        say_prune(ctx, &r);
+    }
+    Ok(exit::OK)
+}
+
+fn say_prune(ctx: &Ctx, r: &holdfast_core::prune::PruneReport) {
+    ctx.say(format!(
+        "{}{} of {} packs deleted, {} repacked, {} unindexed leftovers deleted; {} unused blobs; {} freed{}",
+        if r.dry_run { "dry run: " } else { "" },
+        r.packs_deleted,
+        r.packs_total,
+        r.packs_repacked,
+        r.packs_unindexed_deleted,
+        r.blobs_removed,
+        format::bytes(r.bytes_freed.saturating_sub(r.bytes_repacked)),
+        if r.dry_run { " would be" } else { "" }
+    ));
+}
+
+fn prune_cmd(ctx: &Ctx, a: PruneArgs) -> Result<i32> {
+    let threshold = parse_percent(&a.repack_threshold)?;
+    let (repo, _lock) = ctx.open_locked(true, "prune")?;
+    let r = holdfast_core::prune::prune(
+        &repo,
+        &holdfast_core::prune::PruneOptions {
+            repack_threshold: threshold,
+            dry_run: a.dry_run,
+        },
+    )?;
+    if ctx.global.json {
+        ctx.json(&r);
+    } else {
+        say_prune(ctx, &r);
     }
     Ok(exit::OK)
 }

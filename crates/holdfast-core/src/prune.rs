@@ -1,0 +1,191 @@
+//! Prune: delete data that no snapshot uses, and repack packs that are mostly unused.
+//!
+//! Runs under the exclusive lock, so no backup adds packs meanwhile. Every step leaves a
+//! consistent repository if the process dies right after it (docs/prune.md):
+//! 1. store repacked blobs in new packs (until step 2 they are unindexed garbage);
+//! 2. write one index file listing every pack that stays, superseding all older index files
+//!    (readers ignore superseded files, so old and new coexisting is fine);
+//! 3. delete the superseded index files;
+//! 4. delete packs no index references any more, and unindexed leftovers of killed backups.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::id::{BlobId, IndexId, PackId};
+use crate::index::{IndexFile, PackEntry};
+use crate::repo::Repository;
+use crate::saver::BlobSaver;
+use crate::storage::layout;
+
+#[derive(Clone, Debug)]
+pub struct PruneOptions {
+    /// Repack a pack when at least this fraction of its bytes is unused.
+    pub repack_threshold: f64,
+    pub dry_run: bool,
+}
+
+impl Default for PruneOptions {
+    fn default() -> Self {
+        PruneOptions {
+            repack_threshold: 0.2,
+            dry_run: false,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PruneReport {
+    pub dry_run: bool,
+    pub packs_total: usize,
+    pub packs_deleted: usize,
+    pub packs_repacked: usize,
+    pub packs_unindexed_deleted: usize,
+    pub blobs_used: usize,
+    pub blobs_removed: usize,
+    pub bytes_used: u64,
+    pub bytes_unused: u64,
+    /// Stored bytes that deleting frees (before the size of new packs is subtracted).
+    pub bytes_freed: u64,
+    pub bytes_repacked: u64,
+    pub index_files_replaced: usize,
+}
+
+/// Every blob any snapshot refers to: root trees, subtrees and file chunks.
+pub fn used_blobs(repo: &Repository) -> Result<HashSet<BlobId>> {
+    let mut used = HashSet::new();
+    for (_, snap) in repo.list_snapshots()? {
+        if !used.insert(snap.tree) {
+            continue;
+        }
+        let mut stack = vec![snap.tree];
+        while let Some(t) = stack.pop() {
+            crate::walk::walk(repo, &t, Path::new(""), &mut |_, n| {
+                used.extend(n.content.iter().copied());
+                if let Some(s) = n.subtree {
+                    if used.insert(s) {
+                        stack.push(s);
+                    }
+                }
+                Ok(false)
+            })?;
+        }
+    }
+    Ok(used)
+}
+
+pub fn prune(repo: &Arc<Repository>, opts: &PruneOptions) -> Result<PruneReport> {
+    let index = repo.index();
+    let used = used_blobs(repo)?;
+    let mut report = PruneReport {
+        dry_run: opts.dry_run,
+        packs_total: index.packs().len(),
+        ..Default::default()
+    };
+
+    // Classify packs. A blob stored twice (two backups racing on new data) counts once: the
+    // copy the master index points at is the one kept.
+    let mut keep: Vec<PackEntry> = Vec::new();
+    let mut delete: Vec<PackId> = Vec::new();
+    let mut repack: Vec<(PackId, Vec<crate::pack::PackedBlob>)> = Vec::new();
+    let mut ids: Vec<&PackId> = index.packs().keys().collect();
+    ids.sort();
+    for pid in ids {
+        let blobs = &index.packs()[pid];
+        let live = |b: &crate::pack::PackedBlob| {
+            used.contains(&b.id) && index.get(&b.id).map(|l| l.pack == *pid).unwrap_or(false)
+        };
+        let (mut u, mut n) = (0u64, 0u64);
+        for b in blobs {
+            if live(b) {
+                u += b.length as u64;
+                report.blobs_used += 1;
+            } else {
+                n += b.length as u64;
+                report.blobs_removed += 1;
+            }
+        }
+        report.bytes_used += u;
+        report.bytes_unused += n;
+        if u == 0 {
+            delete.push(*pid);
+            report.bytes_freed += n;
+        } else if n > 0 && n as f64 >= opts.repack_threshold * (u + n) as f64 {
+            repack.push((*pid, blobs.iter().filter(|b| live(b)).copied().collect()));
+            report.bytes_freed += u + n;
+            report.bytes_repacked += u;
+        } else {
+            keep.push(PackEntry {
+                id: *pid,
+                blobs: blobs.clone(),
+            });
+        }
+    }
+    report.packs_deleted = delete.len();
+    report.packs_repacked = repack.len();
+    let indexed: HashSet<String> = index.packs().keys().map(|p| p.to_hex()).collect();
+    let unindexed: Vec<String> = repo
+        .storage()
+        .list(layout::DATA)?
+        .into_iter()
+        .filter(|l| !indexed.contains(&l.name))
+        .map(|l| l.path)
+        .collect();
+    report.packs_unindexed_deleted = unindexed.len();
+    let old_index: Vec<IndexId> = repo.index_ids();
+    report.index_files_replaced = old_index.len();
+    if opts.dry_run || (delete.is_empty() && repack.is_empty() && unindexed.is_empty()) {
+        return Ok(report);
+    }
+
+    // 1. Repack live blobs into new packs (indexed by the saver's own index file).
+    let mut new_packs: Vec<PackEntry> = Vec::new();
+    let mut saver_index = None;
+    if !repack.is_empty() {
+        let saver = BlobSaver::for_repack(repo.clone(), 2);
+        for (_, blobs) in &repack {
+            for b in blobs {
+                let plain = repo.read_blob(&b.id)?;
+                saver.save(b.kind, &plain)?;
+            }
+        }
+        let (id, packs) = saver.finish_with_packs()?;
+        saver_index = id;
+        new_packs = packs;
+    }
+
+    // 2. One index for everything that stays, superseding every older index file.
+    let mut supersedes = old_index.clone();
+    supersedes.extend(saver_index);
+    let mut packs = keep;
+    packs.extend(new_packs);
+    let new_index = repo.save_index(&IndexFile {
+        supersedes: supersedes.clone(),
+        packs,
+    })?;
+
+    // 3. Old index files go.
+    for id in &supersedes {
+        if *id != new_index {
+            repo.storage()
+                .delete(&format!("{}{}", layout::INDEX, id.to_hex()))?;
+        }
+    }
+    // 4. Then the packs nothing references.
+    let gone: HashSet<PackId> = delete
+        .iter()
+        .copied()
+        .chain(repack.iter().map(|(p, _)| *p))
+        .collect();
+    for p in &gone {
+        repo.storage().delete(&layout::pack_path(&p.to_hex()))?;
+    }
+    for path in &unindexed {
+        repo.storage().delete(path)?;
+    }
+    repo.load_index()?;
+    Ok(report)
+}
