@@ -9,6 +9,13 @@ const RAW: u8 = 0;
 const ZSTD: u8 = 1;
 /// Compressed output must be at most this fraction of the input to be kept.
 const KEEP_RATIO: f64 = 0.97;
+/// Chunks at least this large are sampled before being compressed whole.
+const SAMPLE_FROM: usize = 128 * 1024;
+/// The sample: pieces spread over the chunk, so that mixed content is seen.
+const SAMPLES: usize = 8;
+const SAMPLE_PIECE: usize = 2 * 1024;
+/// A sample that compresses worse than this marks the chunk incompressible.
+const SAMPLE_KEEP_RATIO: f64 = 0.95;
 
 /// `flag || payload`, where the flag says whether the payload is zstd.
 pub fn pack_payload(plain: &[u8], level: i32) -> Vec<u8> {
@@ -22,7 +29,22 @@ pub fn pack_payload(plain: &[u8], level: i32) -> Vec<u8> {
             if c.as_ref().map(|(l, _)| *l != level).unwrap_or(true) {
                 *c = zstd::bulk::Compressor::new(level).ok().map(|z| (level, z));
             }
-            c.as_mut().and_then(|(_, z)| z.compress(plain).ok())
+            let (_, z) = c.as_mut()?;
+            // Large chunks: try a sample of pieces from all over the chunk first. Data that does not shrink there
+            // (weights, media, already-compressed files) is almost never worth compressing,
+            // and compressing it whole is the most expensive thing a backup does.
+            if plain.len() >= SAMPLE_FROM {
+                let step = plain.len() / SAMPLES;
+                let sample: Vec<u8> = (0..SAMPLES)
+                    .flat_map(|i| &plain[i * step..i * step + SAMPLE_PIECE])
+                    .copied()
+                    .collect();
+                let small = z.compress(&sample).ok()?;
+                if small.len() as f64 > sample.len() as f64 * SAMPLE_KEEP_RATIO {
+                    return None;
+                }
+            }
+            z.compress(plain).ok()
         });
         if let Some(c) = compressed {
             if (c.len() as f64) <= plain.len() as f64 * KEEP_RATIO {
@@ -62,6 +84,17 @@ mod tests {
             let p = pack_payload(&d, 3);
             prop_assert_eq!(unpack_payload("t", &p, d.len()).unwrap(), d);
         }
+    }
+
+    #[test]
+    fn large_chunks_are_judged_by_a_sample() {
+        let mut random = vec![0u8; 1 << 20];
+        rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut random);
+        assert_eq!(pack_payload(&random, 3)[0], RAW);
+        let text = "id,name,value\n".repeat(80_000).into_bytes();
+        let p = pack_payload(&text, 3);
+        assert_eq!(p[0], ZSTD);
+        assert_eq!(unpack_payload("t", &p, text.len()).unwrap(), text);
     }
 
     #[test]
