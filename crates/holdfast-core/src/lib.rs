@@ -14,6 +14,7 @@ pub mod crypto;
 pub mod diff;
 pub mod error;
 pub mod exclude;
+pub mod export;
 pub mod fsmeta;
 pub mod host;
 pub mod id;

@@ -131,6 +131,30 @@ and the rule behind it, changing nothing."
 A prune killed at any moment leaves the repository consistent; running it again finishes the job."
     )]
     Prune(PruneArgs),
+    /// Write a snapshot, or a directory of it, as a tar archive that GNU tar restores
+    #[command(
+        after_long_help = "Extract with `tar -xpf FILE --xattrs --xattrs-include='*' --numeric-owner` \
+(as root for owners and device nodes) to get the same tree back: modes, owners, nanosecond times, symlinks, \
+hardlinks, sparse files, xattrs and ACLs. The format follows -o's extension unless --format is given."
+    )]
+    Export(ExportArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// Snapshot id prefix, or `latest`
+    pub snapshot: String,
+    /// Directory inside the snapshot (default: all of it)
+    #[arg(default_value = "")]
+    pub path: String,
+    /// Archive format
+    #[arg(long, value_parser = ["tar", "tar.gz", "tar.zst"])]
+    pub format: Option<String>,
+    /// Output file, or - for standard output
+    #[arg(short, long, value_name = "FILE")]
+    pub output: String,
+    #[command(flatten)]
+    pub filter: Filter,
 }
 
 #[derive(Args, Debug, Clone, Default)]

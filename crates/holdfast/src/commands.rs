@@ -39,6 +39,7 @@ pub fn run(ctx: &Ctx, cmd: Command) -> Result<i32> {
         Command::Unlock(a) => unlock(ctx, a),
         Command::Forget(a) => forget(ctx, a),
         Command::Prune(a) => prune_cmd(ctx, a),
+        Command::Export(a) => export(ctx, a),
     }
 }
 
@@ -799,6 +800,99 @@ fn prune_cmd(ctx: &Ctx, a: PruneArgs) -> Result<i32> {
         ctx.json(&r);
     } else {
         say_prune(ctx, &r);
+    }
+    Ok(exit::OK)
+}
+
+fn export(ctx: &Ctx, a: ExportArgs) -> Result<i32> {
+    use std::io::Write;
+    let format = match (&a.format, a.output.as_str()) {
+        (Some(f), _) => f.clone(),
+        (None, o) if o.ends_with(".tar.gz") || o.ends_with(".tgz") => "tar.gz".into(),
+        (None, o) if o.ends_with(".tar.zst") || o.ends_with(".tzst") => "tar.zst".into(),
+        _ => "tar".into(),
+    };
+    let (repo, _lock) = ctx.open_locked(false, "export")?;
+    let (id, snap) = repo.find_snapshot(&a.snapshot, &filter(&a.filter))?;
+    let (tree, root) = match holdfast_core::walk::resolve(&repo, &snap.tree, &a.path)? {
+        holdfast_core::walk::Resolved::Dir(p, t) => {
+            let root = if p.as_os_str().is_empty() {
+                snap.root.clone()
+            } else {
+                None
+            };
+            (t, root)
+        }
+        holdfast_core::walk::Resolved::Leaf(p, _) => {
+            bail!("'{}' is not a directory; export a directory", p.display())
+        }
+    };
+    // Write beside the destination and rename when complete: a failed export never leaves a
+    // file that looks like a finished archive.
+    let (sink, partial): (Box<dyn Write>, Option<PathBuf>) = if a.output == "-" {
+        (
+            Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+            None,
+        )
+    } else {
+        let partial = PathBuf::from(format!("{}.partial", a.output));
+        let f = std::fs::File::create(&partial)
+            .with_context(|| format!("creating {}", partial.display()))?;
+        (
+            Box::new(std::io::BufWriter::with_capacity(1 << 20, f)),
+            Some(partial),
+        )
+    };
+    let result = (|| -> Result<holdfast_core::export::ExportReport> {
+        Ok(match format.as_str() {
+            "tar.gz" => {
+                let mut gz = flate2::write::GzEncoder::new(sink, flate2::Compression::default());
+                let r = holdfast_core::export::export_tar(&repo, &tree, root.as_ref(), &mut gz)?;
+                gz.finish()?.flush()?;
+                r
+            }
+            "tar.zst" => {
+                let mut z = zstd::stream::write::Encoder::new(sink, 3)?;
+                let r = holdfast_core::export::export_tar(&repo, &tree, root.as_ref(), &mut z)?;
+                z.finish()?.flush()?;
+                r
+            }
+            _ => {
+                let mut sink = sink;
+                let r = holdfast_core::export::export_tar(&repo, &tree, root.as_ref(), &mut sink)?;
+                sink.flush()?;
+                r
+            }
+        })
+    })();
+    let report = match (result, &partial) {
+        (Ok(r), Some(p)) => {
+            std::fs::File::open(p)?.sync_all()?;
+            std::fs::rename(p, &a.output)?;
+            r
+        }
+        (Ok(r), None) => r,
+        (Err(e), p) => {
+            if let Some(p) = p {
+                let _ = std::fs::remove_file(p);
+            }
+            return Err(e.context(format!("exporting snapshot {}", id.short())));
+        }
+    };
+    if ctx.global.json {
+        if a.output != "-" {
+            ctx.json(
+                &json!({"snapshot": id, "output": a.output, "format": format, "report": report}),
+            );
+        }
+    } else if a.output != "-" {
+        ctx.say(format!(
+            "exported snapshot {} to {} ({format}): {} entries, {}",
+            id.short(),
+            a.output,
+            report.entries,
+            format::bytes(report.bytes)
+        ));
     }
     Ok(exit::OK)
 }

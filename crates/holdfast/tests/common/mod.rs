@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -195,7 +196,33 @@ pub fn snapshot_tree(root: &Path) -> BTreeMap<Vec<u8>, Entry> {
 
 /// Asserts two trees have the same entries, metadata and file bytes.
 pub fn assert_same_tree(expected: &BTreeMap<Vec<u8>, Entry>, src: &Path, restored: &Path) {
-    let got = snapshot_tree(restored);
+    compare_trees(expected, src, restored, false)
+}
+
+/// As [`assert_same_tree`], but access times are not compared (GNU tar sets them to the
+/// extraction time).
+pub fn assert_same_tree_but_atime(
+    expected: &BTreeMap<Vec<u8>, Entry>,
+    src: &Path,
+    restored: &Path,
+) {
+    compare_trees(expected, src, restored, true)
+}
+
+fn compare_trees(
+    expected: &BTreeMap<Vec<u8>, Entry>,
+    src: &Path,
+    restored: &Path,
+    ignore_atime: bool,
+) {
+    let mut got = snapshot_tree(restored);
+    let mut expected = expected.clone();
+    if ignore_atime {
+        for e in expected.values_mut().chain(got.values_mut()) {
+            e.atime = None;
+        }
+    }
+    let expected = &expected;
     let ek: Vec<_> = expected
         .keys()
         .map(|k| String::from_utf8_lossy(k).into_owned())
@@ -226,4 +253,105 @@ pub fn random_file(path: &Path, len: usize, seed: u64) {
     let mut b = vec![0u8; len];
     rng.fill_bytes(&mut b);
     std::fs::write(path, b).unwrap();
+}
+
+/// Builds a tree containing every kind of entry holdfast promises to keep.
+pub fn build_everything(root: &Path) {
+    let p = |s: &str| root.join(s);
+    std::fs::create_dir_all(p("config/nested/deeper")).unwrap();
+    std::fs::create_dir_all(p("empty-dir")).unwrap();
+    std::fs::write(p("config/settings.json"), br#"{"a": 1}"#).unwrap();
+    std::fs::write(p("empty-file"), b"").unwrap();
+    random_file(&p("config/nested/deeper/big.bin"), 9 * 1024 * 1024 + 17, 1);
+    std::fs::write(p("compressible.csv"), "id,name,value\n".repeat(200_000)).unwrap();
+    // Symlinks: relative, absolute, dangling; kept verbatim.
+    std::os::unix::fs::symlink("settings.json", p("config/link-rel")).unwrap();
+    std::os::unix::fs::symlink("/nonexistent/target", p("dangling")).unwrap();
+    // Hardlinks.
+    std::fs::write(p("hard-a"), b"shared content").unwrap();
+    std::fs::hard_link(p("hard-a"), p("config/hard-b")).unwrap();
+    std::fs::hard_link(p("hard-a"), p("hard-c")).unwrap();
+    // Sparse file: 64 MiB with data in two places.
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = std::fs::File::create(p("sparse.img")).unwrap();
+        f.seek(SeekFrom::Start(10 * 1024 * 1024)).unwrap();
+        f.write_all(&[1u8; 5000]).unwrap();
+        f.set_len(64 * 1024 * 1024).unwrap();
+    }
+    // Special bits.
+    std::fs::write(p("setuid"), b"#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(p("setuid"), std::fs::Permissions::from_mode(0o4755)).unwrap();
+    std::fs::write(p("setgid"), b"x").unwrap();
+    std::fs::set_permissions(p("setgid"), std::fs::Permissions::from_mode(0o2750)).unwrap();
+    std::fs::create_dir(p("sticky")).unwrap();
+    std::fs::set_permissions(p("sticky"), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    std::fs::write(p("private"), b"secret").unwrap();
+    std::fs::set_permissions(p("private"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    // A name that is not UTF-8.
+    std::fs::write(
+        root.join(std::ffi::OsStr::from_bytes(b"caf\xe9-latin1.txt")),
+        b"bytes",
+    )
+    .unwrap();
+    // FIFO.
+    nix::unistd::mkfifo(&p("fifo"), nix::sys::stat::Mode::from_bits_truncate(0o640)).unwrap();
+    // Extended attributes and a POSIX ACL.
+    xattr::set(
+        p("config/settings.json"),
+        "user.origin",
+        b"test\0binary\xff",
+    )
+    .unwrap();
+    xattr::set(p("config"), "user.dir-attr", b"on a directory").unwrap();
+    if have("setfacl") {
+        sh(&format!(
+            "setfacl -m u:12345:rw,g:54321:r {}",
+            p("private").display()
+        ));
+        sh(&format!(
+            "setfacl -d -m u:12345:rwx {}",
+            p("config/nested").display()
+        ));
+    }
+    if is_root() {
+        // Owners other than ours, and device nodes.
+        nix::unistd::chown(
+            &p("config/settings.json"),
+            Some(1234.into()),
+            Some(5678.into()),
+        )
+        .unwrap();
+        nix::unistd::chown(&p("empty-dir"), Some(4321.into()), Some(8765.into())).unwrap();
+        nix::unistd::fchownat(
+            None,
+            &p("config/link-rel"),
+            Some(777.into()),
+            Some(778.into()),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .unwrap();
+        nix::sys::stat::mknod(
+            &p("null-dev"),
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::from_bits_truncate(0o666),
+            nix::sys::stat::makedev(1, 3),
+        )
+        .unwrap();
+        nix::sys::stat::mknod(
+            &p("block-dev"),
+            nix::sys::stat::SFlag::S_IFBLK,
+            nix::sys::stat::Mode::from_bits_truncate(0o660),
+            nix::sys::stat::makedev(7, 200),
+        )
+        .unwrap();
+        // chown clears setuid: restore the bits afterwards.
+        std::fs::set_permissions(p("setuid"), std::fs::Permissions::from_mode(0o4755)).unwrap();
+    }
+    // Times with nanoseconds, set last (they are what changes most easily).
+    let t = filetime::FileTime::from_unix_time(1_600_000_000, 123_456_789);
+    let a = filetime::FileTime::from_unix_time(1_500_000_000, 987_654_321);
+    filetime::set_file_times(p("config/settings.json"), a, t).unwrap();
+    filetime::set_symlink_file_times(p("dangling"), a, t).unwrap();
+    filetime::set_file_times(p("empty-dir"), a, t).unwrap();
 }
