@@ -18,6 +18,7 @@ pub mod export;
 pub mod fsmeta;
 pub mod host;
 pub mod id;
+pub mod import;
 pub mod index;
 pub mod keyfile;
 pub mod lock;

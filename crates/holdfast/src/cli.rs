@@ -138,6 +138,36 @@ A prune killed at any moment leaves the repository consistent; running it again 
 hardlinks, sparse files, xattrs and ACLs. The format follows -o's extension unless --format is given."
     )]
     Export(ExportArgs),
+    /// Turn tar archives (plain, .gz, .zst) into snapshots, e.g. those of a tar-in-cron script
+    #[command(
+        after_long_help = "Each archive becomes one snapshot, dated from a YYYY-MM-DD in its file name \
+(backup-dss-data-2026-11-20.tar.gz), else from its newest entry. Archives are imported oldest first and deduplicate \
+against each other. Absolute names, '..' components and links leaving the archive are refused with the entry named; \
+a truncated or corrupt archive is an error and writes no snapshot."
+    )]
+    Import(ImportArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// Archives to import
+    #[arg(required = true, value_name = "ARCHIVE")]
+    pub archives: Vec<PathBuf>,
+    /// Path to record in the snapshots (e.g. /srv/dss/data, to group them with regular backups)
+    #[arg(long, value_name = "PATH")]
+    pub as_path: Option<String>,
+    /// Drop this many leading components from entry names
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub strip_components: usize,
+    /// Tag the snapshots (repeatable; `imported` is always added)
+    #[arg(long, value_name = "TAG")]
+    pub tag: Vec<String>,
+    /// Record this host name
+    #[arg(long, value_name = "HOST")]
+    pub host: Option<String>,
+    /// Accept symlinks whose targets are absolute paths (refused by default as leaving the archive)
+    #[arg(long)]
+    pub allow_absolute_symlinks: bool,
 }
 
 #[derive(Args, Debug)]

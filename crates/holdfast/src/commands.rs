@@ -40,6 +40,7 @@ pub fn run(ctx: &Ctx, cmd: Command) -> Result<i32> {
         Command::Forget(a) => forget(ctx, a),
         Command::Prune(a) => prune_cmd(ctx, a),
         Command::Export(a) => export(ctx, a),
+        Command::Import(a) => import(ctx, a),
     }
 }
 
@@ -893,6 +894,46 @@ fn export(ctx: &Ctx, a: ExportArgs) -> Result<i32> {
             report.entries,
             format::bytes(report.bytes)
         ));
+    }
+    Ok(exit::OK)
+}
+
+fn import(ctx: &Ctx, a: ImportArgs) -> Result<i32> {
+    let (repo, _lock) = ctx.open_locked(false, "import")?;
+    let mut archives = a.archives.clone();
+    archives.sort_by_key(|p| {
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        (holdfast_core::import::date_from_name(&name), p.clone())
+    });
+    let mut tags = vec!["imported".to_string()];
+    tags.extend(a.tag.iter().cloned());
+    let opts = holdfast_core::import::ImportOptions {
+        as_path: a.as_path.clone(),
+        hostname: a.host.clone(),
+        tags,
+        strip_components: a.strip_components,
+        allow_absolute_symlinks: a.allow_absolute_symlinks,
+    };
+    let mut done = Vec::new();
+    for archive in &archives {
+        let imported = holdfast_core::import::import_tar(repo.clone(), archive, &opts)?;
+        let m = &imported.snapshot.summary;
+        ctx.say(format!(
+            "imported {} as snapshot {} ({}): {} files, {} read, {} added",
+            archive.display(),
+            imported.id.short(),
+            format::local_time(&imported.snapshot.time),
+            m.total_files,
+            format::bytes(m.bytes_read),
+            format::bytes(m.bytes_added)
+        ));
+        done.push(json!({"archive": archive, "id": imported.id, "snapshot": imported.snapshot}));
+    }
+    if ctx.global.json {
+        ctx.json(&done);
     }
     Ok(exit::OK)
 }
