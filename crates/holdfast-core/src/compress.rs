@@ -14,8 +14,9 @@ const SAMPLE_FROM: usize = 128 * 1024;
 /// The sample: pieces spread over the chunk, so that mixed content is seen.
 const SAMPLES: usize = 8;
 const SAMPLE_PIECE: usize = 2 * 1024;
-/// A sample that compresses worse than this marks the chunk incompressible.
-const SAMPLE_KEEP_RATIO: f64 = 0.95;
+/// A sample that saves less than 1% marks the chunk incompressible (random-looking data);
+/// anything that compresses at all is compressed whole, so mixed chunks lose nothing.
+const SAMPLE_KEEP_RATIO: f64 = 0.99;
 
 /// `flag || payload`, where the flag says whether the payload is zstd.
 pub fn pack_payload(plain: &[u8], level: i32) -> Vec<u8> {
