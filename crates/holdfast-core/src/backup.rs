@@ -76,12 +76,15 @@ struct Ctx<'a> {
 }
 
 /// Backs up `paths` (absolute) into `repo`, whose index must be loaded.
+/// `before_commit` runs after all data is stored and before the index and snapshot are
+/// written; it fails the backup when committing is no longer safe (the lock was lost).
 pub fn backup(
     repo: Arc<Repository>,
     paths: &[PathBuf],
     opts: &BackupOptions,
     progress: &Progress,
     cancel: &AtomicBool,
+    before_commit: &dyn Fn() -> Result<()>,
 ) -> Result<BackupOutcome> {
     let started = Utc::now();
     let clock = Instant::now();
@@ -193,7 +196,9 @@ pub fn backup(
     summary.bytes_added = saver.stats.bytes_added.load(Ordering::Relaxed);
     summary.bytes_stored = saver.stats.bytes_stored.load(Ordering::Relaxed);
     summary.blobs_added = saver.stats.blobs_added.load(Ordering::Relaxed);
-    // Index what was stored even on failure, so that the next run reuses it.
+    // Index what was stored even on failure, so that the next run reuses it; but never when
+    // the lock was lost, since a prune may have deleted some of it meanwhile.
+    before_commit()?;
     let finished = saver.finish();
     let (tree, layout, root) = result?;
     finished?;

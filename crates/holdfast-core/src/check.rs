@@ -68,6 +68,8 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
             Err(e) => report.errors.push(e.to_string()),
         }
     }
+    // Step 1 named every unreadable index file; load the others.
+    let _ = repo.load_index_lenient()?;
     let index = repo.index();
     report.packs_indexed = index.packs().len();
 
@@ -96,8 +98,11 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
     }
 
     // 3. Snapshots decode, and every tree and blob they reference is indexed.
-    let snaps = match repo.list_snapshots() {
-        Ok(s) => s,
+    let snaps = match repo.list_snapshots_lenient() {
+        Ok((s, problems)) => {
+            report.errors.extend(problems);
+            s
+        }
         Err(e) => {
             report.errors.push(e.to_string());
             Vec::new()

@@ -78,6 +78,7 @@ pub struct LockGuard {
     storage: Storage,
     current: Arc<Mutex<String>>,
     stop: Arc<AtomicBool>,
+    refreshed: Arc<Mutex<std::time::Instant>>,
     refresher: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -88,7 +89,8 @@ impl LockGuard {
                 if Some(path.as_str()) == own {
                     continue;
                 }
-                // An unreadable lock counts as live until it ages out of the listing.
+                // An unreadable lock is ignored here (and removed by `unlock`): it cannot name
+                // a holder, and letting it block would let any stray file stop every backup.
                 if let Some(info) = info {
                     if !info.is_stale() && (exclusive || info.exclusive) {
                         return Ok(Some(info.describe()));
@@ -107,12 +109,14 @@ impl LockGuard {
         }
         let current = Arc::new(Mutex::new(path));
         let stop = Arc::new(AtomicBool::new(false));
+        let refreshed = Arc::new(Mutex::new(std::time::Instant::now()));
         let refresher = {
-            let (storage, current, stop, command) = (
+            let (storage, current, stop, command, refreshed) = (
                 storage.clone(),
                 current.clone(),
                 stop.clone(),
                 command.to_string(),
+                refreshed.clone(),
             );
             std::thread::spawn(move || {
                 let tick = Duration::from_millis(200);
@@ -127,6 +131,7 @@ impl LockGuard {
                     if let Ok(new) = write_lock(&storage, exclusive, &command) {
                         let old = std::mem::replace(&mut *current.lock().unwrap(), new);
                         let _ = storage.delete(&old);
+                        *refreshed.lock().unwrap() = std::time::Instant::now();
                     }
                 }
             })
@@ -135,8 +140,29 @@ impl LockGuard {
             storage: storage.clone(),
             current,
             stop,
+            refreshed,
             refresher: Some(refresher),
         })
+    }
+
+    /// Fails if others may by now consider this lock stale (refreshes failed for too long) or
+    /// it was removed (`unlock --all`): then a prune may have deleted what this process wrote,
+    /// and committing an index or snapshot that refers to it would be wrong.
+    pub fn ensure_held(&self) -> Result<()> {
+        let age = self.refreshed.lock().unwrap().elapsed();
+        if age + REFRESH_EVERY > STALE_AFTER {
+            return Err(Error::Locked(format!(
+                "by nobody: this process could not refresh its lock for {} minutes, so others may have taken over; nothing was committed",
+                age.as_secs() / 60
+            )));
+        }
+        let path = self.current.lock().unwrap().clone();
+        if !self.storage.exists(&path)? {
+            return Err(Error::Locked(format!(
+                "by nobody: this process's lock {path} was removed (unlock --all?), so a prune may have run; nothing was committed"
+            )));
+        }
+        Ok(())
     }
 }
 

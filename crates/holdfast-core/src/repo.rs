@@ -21,6 +21,9 @@ use crate::snapshot::{Snapshot, SnapshotFilter};
 use crate::storage::{layout, Storage};
 use crate::tree::Tree;
 
+/// Snapshots with their ids.
+pub type SnapshotList = Vec<(SnapshotId, Snapshot)>;
+
 /// The repository format this code writes, and the newest it reads.
 pub const FORMAT_VERSION: u32 = 1;
 
@@ -102,6 +105,12 @@ impl Repository {
         if storage.exists(layout::CONFIG)? {
             return Err(Error::AlreadyExists(storage.location().to_string()));
         }
+        if !storage.list(layout::KEYS)?.is_empty() {
+            return Err(Error::Invalid(format!(
+                "{} has key files but no config: an earlier init was interrupted; remove its keys/ folder and run init again",
+                storage.location()
+            )));
+        }
         let config = Config {
             holdfast_repository: FORMAT_VERSION,
             id: hex::encode(content_hash(&rand::random::<[u8; 32]>())),
@@ -110,6 +119,7 @@ impl Repository {
             pack_size: opts.pack_size,
             compression_level: opts.compression_level,
         };
+        validate_config(storage.location(), &config)?;
         let key = MasterKey::generate();
         let kf = KeyFile::wrap(&key, password, opts.kdf)?;
         let key_id = KeyId::random();
@@ -254,15 +264,33 @@ impl Repository {
 
     /// Loads every index file into memory (from the cache where possible).
     pub fn load_index(&self) -> Result<()> {
+        match self.load_index_lenient()?.into_iter().next() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Loads every readable index file; returns the errors of those that are not (for check,
+    /// which must be able to report a damaged index rather than stop at it).
+    pub fn load_index_lenient(&self) -> Result<Vec<Error>> {
         let listed = self.storage.list(layout::INDEX)?;
-        let files: Vec<(IndexId, IndexFile)> = listed
+        let results: Vec<Result<(IndexId, IndexFile)>> = listed
             .par_iter()
             .filter_map(|l| l.name.parse::<IndexId>().ok().map(|id| (id, l)))
             .map(|(id, l)| {
                 let sealed = self.read_cached(&l.path)?;
                 Ok((id, IndexFile::open(&l.path, &self.key, &sealed)?))
             })
-            .collect::<Result<_>>()?;
+            .collect();
+        let mut errors = Vec::new();
+        let mut files = Vec::new();
+        for r in results {
+            match r {
+                Ok(f) => files.push(f),
+                Err(e @ Error::Corrupt { .. }) => errors.push(e),
+                Err(e) => return Err(e),
+            }
+        }
         let superseded: HashSet<IndexId> = files
             .iter()
             .flat_map(|(_, f)| f.supersedes.iter().copied())
@@ -280,10 +308,16 @@ impl Repository {
         }
         if let Some(c) = &self.cache {
             c.retain(layout::INDEX, &ids.iter().map(|i| i.to_hex()).collect());
+            if errors.is_empty() {
+                c.retain(
+                    layout::DATA,
+                    &master.packs().keys().map(|p| p.to_hex()).collect(),
+                );
+            }
         }
         *self.index.write().unwrap() = Arc::new(master);
         *self.index_ids.write().unwrap() = ids;
-        Ok(())
+        Ok(errors)
     }
 
     pub fn index(&self) -> Arc<MasterIndex> {
@@ -410,14 +444,35 @@ impl Repository {
         Snapshot::decode(&id.short(), &self.key.open(&path, &sealed)?)
     }
 
-    /// All snapshots, oldest first.
+    /// All snapshots, oldest first. One that cannot be read or decrypted is left out with a
+    /// warning (check reports it), so that a single damaged snapshot does not stop backups.
     pub fn list_snapshots(&self) -> Result<Vec<(SnapshotId, Snapshot)>> {
+        let (snaps, problems) = self.list_snapshots_lenient()?;
+        for p in problems {
+            tracing::warn!("{p}");
+        }
+        Ok(snaps)
+    }
+
+    /// All readable snapshots, oldest first, and a message for each unreadable one.
+    pub fn list_snapshots_lenient(&self) -> Result<(SnapshotList, Vec<String>)> {
         let listed = self.storage.list(layout::SNAPSHOTS)?;
-        let mut snaps: Vec<(SnapshotId, Snapshot)> = listed
+        let results: Vec<(SnapshotId, Result<Snapshot>)> = listed
             .par_iter()
             .filter_map(|l| l.name.parse::<SnapshotId>().ok())
-            .map(|id| Ok((id, self.load_snapshot(&id)?)))
-            .collect::<Result<_>>()?;
+            .map(|id| (id, self.load_snapshot(&id)))
+            .collect();
+        let mut snaps = Vec::new();
+        let mut problems = Vec::new();
+        for (id, r) in results {
+            match r {
+                Ok(s) => snaps.push((id, s)),
+                Err(e @ (Error::Corrupt { .. } | Error::NotFound(_))) => {
+                    problems.push(format!("snapshot {id}: {e}"))
+                }
+                Err(e) => return Err(e),
+            }
+        }
         if let Some(c) = &self.cache {
             c.retain(
                 layout::SNAPSHOTS,
@@ -425,7 +480,19 @@ impl Repository {
             );
         }
         snaps.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
-        Ok(snaps)
+        Ok((snaps, problems))
+    }
+
+    /// Snapshots that match `filter`, oldest first.
+    pub fn list_snapshots_matching(
+        &self,
+        filter: &SnapshotFilter,
+    ) -> Result<Vec<(SnapshotId, Snapshot)>> {
+        Ok(self
+            .list_snapshots()?
+            .into_iter()
+            .filter(|(_, s)| filter.matches(s))
+            .collect())
     }
 
     pub fn delete_snapshot(&self, id: &SnapshotId) -> Result<()> {
@@ -495,5 +562,42 @@ pub fn read_config(storage: &Storage) -> Result<Config> {
             supported: FORMAT_VERSION,
         });
     }
-    serde_json::from_slice(&bytes).map_err(|e| Error::corrupt("config", e.to_string()))
+    let config: Config =
+        serde_json::from_slice(&bytes).map_err(|e| Error::corrupt("config", e.to_string()))?;
+    validate_config(storage.location(), &config)?;
+    Ok(config)
+}
+
+/// `config` is not authenticated: every value is checked before it is used (the id names a
+/// local cache folder; chunk and pack sizes bound memory and offsets).
+fn validate_config(location: &str, c: &Config) -> Result<()> {
+    let bad = |why: String| Error::corrupt(format!("config of {location}"), why);
+    if c.id.len() != 64 || !c.id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(bad("the repository id is not 64 hex digits".into()));
+    }
+    let ch = c.chunker;
+    let ok = (64..=1 << 20).contains(&ch.min_size)
+        && (256..=4 << 20).contains(&ch.avg_size)
+        && (1024..=16 << 20).contains(&ch.max_size)
+        && ch.min_size <= ch.avg_size
+        && ch.avg_size <= ch.max_size;
+    if !ok {
+        return Err(bad(format!(
+            "chunk sizes {}/{}/{} are out of range",
+            ch.min_size, ch.avg_size, ch.max_size
+        )));
+    }
+    if !(64 * 1024..=1 << 30).contains(&c.pack_size) {
+        return Err(bad(format!(
+            "pack size {} is outside 64 KiB..1 GiB",
+            c.pack_size
+        )));
+    }
+    if !(1..=22).contains(&c.compression_level) {
+        return Err(bad(format!(
+            "zstd level {} is outside 1..22",
+            c.compression_level
+        )));
+    }
+    Ok(())
 }

@@ -14,6 +14,7 @@ use crate::id::{BlobId, SnapshotId};
 use crate::tree::Node;
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Summary {
     pub files_new: u64,
     pub files_changed: u64,

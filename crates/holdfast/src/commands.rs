@@ -98,7 +98,7 @@ fn backup_cmd(ctx: &Ctx, a: BackupArgs) -> Result<i32> {
         patterns.extend(Excludes::read_file(f)?);
     }
     let excludes = Excludes::new(&patterns, &a.exclude_if_present)?;
-    let (repo, _lock) = ctx.open_locked(false, "backup")?;
+    let (repo, lock) = ctx.open_locked(false, "backup")?;
     let parent = match &a.parent {
         Some(p) => Some(repo.find_snapshot(p, &SnapshotFilter::default())?.0),
         None => None,
@@ -133,7 +133,14 @@ fn backup_cmd(ctx: &Ctx, a: BackupArgs) -> Result<i32> {
     } else {
         None
     };
-    let outcome = backup::backup(repo.clone(), &a.paths, &opts, &progress, &ctx.cancel);
+    let outcome = backup::backup(
+        repo.clone(),
+        &a.paths,
+        &opts,
+        &progress,
+        &ctx.cancel,
+        &|| lock.ensure_held(),
+    );
     drop(bar);
     let outcome = outcome?;
     let s = &outcome.snapshot;
@@ -173,11 +180,7 @@ fn backup_cmd(ctx: &Ctx, a: BackupArgs) -> Result<i32> {
 fn snapshots(ctx: &Ctx, a: SnapshotsArgs) -> Result<i32> {
     let repo = ctx.open()?;
     let f = filter(&a.filter);
-    let snaps: Vec<_> = repo
-        .list_snapshots()?
-        .into_iter()
-        .filter(|(_, s)| f.matches(s))
-        .collect();
+    let snaps = repo.list_snapshots_matching(&f)?;
     if ctx.global.json {
         let v: Vec<_> = snaps
             .iter()
@@ -367,7 +370,9 @@ fn check_cmd(ctx: &Ctx, a: CheckArgs) -> Result<i32> {
         .as_deref()
         .map(parse_subset)
         .transpose()?;
-    let (repo, _lock) = ctx.open_locked(false, "check")?;
+    // Not open_locked: a damaged index file must be reported by check, not stop it.
+    let repo = ctx.open()?;
+    let _lock = holdfast_core::lock::LockGuard::acquire(repo.storage(), false, "check")?;
     let report = check::check(
         &repo,
         &CheckOptions {
@@ -550,6 +555,8 @@ fn key(ctx: &Ctx, k: KeyCommand) -> Result<i32> {
         }
         KeyCommand::Passwd(n) => {
             let repo = ctx.open()?;
+            let _lock =
+                holdfast_core::lock::LockGuard::acquire(repo.storage(), true, "key passwd")?;
             let pw = read_new_password(&n.new_password_file)?;
             let old = repo.key_id();
             let id = repo.add_key(&pw, kdf(n.argon2_memory, n.argon2_iterations))?;
@@ -682,11 +689,7 @@ fn forget(ctx: &Ctx, a: ForgetArgs) -> Result<i32> {
     }
     let (repo, lock) = ctx.open_locked(true, "forget")?;
     let f = filter(&a.filter);
-    let snaps: Vec<_> = repo
-        .list_snapshots()?
-        .into_iter()
-        .filter(|(_, s)| f.matches(s))
-        .collect();
+    let snaps = repo.list_snapshots_matching(&f)?;
     let decisions: Vec<holdfast_core::retention::Decision> = if a.snapshots.is_empty() {
         holdfast_core::retention::apply(&snaps, &policy)
     } else {

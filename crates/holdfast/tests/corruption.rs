@@ -13,15 +13,7 @@ fn corrupt_pack_is_named_and_unaffected_files_restore() {
     std::fs::create_dir_all(src.join("b")).unwrap();
     random_file(&src.join("a/victim.bin"), 2 * 1024 * 1024, 1);
     random_file(&src.join("b/survivor.bin"), 2 * 1024 * 1024, 2);
-    env.ok(&[
-        "init",
-        "--argon2-memory",
-        "1",
-        "--argon2-iterations",
-        "1",
-        "--pack-size",
-        "1",
-    ]);
+    env.init_small_packs();
     env.backup(&src);
     env.ok(&["check", "--read-data"]);
 

@@ -34,15 +34,7 @@ fn killed_backups_never_harm_the_repository() {
         .unwrap();
     }
     // Small packs so that a backup stores many of them and a kill lands between uploads.
-    env.ok(&[
-        "init",
-        "--argon2-memory",
-        "1",
-        "--argon2-iterations",
-        "1",
-        "--pack-size",
-        "1",
-    ]);
+    env.init_small_packs();
     let first = env.backup(&src);
     let first_id = first["id"].as_str().unwrap().to_string();
     let expected = snapshot_tree(&src);
@@ -120,15 +112,7 @@ fn interrupted_backup_exits_130_and_cleans_up() {
     for i in 0..100 {
         random_file(&src.join(format!("f{i}")), 1024 * 1024, i);
     }
-    env.ok(&[
-        "init",
-        "--argon2-memory",
-        "1",
-        "--argon2-iterations",
-        "1",
-        "--pack-size",
-        "1",
-    ]);
+    env.init_small_packs();
     let mut interrupted = 0;
     for signal in [
         nix::sys::signal::Signal::SIGINT,
@@ -165,4 +149,46 @@ fn interrupted_backup_exits_130_and_cleans_up() {
     );
     let done = env.backup(&src);
     assert_eq!(done["snapshot"]["summary"]["total_files"], 100);
+}
+
+/// A backup whose lock disappears while it runs (`unlock --all`, or others judging it stale)
+/// may have had data pruned under it: it must commit nothing and say so.
+#[test]
+fn backup_that_lost_its_lock_commits_nothing() {
+    let env = Env::new();
+    let src = env.path("src");
+    std::fs::create_dir(&src).unwrap();
+    for i in 0..100 {
+        random_file(&src.join(format!("f{i}")), 1024 * 1024, i);
+    }
+    env.init_small_packs();
+    let mut caught = false;
+    for _ in 0..5 {
+        let child = env
+            .cmd()
+            .args(["backup", src.to_str().unwrap(), "--force"])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(150));
+        env.ok(&["unlock", "--all"]);
+        let o = child.wait_with_output().unwrap();
+        if o.status.success() {
+            continue; // finished before the lock was removed
+        }
+        assert_eq!(code(&o), 11, "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("nothing was committed"),
+            "{}",
+            stderr(&o)
+        );
+        assert_eq!(env.json(&["snapshots"]).as_array().unwrap().len(), 0);
+        caught = true;
+        break;
+    }
+    assert!(
+        caught,
+        "every backup finished before its lock was removed: the test proved nothing"
+    );
+    env.ok(&["check"]);
 }

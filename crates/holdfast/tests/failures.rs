@@ -240,3 +240,87 @@ fn full_disk_fails_cleanly_and_harms_nothing() {
     env.ok(&["restore", "latest", "--target", out.to_str().unwrap()]);
     assert_eq!(std::fs::read(out.join("a")).unwrap(), b"first backup");
 }
+
+#[test]
+fn tampered_config_and_interrupted_init_are_clear_errors() {
+    let env = Env::new();
+    env.init();
+    let cfg_path = env.repo.join("config");
+    let original = std::fs::read(&cfg_path).unwrap();
+    // An id that would move the local cache elsewhere, and absurd sizes, are refused.
+    for (field, value) in [
+        ("id", serde_json::json!("../../etc")),
+        ("pack_size", serde_json::json!(1u64 << 40)),
+    ] {
+        let mut cfg: serde_json::Value = serde_json::from_slice(&original).unwrap();
+        cfg[field] = value;
+        std::fs::write(&cfg_path, serde_json::to_vec(&cfg).unwrap()).unwrap();
+        let o = env.run(&["snapshots"]);
+        assert_eq!(code(&o), 14, "{field}: {}", stderr(&o));
+        assert!(
+            one_line_error(&o).contains("corrupt config"),
+            "{}",
+            stderr(&o)
+        );
+    }
+    std::fs::write(&cfg_path, &original).unwrap();
+    env.ok(&["snapshots"]);
+
+    // init killed after writing its key but before config: a second init says what happened.
+    let other = Env::new();
+    other.init();
+    std::fs::remove_file(other.repo.join("config")).unwrap();
+    let o = other.run(&["init"]);
+    assert_eq!(code(&o), 1);
+    assert!(
+        one_line_error(&o).contains("earlier init was interrupted"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn check_reports_damaged_index_and_snapshot_files_instead_of_stopping() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("a"), "a").unwrap();
+    env.backup(&src);
+    std::fs::write(src.join("b"), "b").unwrap();
+    env.backup(&src);
+    let flip = |dir: &str| {
+        let f = std::fs::read_dir(env.repo.join(dir))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let mut b = std::fs::read(&f).unwrap();
+        let n = b.len();
+        b[n / 2] ^= 1;
+        std::fs::write(&f, b).unwrap();
+        f.file_name().unwrap().to_string_lossy().into_owned()
+    };
+    let snap = flip("snapshots");
+    let idx = flip("index");
+    let o = env.run(&["check", "--no-cache"]);
+    assert_eq!(code(&o), 14, "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains(&snap) && out.contains(&idx), "{out}");
+    // The other snapshot is still listed (a damaged one does not hide the rest).
+    let o = env
+        .cmd()
+        .args(["snapshots", "--json", "--no-cache"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&o.stdout)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}

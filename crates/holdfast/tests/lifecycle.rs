@@ -8,18 +8,6 @@ use std::time::Duration;
 use common::*;
 use rand::{Rng, SeedableRng};
 
-fn init_small_packs(env: &Env) {
-    env.ok(&[
-        "init",
-        "--argon2-memory",
-        "1",
-        "--argon2-iterations",
-        "1",
-        "--pack-size",
-        "1",
-    ]);
-}
-
 fn repo_bytes(env: &Env) -> u64 {
     fn walk(p: &std::path::Path) -> u64 {
         std::fs::read_dir(p)
@@ -121,7 +109,7 @@ fn forget_by_policy_dry_run_then_for_real() {
 #[test]
 fn prune_frees_space_and_repacks_without_losing_anything() {
     let env = Env::new();
-    init_small_packs(&env);
+    env.init_small_packs();
     let keep_src = env.path("keep");
     let drop_src = env.path("drop");
     std::fs::create_dir(&keep_src).unwrap();
@@ -209,7 +197,7 @@ fn killed_prunes_never_harm_kept_snapshots() {
     eprintln!("prune crash test seed {seed}");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let env = Env::new();
-    init_small_packs(&env);
+    env.init_small_packs();
     let mut snaps = Vec::new();
     for i in 0..12u64 {
         let src = env.path(&format!("s{i}"));

@@ -452,15 +452,7 @@ fn check_reads_a_subset_of_packs() {
     for i in 0..8 {
         random_file(&src.join(format!("f{i}")), 1024 * 1024, i);
     }
-    env.ok(&[
-        "init",
-        "--argon2-memory",
-        "1",
-        "--argon2-iterations",
-        "1",
-        "--pack-size",
-        "1",
-    ]);
+    env.init_small_packs();
     env.backup(&src);
     let full = env.json(&["check", "--read-data"]);
     let packs = full["report"]["packs_read"].as_u64().unwrap();

@@ -74,6 +74,19 @@ impl Env {
         self.ok(&["init", "--argon2-memory", "1", "--argon2-iterations", "1"]);
     }
 
+    /// `init` with 1 MiB packs, so that small test data spreads over many packs.
+    pub fn init_small_packs(&self) {
+        self.ok(&[
+            "init",
+            "--argon2-memory",
+            "1",
+            "--argon2-iterations",
+            "1",
+            "--pack-size",
+            "1",
+        ]);
+    }
+
     pub fn backup(&self, path: &Path) -> serde_json::Value {
         self.json(&["backup", path.to_str().unwrap()])
     }
