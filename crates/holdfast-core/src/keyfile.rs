@@ -85,7 +85,21 @@ impl KeyFile {
     }
 }
 
+/// Key files are not authenticated: a planted one must not make opening take all memory.
+const MAX_MEMORY_KIB: u32 = 4 * 1024 * 1024;
+const MAX_ITERATIONS: u32 = 64;
+const MAX_PARALLELISM: u32 = 64;
+
 fn derive(password: &[u8], salt: &[u8], p: KdfParams) -> Result<[u8; 32]> {
+    if p.memory_kib > MAX_MEMORY_KIB
+        || p.iterations > MAX_ITERATIONS
+        || p.parallelism > MAX_PARALLELISM
+    {
+        return Err(Error::Invalid(format!(
+            "Argon2 cost {} KiB / {} passes / {} lanes is beyond what holdfast accepts",
+            p.memory_kib, p.iterations, p.parallelism
+        )));
+    }
     let params = Params::new(p.memory_kib, p.iterations, p.parallelism, Some(32))
         .map_err(|e| Error::Invalid(format!("Argon2 parameters: {e}")))?;
     let mut out = [0u8; 32];

@@ -132,29 +132,44 @@ impl Repository {
     /// Opens a repository, trying the password against every key file.
     pub fn open(storage: Storage, password: &[u8], use_cache: bool) -> Result<Repository> {
         let config = read_config(&storage)?;
-        let mut last_err = None;
+        // Every key file is tried; an odd one (not JSON, unknown KDF, absurd cost, a name that
+        // is not an id) is skipped rather than stopping the others from being tried.
+        let mut tried = 0;
+        let mut skipped = Vec::new();
         let mut keys = storage.list(layout::KEYS)?;
         keys.sort_by(|a, b| a.name.cmp(&b.name));
         for k in keys {
+            let Ok(key_id) = k.name.parse::<KeyId>() else {
+                skipped.push(format!("{}: not a key id", k.path));
+                continue;
+            };
             let kf: KeyFile = match storage.read(&k.path).map(|b| serde_json::from_slice(&b)) {
                 Ok(Ok(kf)) => kf,
                 Ok(Err(e)) => {
-                    last_err = Some(Error::corrupt(k.path.clone(), e.to_string()));
+                    skipped.push(format!("{}: {e}", k.path));
                     continue;
                 }
+                Err(Error::NotFound(_)) => continue,
                 Err(e) => return Err(e),
             };
-            if let Some(key) = kf.unwrap_key(password)? {
-                let key_id: KeyId = k.name.parse().map_err(|e: crate::id::InvalidId| {
-                    Error::corrupt(k.path.clone(), e.to_string())
-                })?;
-                return Ok(Self::assemble(storage, key, key_id, config, use_cache));
+            match kf.unwrap_key(password) {
+                Ok(Some(key)) => {
+                    return Ok(Self::assemble(storage, key, key_id, config, use_cache))
+                }
+                Ok(None) => tried += 1,
+                Err(e) => skipped.push(format!("{}: {e}", k.path)),
             }
         }
-        match last_err {
-            Some(e) => Err(e),
-            None => Err(Error::WrongPassword(storage.location().to_string())),
+        for s in &skipped {
+            tracing::warn!("key file skipped: {s}");
         }
+        if tried == 0 && !skipped.is_empty() {
+            return Err(Error::corrupt(
+                format!("keys of {}", storage.location()),
+                format!("no usable key file ({})", skipped.join("; ")),
+            ));
+        }
+        Err(Error::WrongPassword(storage.location().to_string()))
     }
 
     fn assemble(

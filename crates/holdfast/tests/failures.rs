@@ -324,3 +324,32 @@ fn check_reports_damaged_index_and_snapshot_files_instead_of_stopping() {
         1
     );
 }
+
+#[test]
+fn odd_key_files_do_not_hide_the_good_one_or_the_wrong_password() {
+    let env = Env::new();
+    env.init();
+    let keys = env.repo.join("keys");
+    // A stray file, a non-JSON key, and a planted key demanding 1 TiB of Argon2 memory.
+    std::fs::write(keys.join("README"), "notes").unwrap();
+    std::fs::write(keys.join("0".repeat(64)), "not json").unwrap();
+    let good = std::fs::read_dir(&keys)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            let n = p.file_name().unwrap().to_string_lossy().into_owned();
+            n.len() == 64 && n != "0".repeat(64)
+        });
+    let mut planted: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(good.unwrap()).unwrap()).unwrap();
+    planted["params"]["memory_kib"] = (1u64 << 30).into();
+    std::fs::write(keys.join("1".repeat(64)), planted.to_string()).unwrap();
+    env.ok(&["snapshots"]);
+    let o = env
+        .cmd()
+        .env("HOLDFAST_PASSWORD", "wrong")
+        .args(["snapshots"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 12, "{}", stderr(&o));
+}
