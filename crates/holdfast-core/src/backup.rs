@@ -199,9 +199,15 @@ pub fn backup(
     // Index what was stored even on failure, so that the next run reuses it; but never when
     // the lock was lost, since a prune may have deleted some of it meanwhile.
     before_commit()?;
+    let storage_failed = saver.has_failed();
     let finished = saver.finish();
-    let (tree, layout, root) = result?;
-    finished?;
+    let (tree, layout, root) = match (result, finished) {
+        (Ok(r), Ok(_)) => r,
+        // Workers stop with a generic error when an upload fails; the uploader's error
+        // (disk full, permission denied, ...) is the one that names the cause.
+        (Err(_), Err(e)) if storage_failed => return Err(e),
+        (Err(e), _) | (Ok(_), Err(e)) => return Err(e),
+    };
     warnings.sort_by(|a, b| a.path.cmp(&b.path));
     summary.duration_secs = clock.elapsed().as_secs_f64();
     let snapshot = Snapshot {

@@ -33,10 +33,6 @@ impl Cache {
         Some(Cache { dir })
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// The cached bytes of `path`, if present and intact.
     pub fn get(&self, path: &str) -> Option<Vec<u8>> {
         let file = self.dir.join(path);

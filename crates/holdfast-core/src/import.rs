@@ -6,7 +6,7 @@
 //! input: absolute names, `..` components and links that would point outside the archive's
 //! root are refused with the entry named, and a truncated or corrupt archive writes no snapshot.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Component, Path};
 use std::sync::Arc;
@@ -142,14 +142,20 @@ pub fn import_tar(repo: Arc<Repository>, archive: &Path, opts: &ImportOptions) -
         .stats
         .blobs_added
         .load(std::sync::atomic::Ordering::Relaxed);
-    let (root, mut summary, newest, warnings) = match result {
+    let Parsed {
+        root,
+        mut summary,
+        newest,
+        warnings,
+        link_counts,
+    } = match result {
         Ok(r) => r,
         Err(e) => {
             let _ = saver.finish();
             return Err(e);
         }
     };
-    let tree = save_dir(&saver, root.children)?;
+    let tree = save_dir(&saver, root.children, &link_counts)?;
     saver.finish()?;
     summary.bytes_added = bytes_added;
     summary.bytes_stored = bytes_stored;
@@ -182,7 +188,15 @@ pub fn import_tar(repo: Arc<Repository>, archive: &Path, opts: &ImportOptions) -
     Ok(Imported { id, snapshot })
 }
 
-type Read3 = (Dir, Summary, Option<DateTime<Utc>>, Vec<Warning>);
+/// What reading an archive's entries produced.
+struct Parsed {
+    root: Dir,
+    summary: Summary,
+    newest: Option<DateTime<Utc>>,
+    warnings: Vec<Warning>,
+    /// Members per hardlink group (synthetic inode -> count), applied when trees are written.
+    link_counts: HashMap<u64, u64>,
+}
 
 fn read_entries<R: Read>(
     repo: &Repository,
@@ -190,7 +204,7 @@ fn read_entries<R: Read>(
     tar: &mut tar::Archive<R>,
     archive: &Path,
     opts: &ImportOptions,
-) -> Result<Read3> {
+) -> Result<Parsed> {
     let bad = |entry: &str, why: String| {
         Error::Invalid(format!(
             "{}: entry '{entry}': {why}; nothing imported",
@@ -207,8 +221,8 @@ fn read_entries<R: Read>(
     let mut summary = Summary::default();
     let mut warnings = Vec::new();
     let mut newest: Option<DateTime<Utc>> = None;
-    let mut inodes: BTreeMap<Vec<RawName>, u64> = BTreeMap::new();
-    let mut next_inode = 1u64;
+    let mut link_counts: HashMap<u64, u64> = HashMap::new();
+    let mut next_inode = 0u64;
     let chunker = repo.config().chunker;
     for entry in tar.entries().map_err(io)? {
         let mut entry = entry.map_err(io)?;
@@ -334,32 +348,19 @@ fn read_entries<R: Read>(
                         "hard link to an entry not (yet) in the archive".into(),
                     ));
                 };
+                // Members of a hardlink group share a synthetic inode; their link count is
+                // set from `link_counts` once the whole archive has been read.
                 let mut first = first.clone();
-                let ino = *inodes.entry(tcomps.clone()).or_insert_with(|| {
+                if first.inode == 0 {
                     next_inode += 1;
-                    next_inode
-                });
-                first.inode = ino;
-                first.links += 1;
-                let links = first.links;
-                set_leaf(&mut root, &tcomps, first.clone());
-                // Every member of the group carries the final link count.
-                for (p, i) in inodes.iter() {
-                    if *i == ino {
-                        if let Some(Item::Leaf(m)) = lookup(&root, p) {
-                            let mut m = m.clone();
-                            m.links = links;
-                            set_leaf(&mut root, p, m);
-                        }
-                    }
+                    first.inode = next_inode;
+                    set_leaf(&mut root, &tcomps, first.clone());
                 }
+                *link_counts.entry(first.inode).or_insert(1) += 1;
                 n = Node {
                     name: n.name,
-                    links,
-                    inode: ino,
                     ..first
                 };
-                inodes.insert(comps.clone(), ino);
                 summary.total_files += 1;
                 summary.total_bytes += n.size;
             }
@@ -423,7 +424,13 @@ fn read_entries<R: Read>(
             d.children.insert(last[0].clone(), Item::Leaf(n));
         }
     }
-    Ok((root, summary, newest, warnings))
+    Ok(Parsed {
+        root,
+        summary,
+        newest,
+        warnings,
+        link_counts,
+    })
 }
 
 fn node(
@@ -520,11 +527,20 @@ fn set_leaf(root: &mut Dir, comps: &[RawName], n: Node) {
 }
 
 /// Stores directories bottom-up; a directory without its own entry gets 0755 and no times.
-fn save_dir(saver: &BlobSaver, children: BTreeMap<RawName, Item>) -> Result<BlobId> {
+fn save_dir(
+    saver: &BlobSaver,
+    children: BTreeMap<RawName, Item>,
+    link_counts: &HashMap<u64, u64>,
+) -> Result<BlobId> {
     let mut nodes = Vec::with_capacity(children.len());
     for (name, item) in children {
         match item {
-            Item::Leaf(n) => nodes.push(n),
+            Item::Leaf(mut n) => {
+                if let Some(c) = link_counts.get(&n.inode) {
+                    n.links = *c;
+                }
+                nodes.push(n)
+            }
             Item::Dir(d) => {
                 let mut n = d.node.unwrap_or_else(|| Node {
                     name: name.clone(),
@@ -549,7 +565,7 @@ fn save_dir(saver: &BlobSaver, children: BTreeMap<RawName, Item>) -> Result<Blob
                     sparse: false,
                 });
                 n.name = name;
-                n.subtree = Some(save_dir(saver, d.children)?);
+                n.subtree = Some(save_dir(saver, d.children, link_counts)?);
                 nodes.push(n);
             }
         }

@@ -182,9 +182,6 @@ impl MasterIndex {
     pub fn packs(&self) -> &HashMap<PackId, Vec<PackedBlob>> {
         &self.packs
     }
-    pub fn blob_count(&self) -> usize {
-        self.blobs.len()
-    }
     pub fn blobs(&self) -> impl Iterator<Item = (&BlobId, &BlobLocation)> {
         self.blobs.iter()
     }

@@ -208,9 +208,6 @@ impl Repository {
     pub fn config(&self) -> &Config {
         &self.config
     }
-    pub fn cache(&self) -> Option<&Cache> {
-        self.cache.as_ref()
-    }
 
     // ----- keys -----
 

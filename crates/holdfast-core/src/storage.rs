@@ -129,13 +129,6 @@ impl Storage {
             .map_err(|e| storage_err("stat", path, e))
     }
 
-    pub fn size(&self, path: &str) -> Result<u64> {
-        self.rt
-            .block_on(self.op.stat(path))
-            .map(|m| m.content_length())
-            .map_err(|e| storage_err("stat", path, e))
-    }
-
     /// Every object below `dir` (which ends in `/`), in no particular order.
     pub fn list(&self, dir: &str) -> Result<Vec<Listed>> {
         let entries = match self

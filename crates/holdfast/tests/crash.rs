@@ -6,16 +6,11 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 
 #[test]
 fn killed_backups_never_harm_the_repository() {
-    let seed: u64 = std::env::var("HOLDFAST_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(rand::random);
-    eprintln!("crash test seed {seed} (HOLDFAST_CRASH_SEED to repeat)");
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut rng = seeded_rng("crash test");
     let env = Env::new();
     let src = env.path("src");
     std::fs::create_dir_all(src.join("small")).unwrap();

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 
 fn repo_bytes(env: &Env) -> u64 {
     fn walk(p: &std::path::Path) -> u64 {
@@ -190,12 +190,7 @@ fn prune_waits_for_a_running_backup() {
 
 #[test]
 fn killed_prunes_never_harm_kept_snapshots() {
-    let seed: u64 = std::env::var("HOLDFAST_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(rand::random);
-    eprintln!("prune crash test seed {seed}");
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut rng = seeded_rng("prune crash test");
     let env = Env::new();
     env.init_small_packs();
     let mut snaps = Vec::new();

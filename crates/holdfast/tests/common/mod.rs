@@ -368,3 +368,15 @@ pub fn build_everything(root: &Path) {
     filetime::set_symlink_file_times(p("dangling"), a, t).unwrap();
     filetime::set_file_times(p("empty-dir"), a, t).unwrap();
 }
+
+/// A random generator for tests that choose moments at random: seeded from
+/// `HOLDFAST_CRASH_SEED` when set, else at random, and the seed is printed to repeat a run.
+pub fn seeded_rng(what: &str) -> rand::rngs::StdRng {
+    use rand::SeedableRng;
+    let seed: u64 = std::env::var("HOLDFAST_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    eprintln!("{what} seed {seed} (HOLDFAST_CRASH_SEED={seed} repeats it)");
+    rand::rngs::StdRng::seed_from_u64(seed)
+}
