@@ -1,9 +1,19 @@
 //! holdfast-app: the application layer between the CLI and the repository core.
 //!
-//! It turns what a user configured (a repository location, where a password comes from) into
-//! core objects. Application profiles, service control, volume snapshots, database dumps and
-//! schedules belong here as they arrive; the CLI stays a thin shell over this crate.
+//! It turns what a user configured (a repository location, a password source, applications
+//! with their profiles, consistency modes and databases) into runs of the core. Everything
+//! that knows about services, volume snapshots or PostgreSQL lives here; the core stays a
+//! repository, and the CLI stays a thin shell over this crate.
 
 pub mod access;
+pub mod config;
+pub mod error;
+pub mod postgres;
+pub mod procedure;
+pub mod profile;
+pub mod restore;
+pub mod service;
+pub mod volume;
 
 pub use access::{open_repository, open_storage, Access, PasswordSource};
+pub use error::{Error, Result};

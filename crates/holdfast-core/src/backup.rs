@@ -24,8 +24,8 @@ use crate::id::{BlobId, SnapshotId};
 use crate::pack::BlobKind;
 use crate::repo::Repository;
 use crate::saver::BlobSaver;
-use crate::snapshot::{RootLayout, Snapshot, Summary, Warning};
-use crate::tree::{Node, NodeKind, RawName, Tree};
+use crate::snapshot::{Attachment, Consistency, RootLayout, Snapshot, Summary, Warning};
+use crate::tree::{Node, NodeKind, RawName, Timestamp, Tree};
 
 #[derive(Clone, Debug, Default)]
 pub struct BackupOptions {
@@ -40,6 +40,81 @@ pub struct BackupOptions {
     /// The paths recorded in the snapshot, when they differ from those read (for example a
     /// mounted volume snapshot read in place of the original).
     pub record_paths_as: Option<Vec<PathBuf>>,
+    /// How often to read a file again when it changed while being read (live backups).
+    /// With 0, a changed file is kept as read, with a warning.
+    pub reread_changed: u32,
+    /// A running application may delete files between listing and reading: note them in the
+    /// consistency report instead of warning.
+    pub expect_vanishing: bool,
+    /// Further roots produced during the same run (database dumps), stored as attachments.
+    pub attachments: Vec<Arc<dyn AttachmentSource>>,
+}
+
+/// Produces one attachment (for example a database dump) into the snapshot being written.
+/// It runs alongside the directory backup, inside the same consistency window.
+pub trait AttachmentSource: Send + Sync + std::fmt::Debug {
+    /// Writes the attachment's files into `sink` and describes it; the core fills in `tree`
+    /// and `bytes`.
+    fn produce(&self, sink: &mut AttachmentSink<'_>) -> Result<Attachment>;
+}
+
+/// Where an [`AttachmentSource`] writes its files: streams (never touching the disk) or
+/// directories.
+pub struct AttachmentSink<'a> {
+    ctx: &'a Ctx<'a>,
+    nodes: Vec<Node>,
+    bytes: u64,
+}
+
+impl AttachmentSink<'_> {
+    /// Stores everything `reader` yields as the file `name`; returns its size.
+    pub fn add_stream(&mut self, name: &str, reader: &mut dyn Read) -> Result<u64> {
+        let (content, size) = self.ctx.store_stream(Path::new(name), reader)?;
+        let now = Utc::now();
+        let ts = Timestamp(now.timestamp(), now.timestamp_subsec_nanos());
+        let (uid, gid) = (
+            nix::unistd::getuid().as_raw(),
+            nix::unistd::getgid().as_raw(),
+        );
+        self.nodes.push(Node {
+            name: RawName::from(name),
+            kind: NodeKind::File,
+            mode: 0o600,
+            uid,
+            gid,
+            user: self.ctx.names.user(uid),
+            group: self.ctx.names.group(gid),
+            size,
+            mtime: ts,
+            atime: ts,
+            ctime: ts,
+            links: 1,
+            content,
+            inode: 0,
+            dev: 0,
+            rdev: 0,
+            target: None,
+            subtree: None,
+            xattrs: Vec::new(),
+            sparse: false,
+        });
+        self.bytes += size;
+        Ok(size)
+    }
+
+    /// Stores the directory `path` (for example a `pg_dump -Fd` output) as `name`.
+    pub fn add_dir(&mut self, name: &str, path: &Path) -> Result<()> {
+        let meta = path.symlink_metadata().map_err(|e| Error::io(path, e))?;
+        let mut node = fsmeta::node_from_metadata(RawName::from(name), &meta, &self.ctx.names);
+        let before = self.ctx.total_bytes.load(Ordering::Relaxed);
+        node.subtree = Some(
+            self.ctx
+                .backup_dir(path, Path::new(name), None, meta.dev())?,
+        );
+        self.bytes += self.ctx.total_bytes.load(Ordering::Relaxed) - before;
+        self.nodes.push(node);
+        Ok(())
+    }
 }
 
 /// Live counters for a progress display; the core only counts.
@@ -57,12 +132,34 @@ pub struct BackupOutcome {
     pub snapshot: Snapshot,
 }
 
-struct Ctx<'a> {
+/// Calls the backup makes to its caller at the points where the caller may have to act.
+pub trait BackupHooks {
+    /// All data has been read (or reading failed) and nothing is committed yet. An error stops
+    /// the commit: use it when committing is no longer safe (the lock was lost). An
+    /// application stopped for the backup can be started again here.
+    fn before_commit(&mut self) -> Result<()> {
+        Ok(())
+    }
+    /// The snapshot is about to be saved: record what the caller knows about the run.
+    fn annotate(&mut self, _snapshot: &mut Snapshot) {}
+}
+
+/// Hooks that only check that committing is still safe.
+pub struct CommitCheck<F: Fn() -> Result<()>>(pub F);
+
+impl<F: Fn() -> Result<()>> BackupHooks for CommitCheck<F> {
+    fn before_commit(&mut self) -> Result<()> {
+        (self.0)()
+    }
+}
+
+pub struct Ctx<'a> {
     repo: &'a Repository,
     saver: &'a BlobSaver,
     opts: &'a BackupOptions,
     names: Names,
     warnings: Mutex<Vec<Warning>>,
+    consistency: Mutex<Consistency>,
     progress: &'a Progress,
     cancel: &'a AtomicBool,
     files_new: AtomicU64,
@@ -76,15 +173,15 @@ struct Ctx<'a> {
 }
 
 /// Backs up `paths` (absolute) into `repo`, whose index must be loaded.
-/// `before_commit` runs after all data is stored and before the index and snapshot are
-/// written; it fails the backup when committing is no longer safe (the lock was lost).
+/// `hooks.before_commit` runs after all data is stored and before the index and snapshot are
+/// written.
 pub fn backup(
     repo: Arc<Repository>,
     paths: &[PathBuf],
     opts: &BackupOptions,
     progress: &Progress,
     cancel: &AtomicBool,
-    before_commit: &dyn Fn() -> Result<()>,
+    hooks: &mut dyn BackupHooks,
 ) -> Result<BackupOutcome> {
     let started = Utc::now();
     let clock = Instant::now();
@@ -142,6 +239,7 @@ pub fn backup(
         opts,
         names: Names::default(),
         warnings: Mutex::new(Vec::new()),
+        consistency: Mutex::new(Consistency::default()),
         progress,
         cancel,
         files_new: AtomicU64::new(0),
@@ -159,25 +257,41 @@ pub fn backup(
             .symlink_metadata()
             .map(|m| m.is_dir())
             .unwrap_or(false);
-    let result = if single_dir {
-        let root = &paths[0];
-        let meta = root.symlink_metadata().map_err(|e| Error::io(root, e))?;
-        let mut root_node = fsmeta::node_from_metadata(RawName::from("."), &meta, &ctx.names);
-        root_node.xattrs = fsmeta::read_xattrs(root).unwrap_or_default();
-        ctx.backup_dir(root, Path::new(""), parent_tree.as_ref(), meta.dev())
-            .map(|tree| (tree, RootLayout::DirContent, Some(root_node)))
-    } else {
-        let rels: Vec<Vec<RawName>> = paths
+    let (result, attachments) = std::thread::scope(|scope| {
+        let ctx = &ctx;
+        let producers: Vec<_> = opts
+            .attachments
             .iter()
-            .map(|p| {
-                p.components()
-                    .skip(1)
-                    .map(|c| RawName::from(c.as_os_str()))
-                    .collect()
+            .map(|src| {
+                scope.spawn(move || {
+                    let mut sink = AttachmentSink {
+                        ctx,
+                        nodes: Vec::new(),
+                        bytes: 0,
+                    };
+                    let mut a = src.produce(&mut sink)?;
+                    let mut tree = Tree { nodes: sink.nodes };
+                    tree.sort();
+                    a.tree = ctx.saver.save(BlobKind::Tree, &tree.encode())?;
+                    a.bytes = sink.bytes;
+                    Ok(a)
+                })
             })
             .collect();
-        ctx.full_paths_tree(Path::new("/"), &rels, parent_tree.as_ref())
-            .map(|tree| (tree, RootLayout::FullPaths, None))
+        let result = ctx.backup_roots(&paths, single_dir, parent_tree.as_ref());
+        let attachments: Result<Vec<Attachment>> = producers
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(Error::Invalid("an attachment producer panicked".into()))
+                })
+            })
+            .collect();
+        (result, attachments)
+    });
+    let result = match (result, attachments) {
+        (Ok(r), Ok(a)) => Ok((r, a)),
+        (Err(e), _) | (_, Err(e)) => Err(e),
     };
     let mut summary = Summary {
         files_new: ctx.files_new.load(Ordering::Relaxed),
@@ -192,16 +306,17 @@ pub fn backup(
         ..Summary::default()
     };
     let mut warnings = std::mem::take(&mut *ctx.warnings.lock().unwrap());
+    let mut consistency = std::mem::take(&mut *ctx.consistency.lock().unwrap());
     drop(ctx);
     summary.bytes_added = saver.stats.bytes_added.load(Ordering::Relaxed);
     summary.bytes_stored = saver.stats.bytes_stored.load(Ordering::Relaxed);
     summary.blobs_added = saver.stats.blobs_added.load(Ordering::Relaxed);
     // Index what was stored even on failure, so that the next run reuses it; but never when
     // the lock was lost, since a prune may have deleted some of it meanwhile.
-    before_commit()?;
+    hooks.before_commit()?;
     let storage_failed = saver.has_failed();
     let finished = saver.finish();
-    let (tree, layout, root) = match (result, finished) {
+    let ((tree, layout, root), attachments) = match (result, finished) {
         (Ok(r), Ok(_)) => r,
         // Workers stop with a generic error when an upload fails; the uploader's error
         // (disk full, permission denied, ...) is the one that names the cause.
@@ -209,8 +324,12 @@ pub fn backup(
         (Err(e), _) | (Ok(_), Err(e)) => return Err(e),
     };
     warnings.sort_by(|a, b| a.path.cmp(&b.path));
+    consistency.reread.sort();
+    consistency.inconsistent.sort();
+    consistency.vanished.sort();
+    consistency.mode = "none".into();
     summary.duration_secs = clock.elapsed().as_secs_f64();
-    let snapshot = Snapshot {
+    let mut snapshot = Snapshot {
         time: started,
         tree,
         paths: recorded,
@@ -223,19 +342,62 @@ pub fn backup(
         root,
         summary,
         warnings,
+        consistency: Some(consistency),
+        attachments,
         extra: Default::default(),
     };
+    hooks.annotate(&mut snapshot);
     let id = repo.save_snapshot(&snapshot)?;
     Ok(BackupOutcome { id, snapshot })
 }
 
 impl Ctx<'_> {
+    /// The root tree of the paths given: a directory's content, or their full paths.
+    fn backup_roots(
+        &self,
+        paths: &[PathBuf],
+        single_dir: bool,
+        parent_tree: Option<&Tree>,
+    ) -> Result<(BlobId, RootLayout, Option<Node>)> {
+        if single_dir {
+            let root = &paths[0];
+            let meta = root.symlink_metadata().map_err(|e| Error::io(root, e))?;
+            let mut root_node = fsmeta::node_from_metadata(RawName::from("."), &meta, &self.names);
+            root_node.xattrs = fsmeta::read_xattrs(root).unwrap_or_default();
+            self.backup_dir(root, Path::new(""), parent_tree, meta.dev())
+                .map(|tree| (tree, RootLayout::DirContent, Some(root_node)))
+        } else {
+            let rels: Vec<Vec<RawName>> = paths
+                .iter()
+                .map(|p| {
+                    p.components()
+                        .skip(1)
+                        .map(|c| RawName::from(c.as_os_str()))
+                        .collect()
+                })
+                .collect();
+            self.full_paths_tree(Path::new("/"), &rels, parent_tree)
+                .map(|tree| (tree, RootLayout::FullPaths, None))
+        }
+    }
+
     fn warn(&self, path: &Path, message: impl std::fmt::Display) {
         tracing::warn!("{}: {}", path.display(), message);
         self.warnings.lock().unwrap().push(Warning {
             path: path.to_string_lossy().into_owned(),
             message: message.to_string(),
         });
+    }
+
+    /// A file deleted under a running application: noted, not warned about, when expected.
+    fn vanished(&self, path: &Path, e: &std::io::Error) -> bool {
+        if self.opts.expect_vanishing && e.kind() == std::io::ErrorKind::NotFound {
+            let p = path.to_string_lossy().into_owned();
+            self.consistency.lock().unwrap().vanished.push(p);
+            true
+        } else {
+            false
+        }
     }
 
     fn check_cancel(&self) -> Result<()> {
@@ -302,6 +464,7 @@ impl Ctx<'_> {
         }
         let meta = match path.symlink_metadata() {
             Ok(m) => m,
+            Err(e) if self.vanished(path, &e) => return Ok(None),
             Err(e) => {
                 self.warn(path, format!("cannot stat: {e}"));
                 return Ok(None);
@@ -357,6 +520,9 @@ impl Ctx<'_> {
                         };
                         counter.fetch_add(1, Ordering::Relaxed);
                     }
+                    Err(Error::Io { source, .. }) if self.vanished(path, &source) => {
+                        return Ok(None);
+                    }
                     Err(Error::Io { source, .. }) => {
                         self.warn(path, format!("cannot read: {source}"));
                         return Ok(None);
@@ -382,24 +548,64 @@ impl Ctx<'_> {
         Ok(Some(node))
     }
 
-    /// Chunks and stores a file's content; notes when it changed while being read.
+    /// Chunks and stores a file's content. A file that changes while it is read is read again
+    /// up to `reread_changed` times; what is stored describes the inode actually read (a file
+    /// replaced by rename between listing and reading is read whole, in its new version).
     fn read_file(&self, path: &Path, node: &mut Node) -> Result<()> {
-        let file = open_noatime(path).map_err(|e| Error::io(path, e))?;
+        let mut attempt = 0;
+        loop {
+            let file = open_noatime(path).map_err(|e| Error::io(path, e))?;
+            let before = file.metadata().map_err(|e| Error::io(path, e))?;
+            if !same_version(node, &before) {
+                refresh_from(node, &before);
+            }
+            let (content, read) = self.read_content(path, &file, node.size)?;
+            self.bytes_read.fetch_add(read, Ordering::Relaxed);
+            self.progress.bytes_done.fetch_add(read, Ordering::Relaxed);
+            let after = file.metadata().map_err(|e| Error::io(path, e))?;
+            let changed = !same_version(node, &after) || read != node.size;
+            node.size = read;
+            node.content = content;
+            if !changed {
+                if attempt > 0 {
+                    let p = path.to_string_lossy().into_owned();
+                    self.consistency.lock().unwrap().reread.push(p);
+                }
+                return Ok(());
+            }
+            if attempt < self.opts.reread_changed {
+                attempt += 1;
+                refresh_from(node, &after);
+                continue;
+            }
+            if self.opts.reread_changed > 0 {
+                let p = path.to_string_lossy().into_owned();
+                tracing::warn!(
+                    "{p}: still changing after {attempt} re-reads; the copy may be torn"
+                );
+                self.consistency.lock().unwrap().inconsistent.push(p);
+            } else {
+                self.warn(
+                    path,
+                    "changed while it was being read; the copy may be inconsistent",
+                );
+            }
+            return Ok(());
+        }
+    }
+
+    /// Reads and stores the content of an open file: small files in one go, large ones
+    /// streamed so that memory stays bounded. Returns the chunk ids and the bytes read.
+    fn read_content(&self, path: &Path, file: &File, size: u64) -> Result<(Vec<BlobId>, u64)> {
         let chunker = self.repo.config().chunker;
-        let mut content = Vec::new();
-        let mut read = 0u64;
-        if node.size <= chunker.max_size as u64 {
-            let mut buf = Vec::with_capacity(node.size as usize + 1);
-            (&file)
+        if size <= chunker.max_size as u64 {
+            let mut buf = Vec::with_capacity(size as usize + 1);
+            (&mut &*file)
                 .take(chunker.max_size as u64 + 1)
                 .read_to_end(&mut buf)
                 .map_err(|e| Error::io(path, e))?;
-            if buf.len() as u64 > chunker.max_size as u64 {
-                // Grew since stat: fall back to streaming from the start.
-                return self.stream_file(path, node);
-            }
-            read += buf.len() as u64;
-            if !buf.is_empty() {
+            if buf.len() as u64 <= chunker.max_size as u64 {
+                let mut content = Vec::new();
                 for c in fastcdc::v2020::FastCDC::new(
                     &buf,
                     chunker.min_size,
@@ -411,19 +617,27 @@ impl Ctx<'_> {
                             .save(BlobKind::Data, &buf[c.offset..c.offset + c.length])?,
                     );
                 }
+                return Ok((content, buf.len() as u64));
             }
-        } else {
-            return self.stream_file(path, node);
+            // Grew since stat: stream it from the start.
+            use std::io::Seek;
+            (&mut &*file)
+                .seek(std::io::SeekFrom::Start(0))
+                .map_err(|e| Error::io(path, e))?;
         }
-        self.finish_file(path, &file, node, content, read)
+        let (content, read) = self.store_stream(path, &mut &*file)?;
+        // The caller counts the bytes once the file is done.
+        self.progress.bytes_done.fetch_sub(read, Ordering::Relaxed);
+        Ok((content, read))
     }
 
-    fn stream_file(&self, path: &Path, node: &mut Node) -> Result<()> {
-        let file = open_noatime(path).map_err(|e| Error::io(path, e))?;
+    /// Chunks and stores everything `reader` yields, with bounded memory; returns the chunk
+    /// ids and the byte count. Errors name `path`.
+    fn store_stream(&self, path: &Path, reader: &mut dyn Read) -> Result<(Vec<BlobId>, u64)> {
         let c = self.repo.config().chunker;
         let mut content = Vec::new();
         let mut read = 0u64;
-        for chunk in fastcdc::v2020::StreamCDC::new(&file, c.min_size, c.avg_size, c.max_size) {
+        for chunk in fastcdc::v2020::StreamCDC::new(reader, c.min_size, c.avg_size, c.max_size) {
             self.check_cancel()?;
             let chunk = chunk.map_err(|e| match e {
                 fastcdc::v2020::Error::IoError(io) => Error::io(path, io),
@@ -435,36 +649,7 @@ impl Ctx<'_> {
                 .fetch_add(chunk.length as u64, Ordering::Relaxed);
             content.push(self.saver.save(BlobKind::Data, &chunk.data)?);
         }
-        self.progress.bytes_done.fetch_sub(read, Ordering::Relaxed);
-        self.finish_file(path, &file, node, content, read)
-    }
-
-    fn finish_file(
-        &self,
-        path: &Path,
-        file: &File,
-        node: &mut Node,
-        content: Vec<BlobId>,
-        read: u64,
-    ) -> Result<()> {
-        self.bytes_read.fetch_add(read, Ordering::Relaxed);
-        self.progress.bytes_done.fetch_add(read, Ordering::Relaxed);
-        if let Ok(after) = file.metadata() {
-            if after.size() != node.size
-                || after.mtime() != node.mtime.0
-                || after.mtime_nsec() as u32 != node.mtime.1
-            {
-                self.warn(
-                    path,
-                    "changed while it was being read; the copy may be inconsistent",
-                );
-            }
-        }
-        if read != node.size {
-            node.size = read;
-        }
-        node.content = content;
-        Ok(())
+        Ok((content, read))
     }
 
     /// The root tree of a snapshot of several paths: their full paths from `/`.
@@ -513,6 +698,27 @@ impl Ctx<'_> {
         tree.sort();
         self.saver.save(BlobKind::Tree, &tree.encode())
     }
+}
+
+/// Whether `meta` describes the same version of the file as `node`.
+fn same_version(node: &Node, meta: &std::fs::Metadata) -> bool {
+    meta.ino() == node.inode
+        && meta.size() == node.size
+        && meta.mtime() == node.mtime.0
+        && meta.mtime_nsec() as u32 == node.mtime.1
+        && meta.ctime() == node.ctime.0
+        && meta.ctime_nsec() as u32 == node.ctime.1
+}
+
+/// Takes over what `meta` says of the file, keeping name, owner names and xattrs.
+fn refresh_from(node: &mut Node, meta: &std::fs::Metadata) {
+    node.size = meta.size();
+    node.mode = meta.mode() & 0o7777;
+    node.mtime = Timestamp(meta.mtime(), meta.mtime_nsec() as u32);
+    node.atime = Timestamp(meta.atime(), meta.atime_nsec() as u32);
+    node.ctime = Timestamp(meta.ctime(), meta.ctime_nsec() as u32);
+    node.inode = meta.ino();
+    node.links = meta.nlink();
 }
 
 /// Same file as in the parent snapshot, judged from metadata alone.

@@ -111,7 +111,8 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
     report.snapshots = snaps.len();
     let mut seen_trees: HashSet<BlobId> = HashSet::new();
     for (sid, snap) in &snaps {
-        let mut stack = vec![(snap.tree, String::new())];
+        let mut stack: Vec<(BlobId, String)> =
+            snap.root_trees().map(|t| (t, String::new())).collect();
         while let Some((tid, path)) = stack.pop() {
             if !seen_trees.insert(tid) {
                 continue;
@@ -255,18 +256,25 @@ fn affected(
 ) -> Vec<Damage> {
     let mut out = BTreeSet::new();
     for (sid, snap) in snaps {
-        if bad.contains(&snap.tree) {
-            out.insert((sid.short(), "/".to_string()));
-            continue;
-        }
-        let _ = crate::walk::walk(repo, &snap.tree, Path::new("/"), &mut |p, n| {
-            let hit = n.content.iter().any(|c| bad.contains(c))
-                || n.subtree.map(|s| bad.contains(&s)).unwrap_or(false);
-            if hit {
-                out.insert((sid.short(), p.to_string_lossy().into_owned()));
+        let roots = std::iter::once((snap.tree, "/".to_string())).chain(
+            snap.attachments
+                .iter()
+                .map(|a| (a.tree, format!("[{}]/", a.name))),
+        );
+        for (root, base) in roots {
+            if bad.contains(&root) {
+                out.insert((sid.short(), base));
+                continue;
             }
-            Ok(!n.subtree.map(|s| bad.contains(&s)).unwrap_or(false))
-        });
+            let _ = crate::walk::walk(repo, &root, Path::new(&base), &mut |p, n| {
+                let hit = n.content.iter().any(|c| bad.contains(c))
+                    || n.subtree.map(|s| bad.contains(&s)).unwrap_or(false);
+                if hit {
+                    out.insert((sid.short(), p.to_string_lossy().into_owned()));
+                }
+                Ok(!n.subtree.map(|s| bad.contains(&s)).unwrap_or(false))
+            });
+        }
     }
     out.into_iter()
         .map(|(snapshot, path)| Damage { snapshot, path })

@@ -181,6 +181,8 @@ pub fn import_tar(repo: Arc<Repository>, archive: &Path, opts: &ImportOptions) -
         root: root.node,
         summary,
         warnings,
+        consistency: None,
+        attachments: Vec::new(),
         extra,
     };
     let id = repo.save_snapshot(&snapshot)?;

@@ -58,10 +58,7 @@ pub struct PruneReport {
 pub fn used_blobs(repo: &Repository) -> Result<HashSet<BlobId>> {
     let mut used = HashSet::new();
     for (_, snap) in repo.list_snapshots()? {
-        if !used.insert(snap.tree) {
-            continue;
-        }
-        let mut stack = vec![snap.tree];
+        let mut stack: Vec<BlobId> = snap.root_trees().filter(|t| used.insert(*t)).collect();
         while let Some(t) = stack.pop() {
             crate::walk::walk(repo, &t, Path::new(""), &mut |_, n| {
                 used.extend(n.content.iter().copied());

@@ -387,3 +387,16 @@ fn verify_file(repo: &Repository, path: &Path, node: &Node) -> Result<()> {
     }
     Ok(())
 }
+
+/// Writes a file node's content to `out` (for example into `pg_restore`'s standard input);
+/// returns the bytes written.
+pub fn copy_content(repo: &Repository, node: &Node, out: &mut dyn Write) -> Result<u64> {
+    let mut written = 0u64;
+    for id in &node.content {
+        let data = repo.read_blob(id)?;
+        out.write_all(&data)
+            .map_err(|e| Error::io(node.name.lossy().to_string(), e))?;
+        written += data.len() as u64;
+    }
+    Ok(written)
+}

@@ -29,7 +29,14 @@ pub struct Policy {
     /// Keep every snapshot carrying one of these tags.
     #[serde(default)]
     pub tags: Vec<String>,
+    /// Snapshots with one of these tags stand outside the policy: always kept, and not
+    /// counted by the rules (a backup taken before an upgrade must not push a daily one out).
+    #[serde(default)]
+    pub protected_tags: Vec<String>,
 }
+
+/// Tags that `forget` leaves alone unless asked: backups taken before an upgrade.
+pub const PRE_UPGRADE_TAG: &str = "pre-upgrade";
 
 impl Policy {
     pub fn is_empty(&self) -> bool {
@@ -106,6 +113,23 @@ pub fn apply(snaps: &[(SnapshotId, Snapshot)], policy: &Policy) -> Vec<Decision>
             .iter()
             .map(|(_, n, _)| (None, n.unwrap_or(0)))
             .collect();
+        let (protected, members): (Vec<_>, Vec<_>) = members
+            .into_iter()
+            .partition(|m| m.1.tags.iter().any(|t| policy.protected_tags.contains(t)));
+        for (id, s) in protected.iter().map(|m| (&m.0, &m.1)) {
+            let tag = s
+                .tags
+                .iter()
+                .find(|t| policy.protected_tags.contains(t))
+                .expect("partitioned on it");
+            out.push(Decision {
+                id: *id,
+                time: s.time,
+                group: group.clone(),
+                keep: true,
+                reasons: vec![format!("protected tag {tag}")],
+            });
+        }
         for (i, (id, s)) in members.iter().map(|m| (&m.0, &m.1)).enumerate() {
             let mut reasons = Vec::new();
             if policy.last.map(|n| (i as u32) < n).unwrap_or(false) {
@@ -236,6 +260,8 @@ mod tests {
             root: None,
             summary: Default::default(),
             warnings: vec![],
+            consistency: None,
+            attachments: Vec::new(),
             extra: Default::default(),
         };
         (SnapshotId::random(), s)
@@ -296,6 +322,33 @@ mod tests {
             .any(|x| x.reasons.iter().any(|r| r == "tag pre-upgrade")));
         assert!(a.len() >= 3 && a.len() <= 5, "{a:?}");
         assert!(d.iter().filter(|x| !x.keep).all(|x| x.reasons.is_empty()));
+    }
+
+    #[test]
+    fn protected_tags_stand_outside_the_policy() {
+        // Daily snapshots; the newest day also has a pre-upgrade one.
+        let mut snaps: Vec<_> = (0..5).map(|i| snap(i, 0, "a", &[])).collect();
+        let pre = snap(0, 0, "a", &["pre-upgrade"]);
+        let pre_id = pre.0;
+        snaps.push(pre);
+        let mut p = Policy {
+            daily: Some(2),
+            protected_tags: vec![PRE_UPGRADE_TAG.into()],
+            ..Default::default()
+        };
+        let d = apply(&snaps, &p);
+        let kept: Vec<_> = d.iter().filter(|x| x.keep).collect();
+        assert_eq!(
+            kept.len(),
+            3,
+            "two dailies plus the protected one: {kept:?}"
+        );
+        let pre_d = d.iter().find(|x| x.id == pre_id).unwrap();
+        assert_eq!(pre_d.reasons, ["protected tag pre-upgrade"]);
+        // Asked to include them, it competes for the daily slots like any other.
+        p.protected_tags.clear();
+        let d = apply(&snaps, &p);
+        assert_eq!(d.iter().filter(|x| x.keep).count(), 2);
     }
 
     #[test]

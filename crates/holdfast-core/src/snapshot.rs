@@ -74,12 +74,66 @@ pub struct Snapshot {
     pub summary: Summary,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<Warning>,
+    /// How consistent the copy is: how it was taken and what changed while it was read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consistency: Option<Consistency>,
+    /// Further roots stored with the directory tree, e.g. database dumps taken in the same
+    /// consistency window.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<Attachment>,
     /// Fields this version does not know, kept as they are.
     #[serde(flatten)]
     pub extra: BTreeMap<String, serde_json::Value>,
 }
 
+/// What a backup knows about the consistency of its copy.
+///
+/// The core fills in what it observed (files read again, files that kept changing, files that
+/// vanished); the application layer adds how the window was made (`mode`, downtime, notes).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Consistency {
+    /// `stop`, `snapshot`, `live`, or `none` for a plain backup.
+    pub mode: String,
+    /// True when the mode guarantees a consistent copy and it went as planned.
+    pub consistent: bool,
+    /// Files that changed while being read and were read again, successfully.
+    pub reread: Vec<String>,
+    /// Files still changing after the last attempt: their copy may be torn.
+    pub inconsistent: Vec<String>,
+    /// Files that disappeared between listing and reading (not in the snapshot).
+    pub vanished: Vec<String>,
+    /// Seconds the application was stopped (mode `stop`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub downtime_secs: Option<f64>,
+    pub notes: Vec<String>,
+}
+
+/// A further root of a snapshot, such as a database dump: a tree of files plus what the
+/// application layer records about it (database, server version, format...).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Attachment {
+    /// Unique within the snapshot, e.g. `postgres/govern`.
+    pub name: String,
+    /// What it is, e.g. `postgresql-custom`, `postgresql-directory`, `postgresql-globals`.
+    pub kind: String,
+    pub tree: BlobId,
+    /// Logical bytes of the files in `tree`.
+    pub bytes: u64,
+    #[serde(default)]
+    pub details: BTreeMap<String, serde_json::Value>,
+}
+
 impl Snapshot {
+    /// Every root tree: the directory tree and the attachments' trees.
+    pub fn root_trees(&self) -> impl Iterator<Item = BlobId> + '_ {
+        std::iter::once(self.tree).chain(self.attachments.iter().map(|a| a.tree))
+    }
+
+    pub fn attachment(&self, name: &str) -> Option<&Attachment> {
+        self.attachments.iter().find(|a| a.name == name)
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("snapshots serialise")
     }

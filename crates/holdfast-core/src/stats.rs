@@ -43,22 +43,24 @@ pub fn stats(repo: &Repository, only: Option<&[SnapshotId]>) -> Result<Stats> {
             }
         }
         s.snapshots += 1;
-        seen.insert(snap.tree);
-        crate::walk::walk(repo, &snap.tree, Path::new(""), &mut |_, n| {
-            if n.kind == NodeKind::File {
-                s.files += 1;
-                s.logical_bytes += n.size;
-            }
-            for c in &n.content {
-                seen.insert(*c);
-            }
-            // A subtree already seen has been counted for uniqueness but its files still count
-            // logically, so always descend.
-            if let Some(t) = n.subtree {
-                seen.insert(t);
-            }
-            Ok(true)
-        })?;
+        for root in snap.root_trees() {
+            seen.insert(root);
+            crate::walk::walk(repo, &root, Path::new(""), &mut |_, n| {
+                if n.kind == NodeKind::File {
+                    s.files += 1;
+                    s.logical_bytes += n.size;
+                }
+                for c in &n.content {
+                    seen.insert(*c);
+                }
+                // A subtree already seen has been counted for uniqueness but its files still count
+                // logically, so always descend.
+                if let Some(t) = n.subtree {
+                    seen.insert(t);
+                }
+                Ok(true)
+            })?;
+        }
     }
     for b in &seen {
         if let Some(loc) = index.get(b) {

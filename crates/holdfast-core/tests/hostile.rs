@@ -54,6 +54,8 @@ fn snapshot_of_raw_tree(repo: &Arc<Repository>, tree_json: &str) -> Snapshot {
         root: None,
         summary: Default::default(),
         warnings: vec![],
+        consistency: None,
+        attachments: vec![],
         extra: Default::default(),
     }
 }

@@ -15,6 +15,10 @@ EXIT CODES:
     12   wrong password
     13   repository format is newer than this holdfast
     14   check found damaged or missing data
+    4    configuration file invalid (file, line and key named)
+    5    an application step failed: quiesce check, stop/start, volume snapshot, database dump
+         or restore, post-restore step (for a backup, no snapshot was written unless it says so)
+    6    restore refused: the backup is from a newer application version than the installed one
     130  interrupted (SIGINT/SIGTERM); earlier snapshots are untouched";
 
 #[derive(Parser, Debug)]
@@ -39,7 +43,10 @@ pub struct Cli {
 
 #[derive(Args, Debug, Clone)]
 pub struct Global {
-    /// Repository location (a directory)
+    /// Configuration file (default /etc/holdfast/holdfast.toml when it exists)
+    #[arg(long, env = "HOLDFAST_CONFIG", global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Repository location (a directory); default: `repository` in the configuration
     #[arg(
         short = 'r',
         long,
@@ -86,6 +93,13 @@ pub enum Command {
     #[command(
         after_long_help = "Files whose size, mtime, ctime and inode are unchanged since the parent snapshot \
 (the latest one with the same host and paths) are not read again.\n\n\
+With --app NAME, the application's procedure from the configuration runs: in consistency mode `stop`, the \
+quiesce check, stopping the service, backing up the data directory and its databases together, and starting \
+the service again as soon as the data is read (also after a failure or an interrupt); in mode `snapshot`, an \
+atomic volume snapshot (btrfs, LVM or custom commands) is backed up and destroyed; in mode `live`, files that \
+change while read are read again and the rest is reported. The snapshot records the application, its version, \
+the mode, how it went, the downtime and the excluded tiers. --profile, --consistency, --exclude-tier and \
+--postgres give the same for one directory without a configuration file.\n\n\
 Exclude patterns: without '/', a pattern matches an entry's name anywhere ('*.log', 'tmp'); with '/', \
 the whole path, absolute or relative to the backed-up directory ('/srv/dss/data/tmp', 'jobs/*/output'); \
 '**' crosses directories.\n\nExit code 3 means the snapshot was written but some files could not be read."
@@ -102,7 +116,15 @@ the whole path, absolute or relative to the backed-up directory ('/srv/dss/data/
         after_long_help = "A snapshot of one directory restores that directory's content directly into \
 --target (so `restore latest --target /srv/dss/data` rebuilds a data directory in place of the original); \
 a snapshot of several paths restores each under its full path. The target must be empty unless --overwrite. \
-Nothing is ever written outside the target."
+Nothing is ever written outside the target.\n\n\
+With --app NAME --in-place (pristine restore): the service is stopped, the current content of the data \
+directory is moved to a dated sibling (DATA_DIR.before-restore-YYYYMMDD-HHMMSS, never deleted), the current \
+databases are dumped next to it, the snapshot's files and databases are restored, and the service is started. \
+A failure leaves the service stopped and says where the previous content is.\n\n\
+With --target on another machine or location: files go into the target; database dumps go into --db-target, \
+into the application's configured databases (with --app; a non-empty one is refused unless --clean), or as \
+files into --dumps-to; then the post-restore step (e.g. the DSS installer in upgrade mode) runs. Restoring onto \
+an installed version older than the backup's is refused (exit code 6) unless --force-version."
     )]
     Restore(RestoreArgs),
     /// Verify the repository: structure, and with --read-data every byte
@@ -146,6 +168,27 @@ against each other. Absolute names, '..' components and links leaving the archiv
 a truncated or corrupt archive is an error and writes no snapshot."
     )]
     Import(ImportArgs),
+    /// Check the configuration file
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Show what `backup --app` would do, and the size of every tier, kept and excluded
+    Plan(PlanArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Parse and validate the configuration; every error names file, line and key
+    Check,
+}
+
+#[derive(Args, Debug)]
+pub struct PlanArgs {
+    /// The configured application
+    #[arg(long, value_name = "NAME")]
+    pub app: String,
+    /// Consistency mode to plan for (default: the configured one)
+    #[arg(long, value_parser = ["stop", "snapshot", "live"])]
+    pub consistency: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -213,6 +256,10 @@ pub struct KeepArgs {
     /// Keep every snapshot with this tag (repeatable)
     #[arg(long = "keep-tag", value_name = "TAG")]
     pub keep_tags: Vec<String>,
+    /// Apply the policy to snapshots tagged `pre-upgrade` too (by default they are always kept
+    /// and not counted)
+    #[arg(long)]
+    pub include_pre_upgrade: bool,
 }
 
 #[derive(Args, Debug)]
@@ -275,9 +322,24 @@ pub struct Filter {
 
 #[derive(Args, Debug)]
 pub struct BackupArgs {
-    /// Files and directories to back up
-    #[arg(required = true, value_name = "PATH")]
+    /// Files and directories to back up (with --app: the configured data directory)
+    #[arg(required_unless_present = "app", value_name = "PATH")]
     pub paths: Vec<PathBuf>,
+    /// Run the backup procedure of this configured application
+    #[arg(long, value_name = "NAME")]
+    pub app: Option<String>,
+    /// Application profile for an ad-hoc procedure on one data directory
+    #[arg(long, value_parser = ["dss", "generic"])]
+    pub profile: Option<String>,
+    /// Consistency mode: stop, snapshot or live (overrides the configuration)
+    #[arg(long, value_parser = ["stop", "snapshot", "live"])]
+    pub consistency: Option<String>,
+    /// Leave out a tier of the profile (repeatable; replaces the configured list)
+    #[arg(long, value_name = "TIER")]
+    pub exclude_tier: Vec<String>,
+    /// Dump this PostgreSQL database into the same snapshot (repeatable); password from PGPASSFILE
+    #[arg(long, value_name = "URL")]
+    pub postgres: Vec<String>,
     /// Leave out entries matching GLOB (repeatable)
     #[arg(short, long, value_name = "GLOB")]
     pub exclude: Vec<String>,
@@ -308,6 +370,12 @@ pub struct BackupArgs {
 pub struct SnapshotsArgs {
     #[command(flatten)]
     pub filter: Filter,
+    /// Only snapshots of this application
+    #[arg(long, value_name = "NAME")]
+    pub app: Option<String>,
+    /// List the volume snapshots the provider keeps for --app instead
+    #[arg(long, requires = "app")]
+    pub provider: bool,
 }
 
 #[derive(Args, Debug)]
@@ -337,8 +405,27 @@ pub struct RestoreArgs {
     /// Snapshot id prefix, or `latest`
     pub snapshot: String,
     /// Directory to restore into (created if missing)
-    #[arg(short, long, value_name = "DIR")]
-    pub target: PathBuf,
+    #[arg(short, long, value_name = "DIR", required_unless_present_any = ["in_place", "dumps_to", "db_target"])]
+    pub target: Option<PathBuf>,
+    /// The configured application: its databases, version rule and post-restore step apply
+    #[arg(long, value_name = "NAME")]
+    pub app: Option<String>,
+    /// Pristine restore into the application's data directory: stop, move the current content
+    /// aside, dump the current databases next to it, restore files and databases, start
+    #[arg(long, requires = "app", conflicts_with = "target")]
+    pub in_place: bool,
+    /// Restore the snapshot's database dumps into this database (created if missing)
+    #[arg(long, value_name = "URL")]
+    pub db_target: Option<String>,
+    /// Write the snapshot's database dumps as files into DIR
+    #[arg(long, value_name = "DIR")]
+    pub dumps_to: Option<PathBuf>,
+    /// Replace the objects of a non-empty target database
+    #[arg(long)]
+    pub clean: bool,
+    /// Restore even onto an installation older than the backup
+    #[arg(long)]
+    pub force_version: bool,
     /// Restore only entries matching GLOB, with the directories leading to them (repeatable)
     #[arg(short, long, value_name = "GLOB")]
     pub include: Vec<String>,

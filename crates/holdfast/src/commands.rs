@@ -19,6 +19,7 @@ use holdfast_core::storage::layout;
 use holdfast_core::tree::NodeKind;
 use serde_json::json;
 
+use crate::app_commands;
 use crate::cli::*;
 use crate::context::{prompt, Ctx};
 use crate::format;
@@ -41,6 +42,8 @@ pub fn run(ctx: &Ctx, cmd: Command) -> Result<i32> {
         Command::Prune(a) => prune_cmd(ctx, a),
         Command::Export(a) => export(ctx, a),
         Command::Import(a) => import(ctx, a),
+        Command::Config(ConfigCommand::Check) => app_commands::config_check(ctx),
+        Command::Plan(a) => app_commands::plan(ctx, a),
     }
 }
 
@@ -93,6 +96,9 @@ fn new_password_prompt(_: &str) -> std::io::Result<String> {
 }
 
 fn backup_cmd(ctx: &Ctx, a: BackupArgs) -> Result<i32> {
+    if app_commands::wants_procedure(&a) {
+        return app_commands::backup_app(ctx, a);
+    }
     let mut patterns = a.exclude.clone();
     for f in &a.exclude_file {
         patterns.extend(Excludes::read_file(f)?);
@@ -111,35 +117,19 @@ fn backup_cmd(ctx: &Ctx, a: BackupArgs) -> Result<i32> {
         parent,
         force: a.force,
         record_paths_as: None,
+        reread_changed: 0,
+        expect_vanishing: false,
+        attachments: Vec::new(),
     };
     let progress = Arc::new(Progress::default());
-    let bar = if ctx.interactive() {
-        let (p, paths, ex, cancel) = (
-            progress.clone(),
-            a.paths.clone(),
-            excludes,
-            ctx.cancel.clone(),
-        );
-        std::thread::spawn(move || backup::scan(&paths, &ex, &p, &cancel));
-        let p = progress.clone();
-        Some(Bar::start(true, "backup", move || {
-            (
-                p.bytes_done.load(Ordering::Relaxed),
-                p.total_bytes.load(Ordering::Relaxed),
-                p.files_done.load(Ordering::Relaxed),
-                p.total_files.load(Ordering::Relaxed),
-            )
-        }))
-    } else {
-        None
-    };
+    let bar = backup_bar(ctx, &progress, a.paths.clone(), excludes);
     let outcome = backup::backup(
         repo.clone(),
         &a.paths,
         &opts,
         &progress,
         &ctx.cancel,
-        &|| lock.ensure_held(),
+        &mut backup::CommitCheck(|| lock.ensure_held()),
     );
     drop(bar);
     let outcome = outcome?;
@@ -177,10 +167,37 @@ fn backup_cmd(ctx: &Ctx, a: BackupArgs) -> Result<i32> {
     })
 }
 
+/// On a terminal, a progress bar fed by the backup's counters, with a scan for the totals.
+pub fn backup_bar(
+    ctx: &Ctx,
+    progress: &Arc<Progress>,
+    paths: Vec<PathBuf>,
+    excludes: Excludes,
+) -> Option<Bar> {
+    if !ctx.interactive() {
+        return None;
+    }
+    let (p, cancel) = (progress.clone(), ctx.cancel.clone());
+    std::thread::spawn(move || backup::scan(&paths, &excludes, &p, &cancel));
+    let p = progress.clone();
+    Some(Bar::start(true, "backup", move || {
+        (
+            p.bytes_done.load(Ordering::Relaxed),
+            p.total_bytes.load(Ordering::Relaxed),
+            p.files_done.load(Ordering::Relaxed),
+            p.total_files.load(Ordering::Relaxed),
+        )
+    }))
+}
+
 fn snapshots(ctx: &Ctx, a: SnapshotsArgs) -> Result<i32> {
     let repo = ctx.open()?;
     let f = filter(&a.filter);
-    let snaps = repo.list_snapshots_matching(&f)?;
+    if a.provider {
+        return app_commands::provider_snapshots(ctx, a.app.as_deref().unwrap_or_default());
+    }
+    let mut snaps = repo.list_snapshots_matching(&f)?;
+    snaps.retain(|(_, s)| app_commands::app_filter(s, &a.app));
     if ctx.global.json {
         let v: Vec<_> = snaps
             .iter()
@@ -192,18 +209,39 @@ fn snapshots(ctx: &Ctx, a: SnapshotsArgs) -> Result<i32> {
     let rows: Vec<Vec<String>> = snaps
         .iter()
         .map(|(id, s)| {
+            let (app, version) = app_commands::app_column(s);
+            let mut paths = s.paths.join(" ");
+            for at in &s.attachments {
+                paths.push_str(&format!(" +{}", at.name));
+            }
             vec![
                 id.short(),
                 format::local_time(&s.time),
                 s.hostname.clone(),
+                app,
+                version,
+                match &s.consistency {
+                    Some(c) if c.mode != "none" => app_commands::consistency_line(s),
+                    _ => String::new(),
+                },
                 s.tags.join(","),
                 format::bytes(s.summary.total_bytes),
-                s.paths.join(" "),
+                paths,
             ]
         })
         .collect();
     ctx.say(format::table(
-        &["ID", "Time", "Host", "Tags", "Size", "Paths"],
+        &[
+            "ID",
+            "Time",
+            "Host",
+            "App",
+            "Version",
+            "Consistency",
+            "Tags",
+            "Size",
+            "Paths",
+        ],
         &rows,
     ));
     ctx.say(format!("{} snapshot(s)", snaps.len()));
@@ -285,10 +323,34 @@ fn diff(ctx: &Ctx, a: DiffArgs) -> Result<i32> {
 }
 
 fn restore_cmd(ctx: &Ctx, a: RestoreArgs) -> Result<i32> {
+    if a.app.is_some() || a.in_place || a.db_target.is_some() || a.dumps_to.is_some() {
+        return app_commands::restore_app(ctx, a);
+    }
     let (repo, _lock) = ctx.open_locked(false, "restore")?;
     let (id, snap) = repo.find_snapshot(&a.snapshot, &filter(&a.filter))?;
+    let target = a.target.clone().expect("clap requires --target here");
+    let code = restore_files(ctx, &repo, id, &snap, &a, &target)?;
+    if !snap.attachments.is_empty() && !ctx.global.json {
+        let names: Vec<&str> = snap.attachments.iter().map(|x| x.name.as_str()).collect();
+        ctx.say(format!(
+            "the snapshot also holds database dumps ({}): restore them with --db-target URL, --app NAME, or --dumps-to DIR",
+            names.join(", ")
+        ));
+    }
+    Ok(code)
+}
+
+/// Restores the files of `snap` into `target` as `a` asks; prints the report.
+pub fn restore_files(
+    ctx: &Ctx,
+    repo: &Repository,
+    id: holdfast_core::id::SnapshotId,
+    snap: &holdfast_core::snapshot::Snapshot,
+    a: &RestoreArgs,
+    target: &Path,
+) -> Result<i32> {
     let opts = RestoreOptions {
-        target: a.target.clone(),
+        target: target.to_path_buf(),
         include: a.include.clone(),
         exclude: a.exclude.clone(),
         overwrite: a.overwrite,
@@ -307,25 +369,25 @@ fn restore_cmd(ctx: &Ctx, a: RestoreArgs) -> Result<i32> {
             0,
         )
     });
-    let report = restore::restore(&repo, &snap, &opts, &progress, &ctx.cancel);
+    let report = restore::restore(repo, snap, &opts, &progress, &ctx.cancel);
     drop(bar);
     let report = report.with_context(|| {
         format!(
             "restoring snapshot {} into {}",
             id.short(),
-            a.target.display()
+            target.display()
         )
     })?;
     for w in &report.warnings {
         eprintln!("holdfast: warning: {w}");
     }
     if ctx.global.json {
-        ctx.json(&json!({"snapshot": id, "target": a.target, "report": report}));
+        ctx.json(&json!({"snapshot": id, "target": target, "report": report}));
     } else {
         ctx.say(format!(
             "restored snapshot {} into {}: {} files ({}), {} directories, {} links{}",
             id.short(),
-            a.target.display(),
+            target.display(),
             report.files,
             format::bytes(report.bytes),
             report.dirs,
@@ -675,6 +737,11 @@ fn policy(k: &KeepArgs) -> Result<holdfast_core::retention::Policy> {
             .transpose()
             .map_err(|e| anyhow!(e))?,
         tags: k.keep_tags.clone(),
+        protected_tags: if k.include_pre_upgrade {
+            Vec::new()
+        } else {
+            vec![holdfast_core::retention::PRE_UPGRADE_TAG.to_string()]
+        },
     })
 }
 

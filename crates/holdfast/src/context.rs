@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use holdfast_app::config::Config;
 use holdfast_app::{Access, PasswordSource};
 use holdfast_core::lock::LockGuard;
 use holdfast_core::Repository;
@@ -14,20 +15,44 @@ use crate::cli::Global;
 pub struct Ctx {
     pub global: Global,
     pub cancel: Arc<AtomicBool>,
+    /// Set while an application is stopped for a backup: a second interrupt then waits for
+    /// it to be started again instead of exiting at once.
+    pub critical: Arc<AtomicBool>,
+    config: std::sync::OnceLock<Config>,
 }
 
 impl Ctx {
     pub fn new(global: Global) -> Ctx {
         let cancel = Arc::new(AtomicBool::new(false));
-        let c = cancel.clone();
-        // First signal: stop cleanly (locks released, no snapshot written). Second: exit now.
+        let critical = Arc::new(AtomicBool::new(false));
+        let (c, k) = (cancel.clone(), critical.clone());
+        // First signal: stop cleanly (locks released, no snapshot written). Second: exit now,
+        // unless a stopped application is still to be started again.
         let _ = ctrlc::set_handler(move || {
             if c.swap(true, Ordering::SeqCst) {
+                if k.load(Ordering::SeqCst) {
+                    eprintln!("holdfast: starting the application again before exiting");
+                    return;
+                }
                 std::process::exit(holdfast_core::error::exit::INTERRUPTED);
             }
             eprintln!("holdfast: interrupted, stopping (again to quit at once)");
         });
-        Ctx { global, cancel }
+        Ctx {
+            global,
+            cancel,
+            critical,
+            config: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The configuration file (`--config`, else /etc/holdfast/holdfast.toml if present).
+    pub fn config(&self) -> Result<&Config> {
+        if let Some(c) = self.config.get() {
+            return Ok(c);
+        }
+        let c = Config::find(self.global.config.as_deref())?;
+        Ok(self.config.get_or_init(|| c))
     }
 
     pub fn cancelled(&self) -> bool {
@@ -35,11 +60,18 @@ impl Ctx {
     }
 
     pub fn repo_location(&self) -> Result<String> {
-        self.global
-            .repo
+        if let Some(r) = self.global.repo.clone().filter(|r| !r.is_empty()) {
+            return Ok(r);
+        }
+        self.config()?
+            .repository
             .clone()
             .filter(|r| !r.is_empty())
-            .ok_or_else(|| anyhow::anyhow!("no repository given: use --repo or set HOLDFAST_REPO"))
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "no repository given: use --repo, set HOLDFAST_REPO, or set `repository` in the configuration"
+                )
+            })
     }
 
     pub fn password_source(&self) -> PasswordSource {
@@ -51,6 +83,14 @@ impl Ctx {
         }
         if let Some(c) = &self.global.password_command {
             return PasswordSource::Command(c.clone());
+        }
+        if let Ok(cfg) = self.config() {
+            if let Some(f) = &cfg.password_file {
+                return PasswordSource::File(f.clone());
+            }
+            if let Some(c) = &cfg.password_command {
+                return PasswordSource::Command(c.clone());
+            }
         }
         PasswordSource::Prompt
     }

@@ -1,5 +1,6 @@
 //! The holdfast command line: parses arguments, runs one command, maps errors to exit codes.
 
+mod app_commands;
 mod cli;
 mod commands;
 mod context;
@@ -37,8 +38,14 @@ fn main() {
         Err(e) => {
             eprintln!("holdfast: error: {}", one_line(&e));
             e.chain()
-                .find_map(|c| c.downcast_ref::<holdfast_core::Error>())
-                .map(|c| c.exit_code())
+                .find_map(|c| {
+                    c.downcast_ref::<holdfast_app::Error>()
+                        .map(|a| a.exit_code())
+                        .or_else(|| {
+                            c.downcast_ref::<holdfast_core::Error>()
+                                .map(|c| c.exit_code())
+                        })
+                })
                 .unwrap_or(if ctx.cancelled() {
                     exit::INTERRUPTED
                 } else {

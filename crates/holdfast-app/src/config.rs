@@ -1,0 +1,585 @@
+//! The configuration file: which repository, which applications, and how to back them up.
+//!
+//! An administrator writes it once and reads it again at 6:15 when something went wrong, so
+//! every key has a documented default, unknown keys are errors (a typo must not silently turn
+//! a setting off), and every error names the file, line and column and what was expected.
+//! `docs/configuration.md` documents each key; keep the two in step.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// Where the configuration is looked for when `--config` is not given.
+pub const DEFAULT_PATH: &str = "/etc/holdfast/holdfast.toml";
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Repository location; `--repo`/`HOLDFAST_REPO` win over it.
+    pub repository: Option<String>,
+    /// Password file; `--password-file`/`HOLDFAST_PASSWORD_FILE` win over it.
+    pub password_file: Option<PathBuf>,
+    /// Password command; used when no password file is given.
+    pub password_command: Option<String>,
+    /// Where holdfast keeps state between runs (volume snapshots in flight, kept snapshots).
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    #[serde(default)]
+    pub app: BTreeMap<String, AppConfig>,
+    /// The file this was read from (not a key).
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("/var/lib/holdfast")
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProfileName {
+    Dss,
+    #[default]
+    Generic,
+}
+
+impl ProfileName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProfileName::Dss => "dss",
+            ProfileName::Generic => "generic",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Quiesce check, stop the service, back up, start it again.
+    #[default]
+    Stop,
+    /// Back up an atomic volume snapshot of the data directory.
+    Snapshot,
+    /// Back up while running; files that change are read again and reported.
+    Live,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Stop => "stop",
+            Mode::Snapshot => "snapshot",
+            Mode::Live => "live",
+        }
+    }
+    pub fn parse(s: &str) -> Result<Mode> {
+        match s {
+            "stop" => Ok(Mode::Stop),
+            "snapshot" => Ok(Mode::Snapshot),
+            "live" => Ok(Mode::Live),
+            _ => Err(Error::Config(format!(
+                "consistency '{s}': expected stop, snapshot or live"
+            ))),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfig {
+    #[serde(default)]
+    pub profile: ProfileName,
+    pub data_dir: PathBuf,
+    #[serde(default)]
+    pub consistency: Mode,
+    /// Tiers of the profile to leave out; default: the profile's (dss: `temporary`).
+    pub exclude_tiers: Option<Vec<String>>,
+    /// Further exclude patterns, as `backup --exclude`.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Tags added to every snapshot of this application.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Host name recorded instead of the machine's.
+    pub host: Option<String>,
+    #[serde(default)]
+    pub one_file_system: bool,
+    #[serde(default)]
+    pub service: ServiceConfig,
+    /// Where the application's version is read: a JSON file (relative to the data directory)
+    /// and the key in it. Default from the profile (dss: `dss-version.json`, `product_version`).
+    pub version_file: Option<PathBuf>,
+    pub version_key: Option<String>,
+    /// A command printing the installed version (for restores onto a new data directory).
+    pub installed_version_command: Option<String>,
+    /// Run after restoring onto another machine, location or version; `{data_dir}` is the
+    /// restored directory (dss: the installer's upgrade step, e.g.
+    /// `/opt/dataiku-dss-13.2.0/installer.sh -d {data_dir} -u`).
+    pub post_restore_command: Option<String>,
+    /// Longest the post-restore step may take (an installer upgrade can be slow).
+    #[serde(default = "default_post_restore_timeout")]
+    pub post_restore_timeout: String,
+    /// Live mode: how often a file that changed while being read is read again.
+    #[serde(default = "default_live_retries")]
+    pub live_retries: u32,
+    pub snapshot: Option<VolumeConfig>,
+    #[serde(default)]
+    pub postgres: Vec<PostgresConfig>,
+}
+
+impl Default for AppConfig {
+    /// The documented defaults, for an application given on the command line.
+    fn default() -> Self {
+        AppConfig {
+            profile: ProfileName::default(),
+            data_dir: PathBuf::new(),
+            consistency: Mode::default(),
+            exclude_tiers: None,
+            exclude: Vec::new(),
+            tags: Vec::new(),
+            host: None,
+            one_file_system: false,
+            service: ServiceConfig::default(),
+            version_file: None,
+            version_key: None,
+            installed_version_command: None,
+            post_restore_command: None,
+            post_restore_timeout: default_post_restore_timeout(),
+            live_retries: default_live_retries(),
+            snapshot: None,
+            postgres: Vec::new(),
+        }
+    }
+}
+
+fn default_post_restore_timeout() -> String {
+    "2h".into()
+}
+
+fn default_live_retries() -> u32 {
+    3
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// Commands run with `sh -c`; `{data_dir}` is replaced. Defaults from the profile
+    /// (dss: `{data_dir}/bin/dss stop|start|status`).
+    pub stop: Option<String>,
+    pub start: Option<String>,
+    pub status: Option<String>,
+    /// Must succeed before stopping (e.g. "no job running"); retried until `quiesce_timeout`.
+    pub quiesce: Option<String>,
+    #[serde(default = "default_quiesce_timeout")]
+    pub quiesce_timeout: String,
+    #[serde(default = "default_quiesce_interval")]
+    pub quiesce_interval: String,
+    /// Longest a stop or start command may take.
+    #[serde(default = "default_command_timeout")]
+    pub command_timeout: String,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            stop: None,
+            start: None,
+            status: None,
+            quiesce: None,
+            quiesce_timeout: default_quiesce_timeout(),
+            quiesce_interval: default_quiesce_interval(),
+            command_timeout: default_command_timeout(),
+        }
+    }
+}
+
+fn default_quiesce_timeout() -> String {
+    "10m".into()
+}
+fn default_quiesce_interval() -> String {
+    "15s".into()
+}
+fn default_command_timeout() -> String {
+    "5m".into()
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderName {
+    Btrfs,
+    Lvm,
+    Custom,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeConfig {
+    pub provider: ProviderName,
+    /// Keep the newest N volume snapshots as restore points instead of destroying them.
+    #[serde(default)]
+    pub keep_snapshots: u32,
+    /// btrfs: the subvolume holding the data directory (default: the data directory).
+    pub subvolume: Option<PathBuf>,
+    /// btrfs: where snapshots are created (default: `<subvolume>/.holdfast-snapshots`).
+    pub snapshot_dir: Option<PathBuf>,
+    /// lvm: volume group and logical volume of the data directory.
+    pub volume_group: Option<String>,
+    pub logical_volume: Option<String>,
+    /// lvm: copy-on-write space, as `lvcreate --size` (default `1G`).
+    pub size: Option<String>,
+    /// lvm, custom: where the snapshot is mounted (default `<state_dir>/mnt/<app>`).
+    pub mount_dir: Option<PathBuf>,
+    /// lvm, custom: where the origin volume is mounted (default: found from the data
+    /// directory); the data directory's place inside the snapshot follows from it.
+    pub origin_mount: Option<PathBuf>,
+    /// lvm: extra mount options (e.g. `nouuid` for XFS).
+    pub mount_options: Option<String>,
+    /// custom: commands with `{name}` and `{mount}` replaced (also in the environment as
+    /// HOLDFAST_SNAPSHOT_NAME and HOLDFAST_MOUNT_DIR).
+    pub create: Option<String>,
+    pub mount: Option<String>,
+    pub unmount: Option<String>,
+    pub destroy: Option<String>,
+    /// custom: prints the names of existing snapshots, one a line.
+    pub list: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DumpFormat {
+    /// `pg_dump -Fc`, streamed into the repository.
+    #[default]
+    Custom,
+    /// `pg_dump -Fd -j N` into a temporary directory, then stored.
+    Directory,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresConfig {
+    /// `postgresql://user@host:port/dbname`; the password comes from PGPASSFILE or
+    /// PGPASSWORD, never from this URL (which would put it on pg_dump's command line).
+    pub url: String,
+    /// Name of the dump in the snapshot (default: the database name).
+    pub name: Option<String>,
+    #[serde(default)]
+    pub format: DumpFormat,
+    /// Parallel jobs for the directory format.
+    #[serde(default = "default_jobs")]
+    pub jobs: u32,
+    /// Also dump roles and tablespaces (`pg_dumpall --globals-only`).
+    #[serde(default)]
+    pub globals: bool,
+    /// With `globals`: include role passwords (needs a superuser).
+    #[serde(default)]
+    pub role_passwords: bool,
+    /// Directory of pg_dump, pg_restore... (default: the newest /usr/lib/postgresql/*/bin,
+    /// else PATH).
+    pub bin_dir: Option<PathBuf>,
+    /// PGPASSFILE for this server.
+    pub passfile: Option<PathBuf>,
+}
+
+fn default_jobs() -> u32 {
+    2
+}
+
+impl Config {
+    /// Reads `path`; errors name the file, line and column.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::Config(format!("cannot read configuration {}: {e}", path.display()))
+        })?;
+        let mut c = Config::parse(&text, path)?;
+        c.source = Some(path.to_path_buf());
+        Ok(c)
+    }
+
+    /// The configuration at `explicit`, else at [`DEFAULT_PATH`] when that exists, else empty.
+    pub fn find(explicit: Option<&Path>) -> Result<Config> {
+        match explicit {
+            Some(p) => Config::load(p),
+            None if Path::new(DEFAULT_PATH).exists() => Config::load(Path::new(DEFAULT_PATH)),
+            None => Ok(Config::default_empty()),
+        }
+    }
+
+    pub fn default_empty() -> Config {
+        Config {
+            state_dir: default_state_dir(),
+            ..Config::default()
+        }
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Config> {
+        let c: Config = toml::from_str(text).map_err(|e| {
+            let at = e
+                .span()
+                .map(|s| {
+                    let (line, col) = line_col(text, s.start);
+                    format!(":{line}:{col}")
+                })
+                .unwrap_or_default();
+            Error::Config(format!(
+                "{}{at}: {}",
+                path.display(),
+                e.message().trim().replace('\n', " ")
+            ))
+        })?;
+        c.validate(text, path)?;
+        Ok(c)
+    }
+
+    /// Checks what types alone cannot: durations parse, commands needed by a mode are there,
+    /// URLs carry no password, tiers exist in the profile.
+    fn validate(&self, text: &str, path: &Path) -> Result<()> {
+        let mut errors = Vec::new();
+        for (name, app) in &self.app {
+            let at = |key: &str| {
+                let line = find_key_line(text, name, key);
+                match line {
+                    Some(l) => format!("{}:{l}: [app.{name}] {key}", path.display()),
+                    None => format!("{}: [app.{name}] {key}", path.display()),
+                }
+            };
+            for e in app.problems() {
+                errors.push(format!("{}: {}", at(e.0), e.1));
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Config(errors.join("; ")))
+        }
+    }
+
+    pub fn app(&self, name: &str) -> Result<&AppConfig> {
+        self.app.get(name).ok_or_else(|| {
+            let known: Vec<&str> = self.app.keys().map(String::as_str).collect();
+            Error::Config(format!(
+                "no application '{name}' in {} (configured: {})",
+                self.source
+                    .as_deref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "the configuration".into()),
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            ))
+        })
+    }
+}
+
+impl AppConfig {
+    /// What is wrong with this application's settings, as (key, problem).
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if !self.data_dir.is_absolute() {
+            out.push(("data_dir", "must be an absolute path".to_string()));
+        }
+        let profile = crate::profile::Profile::get(self.profile);
+        for t in self.exclude_tiers.iter().flatten() {
+            if profile.tier(t).is_none() {
+                let known: Vec<&str> = profile.tiers.iter().map(|t| t.name).collect();
+                out.push((
+                    "exclude_tiers",
+                    format!(
+                        "unknown tier '{t}' for profile {} (known: {})",
+                        profile.name.as_str(),
+                        if known.is_empty() {
+                            "none".into()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                ));
+            }
+        }
+        for (key, v) in [
+            ("post_restore_timeout", &self.post_restore_timeout),
+            ("service.quiesce_timeout", &self.service.quiesce_timeout),
+            ("service.quiesce_interval", &self.service.quiesce_interval),
+            ("service.command_timeout", &self.service.command_timeout),
+        ] {
+            if let Err(e) = parse_duration(v) {
+                out.push((key, e));
+            }
+        }
+        if self.consistency == Mode::Stop
+            && profile.name == ProfileName::Generic
+            && (self.service.stop.is_none() || self.service.start.is_none())
+        {
+            out.push((
+                "consistency",
+                "\"stop\" with the generic profile needs service.stop and service.start commands"
+                    .into(),
+            ));
+        }
+        match (&self.snapshot, self.consistency) {
+            (None, Mode::Snapshot) => out.push((
+                "consistency",
+                "\"snapshot\" needs a [snapshot] table naming the provider".into(),
+            )),
+            (Some(v), _) => {
+                let need: &[(&str, bool)] = match v.provider {
+                    ProviderName::Btrfs => &[],
+                    ProviderName::Lvm => &[
+                        ("snapshot.volume_group", v.volume_group.is_some()),
+                        ("snapshot.logical_volume", v.logical_volume.is_some()),
+                    ],
+                    ProviderName::Custom => &[
+                        ("snapshot.create", v.create.is_some()),
+                        ("snapshot.destroy", v.destroy.is_some()),
+                        (
+                            "snapshot.list (needed by keep_snapshots)",
+                            v.keep_snapshots == 0 || v.list.is_some(),
+                        ),
+                    ],
+                };
+                for (key, present) in need {
+                    if !present {
+                        out.push((key, "is required by this provider".into()));
+                    }
+                }
+            }
+            _ => {}
+        }
+        let mut names = std::collections::HashSet::new();
+        for pg in &self.postgres {
+            match crate::postgres::PgUrl::parse(&pg.url) {
+                Ok(u) => {
+                    let n = pg.name.clone().unwrap_or(u.dbname.clone());
+                    if !names.insert(n.clone()) {
+                        out.push(("postgres.name", format!("two dumps named '{n}'")));
+                    }
+                }
+                Err(e) => out.push(("postgres.url", e)),
+            }
+            if pg.jobs == 0 {
+                out.push(("postgres.jobs", "must be at least 1".into()));
+            }
+        }
+        out
+    }
+}
+
+/// `30s`, `10m`, `2h`, or plain seconds.
+pub fn parse_duration(s: &str) -> std::result::Result<std::time::Duration, String> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, 's')) => (&s[..i], 1),
+        Some((i, 'm')) => (&s[..i], 60),
+        Some((i, 'h')) => (&s[..i], 3600),
+        _ => (s, 1),
+    };
+    num.trim()
+        .parse::<u64>()
+        .map(|n| std::time::Duration::from_secs(n * mult))
+        .map_err(|_| format!("'{s}' is not a duration (e.g. 30s, 10m, 2h)"))
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rfind('\n').map(|i| offset - i).unwrap_or(offset + 1);
+    (line, col)
+}
+
+/// The line of `key` inside `[app.NAME]` (or its sub-tables), for error messages.
+fn find_key_line(text: &str, app: &str, key: &str) -> Option<usize> {
+    let leaf = key.rsplit('.').next().unwrap_or(key);
+    let mut in_app = false;
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            let header = t.trim_matches(|c| c == '[' || c == ']').trim();
+            in_app = header == format!("app.{app}") || header.starts_with(&format!("app.{app}."));
+            continue;
+        }
+        if in_app {
+            if let Some((k, _)) = t.split_once('=') {
+                if k.trim() == leaf {
+                    return Some(i + 1);
+                }
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Config> {
+        Config::parse(s, Path::new("/etc/holdfast/holdfast.toml"))
+    }
+
+    #[test]
+    fn full_example_parses_with_defaults() {
+        let c = parse(
+            r#"
+repository = "/backups/repo"
+[app.design]
+profile = "dss"
+data_dir = "/srv/dss/data"
+consistency = "stop"
+exclude_tiers = ["temporary", "logs"]
+[[app.design.postgres]]
+url = "postgresql://govern@127.0.0.1:5432/govern"
+"#,
+        )
+        .unwrap();
+        let a = c.app("design").unwrap();
+        assert_eq!(a.profile, ProfileName::Dss);
+        assert_eq!(a.live_retries, 3);
+        assert_eq!(a.postgres[0].format, DumpFormat::Custom);
+        assert_eq!(c.state_dir, PathBuf::from("/var/lib/holdfast"));
+        assert!(c.app("nope").unwrap_err().to_string().contains("design"));
+    }
+
+    #[test]
+    fn errors_name_line_and_expectation() {
+        let e = parse("[app.x]\ndata_dir = \"/d\"\nconsistancy = \"live\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("holdfast.toml:3:1"), "{e}");
+        assert!(e.contains("consistancy"), "{e}");
+        let e = parse("[app.x]\ndata_dir = \"/d\"\nconsistency = \"sometimes\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(":3:"), "{e}");
+        assert!(e.contains("stop"), "{e}");
+        let e =
+            parse("[app.x]\nprofile = \"dss\"\ndata_dir = \"/d\"\nexclude_tiers = [\"logz\"]\n")
+                .unwrap_err()
+                .to_string();
+        assert!(
+            e.contains(":4: [app.x] exclude_tiers: unknown tier 'logz'"),
+            "{e}"
+        );
+        let e = parse("[app.x]\ndata_dir = \"/d\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("service.stop"), "{e}");
+        let e = parse(
+            "[app.x]\nprofile = \"dss\"\ndata_dir = \"/d\"\n[[app.x.postgres]]\nurl = \"postgresql://u:secret@h/db\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains(":5: [app.x] postgres.url"), "{e}");
+        assert!(!e.contains("secret"), "{e}");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10m").unwrap().as_secs(), 600);
+        assert_eq!(parse_duration("45").unwrap().as_secs(), 45);
+        assert!(parse_duration("soon").is_err());
+    }
+}

@@ -1,0 +1,497 @@
+//! The documented backup procedure as one call: quiesce, stop or snapshot, back up the data
+//! directory and the databases together, start again, and record honestly how it went.
+//!
+//! The order matters more than anything else here. In `stop` mode the service is started
+//! again as soon as the data has been read (before the repository commit, to keep downtime
+//! short) and in every failure path (a guard); in `snapshot` mode the volume snapshot is
+//! unmounted and destroyed in every path; nothing here may leave the application down or a
+//! snapshot behind because a backup failed.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use holdfast_core::backup::{
+    self, AttachmentSource, BackupHooks, BackupOptions, BackupOutcome, Progress,
+};
+use holdfast_core::exclude::Excludes;
+use holdfast_core::snapshot::Snapshot;
+use holdfast_core::Repository;
+use serde::Serialize;
+
+use crate::config::{parse_duration, Mode};
+use crate::error::{Error, Result};
+use crate::postgres::Postgres;
+use crate::profile::Resolved;
+use crate::service::{self, Stopped};
+use crate::volume::Volume;
+
+/// What a caller adds to a run of the procedure.
+pub struct RunOptions<'a> {
+    pub tags: Vec<String>,
+    pub excludes: Vec<String>,
+    pub exclude_if_present: Vec<String>,
+    pub state_dir: PathBuf,
+    pub progress: &'a Progress,
+    pub cancel: &'a AtomicBool,
+    /// Set while the application is stopped: a second interrupt must not kill us before it
+    /// is started again.
+    pub critical: &'a AtomicBool,
+    /// Fails when committing is no longer safe (the repository lock was lost).
+    pub ensure_lock: &'a dyn Fn() -> holdfast_core::Result<()>,
+    /// Told about each step as it starts, for the terminal.
+    pub on_step: &'a dyn Fn(&str),
+    /// Overrides of the configured host name and one-file-system setting.
+    pub host: Option<String>,
+    pub one_file_system: bool,
+    /// Read every file, ignoring the parent snapshot.
+    pub force: bool,
+}
+
+pub struct AppOutcome {
+    pub backup: BackupOutcome,
+    /// The service could not be started again (the snapshot is fine).
+    pub start_error: Option<String>,
+    /// Cleaning up the volume snapshot failed (the snapshot is fine).
+    pub cleanup_error: Option<String>,
+}
+
+/// The dumps configured for `app`, as attachment sources.
+pub fn database_sources(app: &Resolved, state_dir: &Path) -> Result<Vec<Postgres>> {
+    app.config
+        .postgres
+        .iter()
+        .map(|pg| Postgres::new(pg, &state_dir.join("tmp")))
+        .collect()
+}
+
+struct Hooks<'a> {
+    app: &'a Resolved,
+    mode: Mode,
+    version: Option<String>,
+    stopped: Option<Stopped>,
+    downtime: Option<f64>,
+    start_error: Option<String>,
+    notes: Vec<String>,
+    ensure_lock: &'a dyn Fn() -> holdfast_core::Result<()>,
+    critical: &'a AtomicBool,
+}
+
+impl BackupHooks for Hooks<'_> {
+    fn before_commit(&mut self) -> holdfast_core::Result<()> {
+        // Start first: whatever the lock says, the application must run again.
+        if let Some(s) = &mut self.stopped {
+            match s.start() {
+                Ok(d) => self.downtime = Some(d),
+                Err(e) => {
+                    self.downtime = Some(s.elapsed());
+                    self.start_error = Some(e);
+                }
+            }
+            self.critical.store(false, Ordering::SeqCst);
+        }
+        (self.ensure_lock)()
+    }
+
+    fn annotate(&mut self, snap: &mut Snapshot) {
+        let app = self.app;
+        snap.extra.insert(
+            "app".into(),
+            serde_json::json!({
+                "name": app.name,
+                "profile": app.profile.name.as_str(),
+                "version": self.version,
+                "data_dir": app.data_dir(),
+                "excluded_tiers": app.excluded_tiers.iter().map(|t| t.name).collect::<Vec<_>>(),
+                "excluded_folders": app.excluded_tiers.iter().flat_map(|t| t.folders.iter()).collect::<Vec<_>>(),
+            }),
+        );
+        let c = snap.consistency.get_or_insert_with(Default::default);
+        c.mode = self.mode.as_str().into();
+        c.downtime_secs = self.downtime;
+        c.notes.append(&mut self.notes);
+        match self.mode {
+            Mode::Stop => {
+                // A copy missing files is not a consistent copy, however it was taken.
+                c.consistent = snap.warnings.is_empty();
+                if let Some(e) = &self.start_error {
+                    c.notes
+                        .push(format!("the service did not start again: {e}"));
+                }
+            }
+            Mode::Snapshot => c.consistent = snap.warnings.is_empty(),
+            Mode::Live => {
+                c.consistent = false;
+                c.notes.push(format!(
+                    "live backup: every file was read whole and unchanged (or is listed as inconsistent), \
+                     but files were read at different moments while the application ran; \
+                     {} file(s) were read again, {} stayed inconsistent, {} vanished",
+                    c.reread.len(),
+                    c.inconsistent.len(),
+                    c.vanished.len()
+                ));
+            }
+        }
+    }
+}
+
+/// Runs the whole procedure for `app` in `mode` and writes one snapshot holding the data
+/// directory and the configured database dumps.
+pub fn backup_app(
+    repo: Arc<Repository>,
+    app: &Resolved,
+    mode: Mode,
+    run: &RunOptions<'_>,
+) -> Result<AppOutcome> {
+    let cfg = &app.config;
+    let data_dir = app.data_dir().to_path_buf();
+    if !data_dir.is_dir() {
+        return Err(Error::Config(format!(
+            "data directory {} of application {} does not exist",
+            data_dir.display(),
+            app.name
+        )));
+    }
+    let version = app.version_in(&data_dir);
+    let dbs = database_sources(app, &run.state_dir)?;
+    let command_timeout = parse_duration(&cfg.service.command_timeout).map_err(Error::Config)?;
+    let mut hooks = Hooks {
+        app,
+        mode,
+        version,
+        stopped: None,
+        downtime: None,
+        start_error: None,
+        notes: Vec::new(),
+        ensure_lock: run.ensure_lock,
+        critical: run.critical,
+    };
+    let mut read_root = data_dir.clone();
+    let mut volume: Option<(Volume, crate::volume::Taken)> = None;
+    let mut extra_excludes = Vec::new();
+    match mode {
+        Mode::Stop => {
+            let (Some(stop), Some(start)) = (&app.stop, &app.start) else {
+                return Err(Error::Config(format!(
+                    "application {}: consistency \"stop\" needs service.stop and service.start",
+                    app.name
+                )));
+            };
+            if let Some(q) = &cfg.service.quiesce {
+                (run.on_step)("waiting until no job is running");
+                let q = q.replace("{data_dir}", &data_dir.to_string_lossy());
+                let n = service::wait_quiet(
+                    &q,
+                    parse_duration(&cfg.service.quiesce_timeout).map_err(Error::Config)?,
+                    parse_duration(&cfg.service.quiesce_interval).map_err(Error::Config)?,
+                    command_timeout,
+                    run.cancel,
+                )?;
+                if n > 1 {
+                    hooks
+                        .notes
+                        .push(format!("quiesce check passed after {n} attempts"));
+                }
+            }
+            (run.on_step)("stopping the service");
+            run.critical.store(true, Ordering::SeqCst);
+            match Stopped::stop(stop, start, command_timeout) {
+                Ok(s) => hooks.stopped = Some(s),
+                Err(e) => {
+                    run.critical.store(false, Ordering::SeqCst);
+                    return Err(e);
+                }
+            }
+        }
+        Mode::Snapshot => {
+            let vcfg = cfg.snapshot.as_ref().ok_or_else(|| {
+                Error::Config(format!(
+                    "application {}: consistency \"snapshot\" needs a [app.{}.snapshot] table",
+                    app.name, app.name
+                ))
+            })?;
+            let v = Volume::new(&app.name, vcfg, &data_dir, &run.state_dir, command_timeout);
+            for n in v.clean_leftovers()? {
+                hooks.notes.push(format!(
+                    "removed volume snapshot {n} left by an earlier run"
+                ));
+            }
+            (run.on_step)(&format!("creating a {} volume snapshot", v.provider()));
+            let taken = v.create()?;
+            hooks.notes.push(format!(
+                "read from {} volume snapshot {}",
+                v.provider(),
+                taken.name
+            ));
+            if !dbs.is_empty() {
+                hooks.notes.push(
+                    "databases were dumped while the application ran, alongside the volume snapshot"
+                        .into(),
+                );
+            }
+            read_root = taken.read_path.clone();
+            extra_excludes.extend(taken.excludes.iter().cloned());
+            volume = Some((v, taken));
+        }
+        Mode::Live => {}
+    }
+
+    let mut patterns = app.tier_patterns(&read_root);
+    // Volume snapshots kept inside the data directory are never part of a backup.
+    if let Some(v) = &cfg.snapshot {
+        if v.provider == crate::config::ProviderName::Btrfs {
+            let dir = v.snapshot_dir.clone().unwrap_or_else(|| {
+                v.subvolume
+                    .clone()
+                    .unwrap_or(data_dir.clone())
+                    .join(".holdfast-snapshots")
+            });
+            if let Ok(inner) = dir.strip_prefix(&data_dir) {
+                patterns.push(globset::escape(&read_root.join(inner).to_string_lossy()));
+            }
+        }
+    }
+    patterns.extend(extra_excludes);
+    patterns.extend(cfg.exclude.iter().cloned());
+    patterns.extend(run.excludes.iter().cloned());
+    let result = (|| -> Result<BackupOutcome> {
+        let mut tags = cfg.tags.clone();
+        tags.extend(run.tags.iter().cloned());
+        tags.sort();
+        tags.dedup();
+        let opts = BackupOptions {
+            excludes: Excludes::new(&patterns, &run.exclude_if_present)?,
+            one_file_system: cfg.one_file_system || run.one_file_system,
+            tags,
+            hostname: run.host.clone().or(cfg.host.clone()),
+            parent: None,
+            force: run.force,
+            record_paths_as: Some(vec![data_dir.clone()]),
+            reread_changed: if mode == Mode::Live {
+                cfg.live_retries
+            } else {
+                0
+            },
+            expect_vanishing: mode == Mode::Live,
+            attachments: dbs
+                .iter()
+                .map(|d| Arc::new(d.clone()) as Arc<dyn AttachmentSource>)
+                .collect(),
+        };
+        (run.on_step)("backing up");
+        Ok(backup::backup(
+            repo.clone(),
+            std::slice::from_ref(&read_root),
+            &opts,
+            run.progress,
+            run.cancel,
+            &mut hooks,
+        )?)
+    })();
+    // Every path: the service runs again, the volume snapshot goes.
+    if let Some(mut s) = hooks.stopped.take() {
+        if let Err(e) = s.start() {
+            hooks.start_error.get_or_insert(e);
+        }
+        run.critical.store(false, Ordering::SeqCst);
+    }
+    let mut cleanup_error = None;
+    if let Some((v, taken)) = volume {
+        if let Err(e) = v.release(taken, result.is_ok()) {
+            cleanup_error = Some(e.to_string());
+        }
+    }
+    match result {
+        Ok(backup) => Ok(AppOutcome {
+            backup,
+            start_error: hooks.start_error,
+            cleanup_error,
+        }),
+        Err(e) => {
+            // A failed dump is an application step failing: name it, with its own exit code.
+            let e = match dbs.iter().find_map(|d| d.failure.lock().unwrap().clone()) {
+                Some(msg) if !e.interrupted() => Error::step("database dump", msg),
+                _ => e,
+            };
+            if let Some(se) = hooks.start_error {
+                return Err(Error::step(
+                    "backup failed and the service did not start again",
+                    format!("{e}; {se}"),
+                ));
+            }
+            Err(e)
+        }
+    }
+}
+
+/// One tier (or the rest) of a data directory, measured.
+#[derive(Debug, Serialize)]
+pub struct TierSize {
+    pub tier: String,
+    pub folders: Vec<String>,
+    pub excluded: bool,
+    pub files: u64,
+    pub bytes: u64,
+    pub note: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Plan {
+    pub app: String,
+    pub profile: String,
+    pub data_dir: PathBuf,
+    pub version: Option<String>,
+    pub consistency: String,
+    pub steps: Vec<String>,
+    pub tiers: Vec<TierSize>,
+    pub warnings: Vec<String>,
+}
+
+fn measure(path: &Path) -> (u64, u64) {
+    let mut files = 0;
+    let mut bytes = 0;
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let Ok(m) = p.symlink_metadata() else {
+            continue;
+        };
+        if m.is_dir() {
+            if let Ok(rd) = std::fs::read_dir(&p) {
+                stack.extend(rd.flatten().map(|e| e.path()));
+            }
+        } else {
+            files += 1;
+            if m.is_file() {
+                bytes += m.len();
+            }
+        }
+    }
+    (files, bytes)
+}
+
+/// What `backup --app` would do, and the size of every tier, kept and excluded.
+pub fn plan(app: &Resolved, mode: Mode) -> Plan {
+    let cfg = &app.config;
+    let data_dir = app.data_dir();
+    let mut steps = Vec::new();
+    let mut warnings = Vec::new();
+    match mode {
+        Mode::Stop => {
+            if let Some(q) = &cfg.service.quiesce {
+                steps.push(format!(
+                    "wait until `{q}` succeeds (every {}, at most {})",
+                    cfg.service.quiesce_interval, cfg.service.quiesce_timeout
+                ));
+            }
+            steps.push(format!(
+                "stop the service: `{}`",
+                app.stop.clone().unwrap_or_default()
+            ));
+        }
+        Mode::Snapshot => {
+            let p = cfg
+                .snapshot
+                .as_ref()
+                .map(|s| format!("{:?}", s.provider).to_lowercase());
+            steps.push(format!(
+                "create and mount a read-only {} volume snapshot",
+                p.unwrap_or_default()
+            ));
+        }
+        Mode::Live => steps.push(format!(
+            "read while the application runs; re-read a changed file up to {} times",
+            cfg.live_retries
+        )),
+    }
+    steps.push(format!("back up {}", data_dir.display()));
+    for pg in &cfg.postgres {
+        let fmt = match pg.format {
+            crate::config::DumpFormat::Custom => "pg_dump -Fc, streamed".to_string(),
+            crate::config::DumpFormat::Directory => format!("pg_dump -Fd -j {}", pg.jobs),
+        };
+        let url = crate::postgres::PgUrl::parse(&pg.url)
+            .map(|u| format!("{} on {}", u.dbname, u.server()))
+            .unwrap_or(pg.url.clone());
+        steps.push(format!(
+            "at the same time, dump PostgreSQL database {url} ({fmt}){}",
+            if pg.globals {
+                ", plus roles and tablespaces"
+            } else {
+                ""
+            }
+        ));
+    }
+    match mode {
+        Mode::Stop => steps.push(format!(
+            "start the service as soon as the data is read (also on failure): `{}`",
+            app.start.clone().unwrap_or_default()
+        )),
+        Mode::Snapshot => steps.push(
+            match cfg.snapshot.as_ref().map(|s| s.keep_snapshots).unwrap_or(0) {
+                0 => "unmount and destroy the volume snapshot (also on failure)".to_string(),
+                n => format!("unmount the volume snapshot and keep the newest {n}"),
+            },
+        ),
+        Mode::Live => {}
+    }
+    steps.push("write one snapshot holding the data directory and the dumps".into());
+
+    let mut tiers = Vec::new();
+    let mut tiered: Vec<&str> = Vec::new();
+    for t in app.profile.tiers {
+        let excluded = app.excluded_tiers.iter().any(|x| x.name == t.name);
+        let (mut files, mut bytes) = (0, 0);
+        for f in t.folders {
+            let (a, b) = measure(&data_dir.join(f));
+            files += a;
+            bytes += b;
+            tiered.push(f);
+        }
+        if excluded && t.name == "rebuildable" {
+            warnings.push(format!("tier rebuildable is excluded: {}", t.note));
+        }
+        tiers.push(TierSize {
+            tier: t.name.into(),
+            folders: t.folders.iter().map(|s| s.to_string()).collect(),
+            excluded,
+            files,
+            bytes,
+            note: t.note.into(),
+        });
+    }
+    let (mut files, mut bytes) = (0, 0);
+    if let Ok(rd) = std::fs::read_dir(data_dir) {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if tiered.contains(&name.as_str()) {
+                continue;
+            }
+            let (a, b) = measure(&e.path());
+            files += a;
+            bytes += b;
+        }
+    } else {
+        warnings.push(format!(
+            "data directory {} cannot be read",
+            data_dir.display()
+        ));
+    }
+    tiers.push(TierSize {
+        tier: "everything else".into(),
+        folders: Vec::new(),
+        excluded: false,
+        files,
+        bytes,
+        note: "configuration, projects and the rest of the data directory".into(),
+    });
+    Plan {
+        app: app.name.clone(),
+        profile: app.profile.name.as_str().into(),
+        data_dir: data_dir.to_path_buf(),
+        version: app.version_in(data_dir),
+        consistency: mode.as_str().into(),
+        steps,
+        tiers,
+        warnings,
+    }
+}

@@ -1,0 +1,550 @@
+//! Restoring an application: pristine (in place) or relocated, with its databases.
+//!
+//! A pristine restore never deletes anything: the current content of the data directory is
+//! moved aside to a dated sibling and the current databases are dumped next to it before
+//! anything is replaced, and every failure says where they are. The version rule of the
+//! procedure (never restore onto an older version) is checked before the first change.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use holdfast_core::id::SnapshotId;
+use holdfast_core::restore::{
+    self as core_restore, RestoreOptions, RestoreProgress, RestoreReport,
+};
+use holdfast_core::snapshot::{Attachment, RootLayout, Snapshot};
+use holdfast_core::tree::NodeKind;
+use holdfast_core::Repository;
+use serde::Serialize;
+
+use crate::config::parse_duration;
+use crate::error::{Error, Result};
+use crate::postgres::{DumpInput, PgUrl, Postgres};
+use crate::profile::{compare_versions, Resolved};
+use crate::service::{run_step, Stopped};
+
+/// The application recorded in a snapshot.
+pub fn recorded_app(snap: &Snapshot) -> Option<(String, Option<String>)> {
+    let a = snap.extra.get("app")?;
+    let name = a.get("name")?.as_str()?.to_string();
+    let version = a.get("version").and_then(|v| v.as_str()).map(String::from);
+    Some((name, version))
+}
+
+/// The version rule: a backup may be restored onto the same or a newer version only.
+pub fn check_version(
+    app: &str,
+    backup: Option<&str>,
+    installed: Option<&str>,
+    force: bool,
+) -> Result<Option<String>> {
+    match (backup, installed) {
+        (Some(b), Some(i)) if compare_versions(i, b).is_lt() => {
+            if force {
+                Ok(Some(format!(
+                    "restoring version {b} onto older version {i} because of --force-version"
+                )))
+            } else {
+                Err(Error::Version {
+                    app: app.into(),
+                    backup: b.into(),
+                    installed: i.into(),
+                })
+            }
+        }
+        (Some(b), None) => Ok(Some(format!(
+            "the installed version is unknown: make sure it is {b} or newer (set installed_version_command to have holdfast check)"
+        ))),
+        _ => Ok(None),
+    }
+}
+
+/// Writes each dump of `snap` into `dir` as files (`govern.dump`, `globals.sql`, ...).
+pub fn write_dumps(repo: &Repository, snap: &Snapshot, dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut written = Vec::new();
+    for a in &snap.attachments {
+        let sub = dir.join(a.name.replace('/', "-"));
+        write_attachment(repo, snap, a, &sub)?;
+        written.push(sub);
+    }
+    Ok(written)
+}
+
+/// Writes the files of attachment `a` into the new directory `target`, with the core
+/// restore (so metadata and every safety check apply).
+fn write_attachment(
+    repo: &Repository,
+    snap: &Snapshot,
+    a: &Attachment,
+    target: &Path,
+) -> Result<()> {
+    let as_snapshot = Snapshot {
+        tree: a.tree,
+        layout: RootLayout::DirContent,
+        root: None,
+        attachments: Vec::new(),
+        ..snap.clone()
+    };
+    let opts = RestoreOptions {
+        target: target.to_path_buf(),
+        include: Vec::new(),
+        exclude: Vec::new(),
+        overwrite: false,
+        verify: false,
+        owners: Default::default(),
+    };
+    core_restore::restore(
+        repo,
+        &as_snapshot,
+        &opts,
+        &RestoreProgress::default(),
+        &AtomicBool::new(false),
+    )?;
+    Ok(())
+}
+
+/// Restores the dump attachment `a` of `snap` into the database at `target`.
+pub fn restore_dump(
+    repo: &Repository,
+    snap: &Snapshot,
+    pg: &Postgres,
+    a: &Attachment,
+    target: &PgUrl,
+    clean: bool,
+    scratch: &Path,
+) -> Result<()> {
+    let tree = repo.load_tree(&a.tree)?;
+    match a.kind.as_str() {
+        "postgresql-custom" => {
+            let node = tree
+                .nodes
+                .iter()
+                .find(|n| n.kind == NodeKind::File && n.name.lossy().ends_with(".dump"))
+                .ok_or_else(|| {
+                    Error::Core(holdfast_core::Error::corrupt(
+                        format!("dump {}", a.name),
+                        "no .dump file in it",
+                    ))
+                })?;
+            let mut feed = |w: &mut dyn std::io::Write| core_restore::copy_content(repo, node, w);
+            pg.restore_into(target, clean, DumpInput::Stream(&mut feed))
+        }
+        "postgresql-directory" => {
+            std::fs::create_dir_all(scratch)
+                .map_err(|e| Error::Core(holdfast_core::Error::io(scratch, e)))?;
+            let tmp = tempfile::Builder::new()
+                .prefix("pgrestore-")
+                .tempdir_in(scratch)
+                .map_err(|e| Error::Core(holdfast_core::Error::io(scratch, e)))?;
+            write_attachment(repo, snap, a, &tmp.path().join("d"))?;
+            let dir = tree
+                .nodes
+                .iter()
+                .find(|n| n.kind == NodeKind::Dir)
+                .map(|n| tmp.path().join("d").join(n.name.as_os_str()))
+                .ok_or_else(|| {
+                    Error::Core(holdfast_core::Error::corrupt(
+                        format!("dump {}", a.name),
+                        "no directory in it",
+                    ))
+                })?;
+            pg.restore_into(target, clean, DumpInput::Dir(&dir))
+        }
+        other => Err(Error::step(
+            format!("restoring {}", a.name),
+            format!("unknown dump kind '{other}'"),
+        )),
+    }
+}
+
+/// The database configured for dump `a` (by dump name), if any.
+fn configured_db<'a>(dbs: &'a [Postgres], a: &Attachment) -> Option<&'a Postgres> {
+    dbs.iter()
+        .find(|d| a.name == format!("postgres/{}", d.name))
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct AppRestoreReport {
+    pub snapshot: String,
+    pub target: PathBuf,
+    pub files: Option<RestoreReport>,
+    /// Where the previous content was moved (pristine restore).
+    pub moved_aside: Option<PathBuf>,
+    /// Where the previous databases were dumped (pristine restore).
+    pub previous_dumps: Vec<PathBuf>,
+    pub databases_restored: Vec<String>,
+    pub dumps_written: Vec<PathBuf>,
+    pub post_restore: Option<String>,
+    pub notes: Vec<String>,
+}
+
+pub struct AppRestore<'a> {
+    pub repo: &'a Repository,
+    pub app: &'a Resolved,
+    pub snap_id: SnapshotId,
+    pub snap: &'a Snapshot,
+    pub state_dir: PathBuf,
+    pub force_version: bool,
+    pub clean: bool,
+    /// Restore the dumps into this database (relocated) instead of the configured ones.
+    pub db_target: Option<String>,
+    pub dumps_to: Option<PathBuf>,
+    pub progress: &'a RestoreProgress,
+    pub cancel: &'a AtomicBool,
+    pub on_step: &'a dyn Fn(&str),
+}
+
+impl AppRestore<'_> {
+    fn installed_version(&self, dir: &Path) -> Result<Option<String>> {
+        if let Some(cmd) = &self.app.config.installed_version_command {
+            let v = run_step(
+                "reading the installed version",
+                cmd,
+                &[],
+                std::time::Duration::from_secs(60),
+            )?;
+            return Ok(Some(v.trim().to_string()).filter(|v| !v.is_empty()));
+        }
+        Ok(self.app.version_in(dir))
+    }
+
+    fn backup_version(&self) -> Option<String> {
+        recorded_app(self.snap).and_then(|(_, v)| v)
+    }
+
+    fn restore_files(&self, target: &Path, overwrite: bool) -> Result<RestoreReport> {
+        let opts = RestoreOptions {
+            target: target.to_path_buf(),
+            include: Vec::new(),
+            exclude: Vec::new(),
+            overwrite,
+            verify: false,
+            owners: Default::default(),
+        };
+        Ok(core_restore::restore(
+            self.repo,
+            self.snap,
+            &opts,
+            self.progress,
+            self.cancel,
+        )?)
+    }
+
+    fn post_restore(
+        &self,
+        target: &Path,
+        relocated: bool,
+        report: &mut AppRestoreReport,
+    ) -> Result<()> {
+        if let Some(cmd) = &self.app.config.post_restore_command {
+            let cmd = cmd.replace("{data_dir}", &target.to_string_lossy());
+            (self.on_step)("running the post-restore step");
+            let timeout =
+                parse_duration(&self.app.config.post_restore_timeout).map_err(Error::Config)?;
+            run_step("post-restore step", &cmd, &[], timeout)?;
+            report.post_restore = Some(cmd);
+        }
+        if !relocated {
+            return Ok(());
+        }
+        for n in self.app.profile.relocation_notes {
+            if report.post_restore.is_some() && n.starts_with("replay the DSS installer") {
+                continue;
+            }
+            report
+                .notes
+                .push(n.replace("<data_dir>", &target.to_string_lossy()));
+        }
+        Ok(())
+    }
+
+    /// Stop, move aside, dump current databases, restore files and databases, start.
+    pub fn in_place(&self) -> Result<AppRestoreReport> {
+        let data_dir = self.app.data_dir().to_path_buf();
+        let mut report = AppRestoreReport {
+            snapshot: self.snap_id.short(),
+            target: data_dir.clone(),
+            ..Default::default()
+        };
+        let backup_version = self.backup_version();
+        let installed = self.installed_version(&data_dir)?;
+        if let Some(n) = check_version(
+            &self.app.name,
+            backup_version.as_deref(),
+            installed.as_deref(),
+            self.force_version,
+        )? {
+            report.notes.push(n);
+        }
+        let dbs = crate::procedure::database_sources(self.app, &self.state_dir)?;
+        let timeout = parse_timeout(self.app);
+        if self.app.stop.is_none() || self.app.start.is_none() {
+            return Err(Error::Config(format!(
+                "a pristine restore stops the application first: configure service.stop and service.start for {}",
+                self.app.name
+            )));
+        }
+        same_filesystem_as_parent(&data_dir)?;
+        let mut stopped = match (&self.app.stop, &self.app.start) {
+            (Some(stop), Some(start)) => {
+                (self.on_step)("stopping the service");
+                Some(Stopped::stop(stop, start, timeout)?)
+            }
+            _ => None,
+        };
+        let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S");
+        let file_name = data_dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or("data".into());
+        let aside = data_dir.with_file_name(format!("{file_name}.before-restore-{stamp}"));
+        let dumps_dir =
+            data_dir.with_file_name(format!("{file_name}.before-restore-{stamp}.databases"));
+        let result = (|| -> Result<()> {
+            // 1. The current databases, dumped next to where the content goes.
+            if !dbs.is_empty() {
+                (self.on_step)("dumping the current databases");
+                std::fs::create_dir_all(&dumps_dir)
+                    .map_err(|e| Error::Core(holdfast_core::Error::io(&dumps_dir, e)))?;
+                for db in &dbs {
+                    if db.exists(&db.url.dbname)? {
+                        let f = dumps_dir.join(format!("{}.dump", db.name));
+                        db.dump_to_file(&db.url, &f)?;
+                        report.previous_dumps.push(f);
+                    }
+                }
+            }
+            // 2. The current content, moved aside (never deleted).
+            (self.on_step)("moving the current content aside");
+            let moved = move_aside(&data_dir, &aside);
+            if aside.exists() {
+                report.moved_aside = Some(aside.clone());
+            }
+            moved?;
+            // 3. The files.
+            (self.on_step)("restoring files");
+            report.files = Some(self.restore_files(&data_dir, false)?);
+            // 4. The databases, replaced by the paired dumps.
+            for a in &self.snap.attachments {
+                let Some(db) = configured_db(&dbs, a) else {
+                    report.notes.push(format!(
+                        "dump {} has no configured database here: not restored (use --dumps-to)",
+                        a.name
+                    ));
+                    continue;
+                };
+                (self.on_step)(&format!("replacing database {}", db.url.dbname));
+                db.query(
+                    &db.url.with_db("postgres"),
+                    &format!(
+                        "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                        db.url.dbname.replace('"', "\"\"")
+                    ),
+                )?;
+                restore_dump(
+                    self.repo,
+                    self.snap,
+                    db,
+                    a,
+                    &db.url,
+                    false,
+                    &self.state_dir.join("tmp"),
+                )?;
+                report.databases_restored.push(db.url.dbname.clone());
+            }
+            // 5. Upgrade step when the installation is newer than the backup.
+            if let (Some(b), Some(i)) = (&backup_version, &installed) {
+                if compare_versions(i, b).is_gt() {
+                    self.post_restore(&data_dir, false, &mut report)?;
+                }
+            }
+            Ok(())
+        })();
+        match result {
+            Ok(()) => {
+                if let Some(s) = &mut stopped {
+                    (self.on_step)("starting the service");
+                    s.start()
+                        .map_err(|e| Error::step("starting the service", e))?;
+                }
+                Ok(report)
+            }
+            Err(e) => {
+                // Do not start an application on a half-restored data directory.
+                if let Some(s) = stopped.take() {
+                    s.disarm();
+                }
+                let mut where_ = Vec::new();
+                if report.moved_aside.is_some() {
+                    where_.push(format!("the previous content is in {}", aside.display()));
+                } else {
+                    where_.push(format!("{} was not changed", data_dir.display()));
+                }
+                if !report.previous_dumps.is_empty() {
+                    where_.push(format!(
+                        "the previous databases are dumped in {}",
+                        dumps_dir.display()
+                    ));
+                }
+                if self.app.stop.is_some() {
+                    where_.push("the service was left stopped".into());
+                }
+                Err(Error::step(
+                    "pristine restore failed",
+                    format!("{e}; {}", where_.join("; ")),
+                ))
+            }
+        }
+    }
+
+    /// Restores into `target` (another machine or location), then the databases as asked.
+    pub fn relocated(&self, target: &Path, overwrite: bool) -> Result<AppRestoreReport> {
+        let mut report = AppRestoreReport {
+            snapshot: self.snap_id.short(),
+            target: target.to_path_buf(),
+            ..Default::default()
+        };
+        let installed = self.installed_version(target)?;
+        if let Some(n) = check_version(
+            &self.app.name,
+            self.backup_version().as_deref(),
+            installed.as_deref(),
+            self.force_version,
+        )? {
+            report.notes.push(n);
+        }
+        (self.on_step)("restoring files");
+        report.files = Some(self.restore_files(target, overwrite)?);
+        self.restore_databases(&mut report)?;
+        self.post_restore(target, true, &mut report)?;
+        Ok(report)
+    }
+
+    /// Databases of a relocated restore: into `--db-target`, into the configured servers
+    /// (refusing non-empty ones without --clean), and/or as files into `--dumps-to`.
+    pub fn restore_databases(&self, report: &mut AppRestoreReport) -> Result<()> {
+        if let Some(dir) = &self.dumps_to {
+            (self.on_step)("writing the dumps");
+            report.dumps_written = write_dumps(self.repo, self.snap, dir)?;
+        }
+        let dbs = crate::procedure::database_sources(self.app, &self.state_dir)?;
+        for a in &self.snap.attachments {
+            let (pg, target) = match &self.db_target {
+                Some(url) => {
+                    let pg = Postgres::from_url(url, &self.state_dir.join("tmp"))?;
+                    let t = pg.url.clone();
+                    (pg, t)
+                }
+                None if self.dumps_to.is_some() => continue,
+                None => match configured_db(&dbs, a) {
+                    Some(db) => (db.clone(), db.url.clone()),
+                    None => {
+                        report.notes.push(format!(
+                            "dump {} has no configured database here: not restored (use --db-target or --dumps-to)",
+                            a.name
+                        ));
+                        continue;
+                    }
+                },
+            };
+            (self.on_step)(&format!("restoring database {}", target.dbname));
+            restore_dump(
+                self.repo,
+                self.snap,
+                &pg,
+                a,
+                &target,
+                self.clean,
+                &self.state_dir.join("tmp"),
+            )?;
+            report.databases_restored.push(target.dbname.clone());
+        }
+        Ok(())
+    }
+}
+
+fn parse_timeout(app: &Resolved) -> std::time::Duration {
+    parse_duration(&app.config.service.command_timeout)
+        .unwrap_or(std::time::Duration::from_secs(300))
+}
+
+/// A pristine restore renames the data directory's entries into a sibling directory, which
+/// needs both on one filesystem: refuse up front (nothing changed) when the data directory is
+/// a mount point or a btrfs subvolume.
+fn same_filesystem_as_parent(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let io = |p: &Path, e| Error::Core(holdfast_core::Error::io(p, e));
+    let parent = dir.parent().unwrap_or(Path::new("/"));
+    let (d, p) = (
+        dir.metadata().map_err(|e| io(dir, e))?,
+        parent.metadata().map_err(|e| io(parent, e))?,
+    );
+    if d.dev() != p.dev() {
+        return Err(Error::step(
+            "pristine restore",
+            format!(
+                "{} is a mount point or subvolume, so its content cannot be moved aside to a sibling by rename; \
+                 nothing was changed: restore with --target into a new directory instead",
+                dir.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Moves every entry of `dir` into the new directory `aside` (a sibling, so on the same
+/// filesystem and a rename each); `dir` itself stays (it may be a mount point).
+pub fn move_aside(dir: &Path, aside: &Path) -> Result<()> {
+    let io = |p: &Path, e| Error::Core(holdfast_core::Error::io(p, e));
+    std::fs::create_dir(aside).map_err(|e| io(aside, e))?;
+    let meta = dir.metadata().map_err(|e| io(dir, e))?;
+    std::fs::set_permissions(aside, meta.permissions()).map_err(|e| io(aside, e))?;
+    for e in std::fs::read_dir(dir).map_err(|e| io(dir, e))? {
+        let e = e.map_err(|e| io(dir, e))?;
+        let to = aside.join(e.file_name());
+        std::fs::rename(e.path(), &to).map_err(|err| io(&e.path(), err))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_rule() {
+        assert!(check_version("d", Some("13.2.0"), Some("13.1.9"), false).is_err());
+        assert!(check_version("d", Some("13.2.0"), Some("13.1.9"), true)
+            .unwrap()
+            .is_some());
+        assert!(check_version("d", Some("13.2.0"), Some("13.2.0"), false)
+            .unwrap()
+            .is_none());
+        assert!(check_version("d", Some("13.2.0"), Some("14.0.0"), false)
+            .unwrap()
+            .is_none());
+        assert!(check_version("d", Some("13.2.0"), None, false)
+            .unwrap()
+            .is_some());
+    }
+
+    #[test]
+    fn move_aside_keeps_everything() {
+        let d = tempfile::tempdir().unwrap();
+        let data = d.path().join("data");
+        std::fs::create_dir_all(data.join("config")).unwrap();
+        std::fs::write(data.join("config/a.json"), "{}").unwrap();
+        std::fs::write(data.join("x"), "1").unwrap();
+        let aside = d.path().join("data.before");
+        move_aside(&data, &aside).unwrap();
+        assert_eq!(std::fs::read_dir(&data).unwrap().count(), 0);
+        assert_eq!(
+            std::fs::read_to_string(aside.join("config/a.json")).unwrap(),
+            "{}"
+        );
+        assert!(
+            move_aside(&data, &aside).is_err(),
+            "an existing aside is never reused"
+        );
+    }
+}

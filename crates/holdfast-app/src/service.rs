@@ -1,0 +1,284 @@
+//! Running the application's own commands: quiesce checks, stop, start, snapshot and
+//! post-restore steps.
+//!
+//! Commands are the administrator's (`sh -c`), so they get a timeout, their output is kept for
+//! the error message, and they never see the repository password. The stop guard exists so
+//! that a service stopped for a backup is started again whatever happens to the backup:
+//! failure, interruption or a panic.
+
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+
+/// What a command printed and how it ended.
+#[derive(Debug)]
+pub struct Output {
+    pub success: bool,
+    pub code: Option<i32>,
+    pub text: String,
+}
+
+/// Runs `cmd` with `sh -c`, stdin closed, output captured, killed after `timeout`.
+pub fn run(cmd: &str, env: &[(&str, String)], timeout: Duration) -> std::io::Result<Output> {
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env_remove("HOLDFAST_PASSWORD")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()?;
+    // Read both pipes in threads so that a chatty command cannot block on a full pipe.
+    let mut out = child.stdout.take().expect("piped");
+    let mut err = child.stderr.take().expect("piped");
+    let t_out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(st) = child.try_wait()? {
+            break Some(st);
+        }
+        if Instant::now() >= deadline {
+            // The whole process group: a service script's children too.
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // A command that left a daemon holding its output pipes must not hang us: give the
+    // readers a moment, then go on without what they have not read.
+    let collect = |t: std::thread::JoinHandle<String>| {
+        let until = Instant::now() + Duration::from_secs(2);
+        while !t.is_finished() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if t.is_finished() {
+            t.join().unwrap_or_default()
+        } else {
+            String::new()
+        }
+    };
+    let mut text = collect(t_out);
+    text.push_str(&collect(t_err));
+    let text = text.trim().to_string();
+    Ok(match status {
+        Some(st) => Output {
+            success: st.success(),
+            code: st.code(),
+            text,
+        },
+        None => Output {
+            success: false,
+            code: None,
+            text: format!("timed out after {}s; {text}", timeout.as_secs()),
+        },
+    })
+}
+
+/// Runs a step's command and turns anything but success into an error naming the step.
+pub fn run_step(
+    step: &str,
+    cmd: &str,
+    env: &[(&str, String)],
+    timeout: Duration,
+) -> Result<String> {
+    tracing::info!("{step}: {cmd}");
+    let out = run(cmd, env, timeout).map_err(|e| Error::step(step, format!("{cmd}: {e}")))?;
+    if out.success {
+        Ok(out.text)
+    } else {
+        Err(Error::step(
+            step,
+            format!(
+                "`{cmd}` failed ({}){}",
+                out.code
+                    .map(|c| format!("exit code {c}"))
+                    .unwrap_or_else(|| "killed".into()),
+                if out.text.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", last_lines(&out.text, 3))
+                }
+            ),
+        ))
+    }
+}
+
+fn last_lines(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join(" | ")
+}
+
+/// Runs the quiesce check until it succeeds, the timeout passes, or the run is cancelled.
+pub fn wait_quiet(
+    cmd: &str,
+    timeout: Duration,
+    interval: Duration,
+    command_timeout: Duration,
+    cancel: &AtomicBool,
+) -> Result<u32> {
+    let deadline = Instant::now() + timeout;
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let out = run(cmd, &[], command_timeout)
+            .map_err(|e| Error::step("quiesce check", format!("{cmd}: {e}")))?;
+        if out.success {
+            return Ok(attempts);
+        }
+        if Instant::now() + interval > deadline {
+            return Err(Error::step(
+                "quiesce check",
+                format!(
+                    "`{cmd}` still failing after {attempts} attempts over {}s; the service was not stopped{}",
+                    timeout.as_secs(),
+                    if out.text.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (last said: {})", last_lines(&out.text, 2))
+                    }
+                ),
+            ));
+        }
+        tracing::info!("quiesce check not yet satisfied ({}); waiting", out.text);
+        let wake = Instant::now() + interval;
+        while Instant::now() < wake {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(holdfast_core::Error::Interrupted.into());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// A stopped service that must run again. `start` starts it (once) and reports the
+/// downtime; dropping the guard without calling it starts the service too.
+pub struct Stopped {
+    start_cmd: String,
+    timeout: Duration,
+    since: Instant,
+    started: Option<Result<f64, String>>,
+}
+
+impl Stopped {
+    /// Stops the service with `stop_cmd`. If stopping fails, the start command still runs
+    /// (the service may be half stopped) and the error is returned.
+    pub fn stop(stop_cmd: &str, start_cmd: &str, timeout: Duration) -> Result<Stopped> {
+        let since = Instant::now();
+        let mut guard = Stopped {
+            start_cmd: start_cmd.to_string(),
+            timeout,
+            since,
+            started: None,
+        };
+        if let Err(e) = run_step("stopping the service", stop_cmd, &[], timeout) {
+            let _ = guard.start();
+            return Err(e);
+        }
+        Ok(guard)
+    }
+
+    /// Starts the service again (only the first call runs the command); returns the downtime.
+    pub fn start(&mut self) -> Result<f64, String> {
+        if let Some(r) = &self.started {
+            return r.clone();
+        }
+        let r = run_step("starting the service", &self.start_cmd, &[], self.timeout)
+            .map(|_| self.since.elapsed().as_secs_f64())
+            .map_err(|e| e.to_string());
+        if let Err(e) = &r {
+            tracing::error!("{e}");
+        }
+        self.started = Some(r.clone());
+        r
+    }
+
+    /// Leaves the service stopped (after a failed restore, starting it would run the
+    /// application on half-restored data).
+    pub fn disarm(mut self) {
+        self.started = Some(Err("left stopped".into()));
+    }
+
+    /// Seconds since the service was stopped.
+    pub fn elapsed(&self) -> f64 {
+        self.since.elapsed().as_secs_f64()
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = self.start();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_with_timeout_and_output() {
+        let o = run("echo hi; echo err >&2; exit 3", &[], Duration::from_secs(5)).unwrap();
+        assert!(!o.success);
+        assert_eq!(o.code, Some(3));
+        assert!(o.text.contains("hi") && o.text.contains("err"));
+        let t = Instant::now();
+        let o = run("sleep 30", &[], Duration::from_millis(300)).unwrap();
+        assert!(!o.success && o.text.contains("timed out"));
+        assert!(t.elapsed() < Duration::from_secs(10));
+        // A daemon keeping stdout open must not hang the caller.
+        let t = Instant::now();
+        let o = run("(sleep 30 &) ; echo started", &[], Duration::from_secs(5)).unwrap();
+        assert!(o.success);
+        assert!(t.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn guard_starts_once_even_when_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = dir.path().join("j");
+        let j = journal.display();
+        {
+            let _g = Stopped::stop(
+                &format!("echo stop >> {j}"),
+                &format!("echo start >> {j}"),
+                Duration::from_secs(5),
+            )
+            .unwrap();
+        }
+        {
+            let mut g = Stopped::stop(
+                &format!("echo stop >> {j}"),
+                &format!("echo start >> {j}"),
+                Duration::from_secs(5),
+            )
+            .unwrap();
+            g.start().unwrap();
+        }
+        assert!(Stopped::stop(
+            "false",
+            &format!("echo start >> {j}"),
+            Duration::from_secs(5)
+        )
+        .is_err());
+        let text = std::fs::read_to_string(&journal).unwrap();
+        assert_eq!(text, "stop\nstart\nstop\nstart\nstart\n");
+    }
+}

@@ -1,0 +1,505 @@
+//! Commands that run an application's procedure: `backup --app`, `restore --app`, `plan`,
+//! `config check`, `snapshots --provider`. The work is in holdfast-app; this is output.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use anyhow::{anyhow, Context, Result};
+use holdfast_app::config::{AppConfig, Config, Mode, PostgresConfig, ProfileName};
+use holdfast_app::procedure::{self, RunOptions};
+use holdfast_app::profile::Resolved;
+use holdfast_app::restore::AppRestore;
+use holdfast_core::backup::Progress;
+use holdfast_core::error::exit;
+use holdfast_core::exclude::Excludes;
+use holdfast_core::restore::RestoreProgress;
+use holdfast_core::snapshot::{Snapshot, SnapshotFilter};
+use serde_json::json;
+
+use crate::cli::*;
+use crate::context::Ctx;
+use crate::format;
+use crate::progress::Bar;
+
+/// Whether `backup` runs an application procedure rather than a plain backup.
+pub fn wants_procedure(a: &BackupArgs) -> bool {
+    a.app.is_some() || a.profile.is_some() || a.consistency.is_some() || !a.postgres.is_empty()
+}
+
+/// The application to run: from the configuration, or ad hoc from the flags and one path.
+fn resolve_app(ctx: &Ctx, a: &BackupArgs) -> Result<(Resolved, Mode)> {
+    let cfg = ctx.config()?;
+    let mut app_cfg = match (&a.app, cfg.app.get(a.app.as_deref().unwrap_or(""))) {
+        (Some(_), Some(c)) => {
+            if !a.paths.is_empty() {
+                return Err(anyhow!(
+                    "--app takes the data directory from the configuration: give no paths"
+                ));
+            }
+            c.clone()
+        }
+        (Some(name), None) if a.paths.is_empty() => {
+            return Err(cfg.app(name).unwrap_err().into());
+        }
+        _ => {
+            let [path] = a.paths.as_slice() else {
+                return Err(anyhow!(
+                    "an ad-hoc application procedure backs up exactly one data directory"
+                ));
+            };
+            let profile = match a.profile.as_deref() {
+                Some("dss") => ProfileName::Dss,
+                _ => ProfileName::Generic,
+            };
+            AppConfig {
+                profile,
+                data_dir: std::path::absolute(path)?,
+                // The dss profile knows how to stop the service; without one, read live.
+                consistency: if profile == ProfileName::Dss {
+                    Mode::Stop
+                } else {
+                    Mode::Live
+                },
+                live_retries: 3,
+                ..AppConfig::default()
+            }
+        }
+    };
+    if !a.exclude_tier.is_empty() {
+        app_cfg.exclude_tiers = Some(a.exclude_tier.clone());
+    }
+    for url in &a.postgres {
+        app_cfg.postgres.push(PostgresConfig {
+            url: url.clone(),
+            name: None,
+            format: Default::default(),
+            jobs: 2,
+            globals: false,
+            role_passwords: false,
+            bin_dir: None,
+            passfile: None,
+        });
+    }
+    let mode = match &a.consistency {
+        Some(m) => Mode::parse(m)?,
+        None => app_cfg.consistency,
+    };
+    app_cfg.consistency = mode;
+    let problems = app_cfg.problems();
+    if let Some((key, p)) = problems.first() {
+        return Err(holdfast_app::Error::Config(format!("{key}: {p}")).into());
+    }
+    let name = a
+        .app
+        .clone()
+        .unwrap_or_else(|| app_cfg.profile.as_str().to_string());
+    Ok((Resolved::new(&name, &app_cfg), mode))
+}
+
+pub fn backup_app(ctx: &Ctx, a: BackupArgs) -> Result<i32> {
+    let (app, mode) = resolve_app(ctx, &a)?;
+    let cfg = ctx.config()?;
+    let mut patterns = a.exclude.clone();
+    for f in &a.exclude_file {
+        patterns.extend(Excludes::read_file(f)?);
+    }
+    let (repo, lock) = ctx.open_locked(false, "backup")?;
+    let progress = Arc::new(Progress::default());
+    let bar = crate::commands::backup_bar(
+        ctx,
+        &progress,
+        vec![app.data_dir().to_path_buf()],
+        Excludes::new(&app.tier_patterns(app.data_dir()), &[])?,
+    );
+    let quiet = ctx.global.json || ctx.global.quiet;
+    let on_step = |s: &str| {
+        if !quiet {
+            eprintln!("holdfast: {}: {s}", app.name);
+        }
+    };
+    let ensure = || lock.ensure_held();
+    let run = RunOptions {
+        tags: a.tag.clone(),
+        excludes: patterns,
+        exclude_if_present: a.exclude_if_present.clone(),
+        state_dir: cfg.state_dir.clone(),
+        progress: &progress,
+        cancel: &ctx.cancel,
+        critical: &ctx.critical,
+        ensure_lock: &ensure,
+        on_step: &on_step,
+        host: a.host.clone(),
+        one_file_system: a.one_file_system,
+        force: a.force,
+    };
+    let outcome = procedure::backup_app(repo.clone(), &app, mode, &run);
+    drop(bar);
+    let outcome = outcome.with_context(|| format!("backup of application {}", app.name))?;
+    let s = &outcome.backup.snapshot;
+    for w in &s.warnings {
+        eprintln!("holdfast: warning: {}: {}", w.path, w.message);
+    }
+    if let Some(c) = &s.consistency {
+        for p in &c.inconsistent {
+            eprintln!("holdfast: warning: {p}: kept changing while read; its copy may be torn");
+        }
+    }
+    if let Some(e) = &outcome.start_error {
+        eprintln!(
+            "holdfast: error: the snapshot was saved, but the service did not start again: {e}"
+        );
+    }
+    if let Some(e) = &outcome.cleanup_error {
+        eprintln!("holdfast: error: the snapshot was saved, but cleaning up the volume snapshot failed: {e}");
+    }
+    if ctx.global.json {
+        ctx.json(&json!({
+            "id": outcome.backup.id,
+            "snapshot": s,
+            "start_error": outcome.start_error,
+            "cleanup_error": outcome.cleanup_error,
+        }));
+    } else {
+        let m = &s.summary;
+        ctx.say(format!(
+            "snapshot {} of {} saved: {} files ({} new, {} changed, {} unchanged), {} read, {} added in {:.1}s",
+            outcome.backup.id.short(),
+            app.name,
+            m.total_files,
+            m.files_new,
+            m.files_changed,
+            m.files_unchanged,
+            format::bytes(m.bytes_read),
+            format::bytes(m.bytes_added),
+            m.duration_secs
+        ));
+        for at in &s.attachments {
+            ctx.say(format!(
+                "  with {} ({}, {})",
+                at.name,
+                at.kind,
+                format::bytes(at.bytes)
+            ));
+        }
+        ctx.say(format!("  consistency: {}", consistency_line(s)));
+        if !app.excluded_tiers.is_empty() {
+            ctx.say(format!(
+                "  excluded tiers: {}",
+                app.excluded_tiers
+                    .iter()
+                    .map(|t| t.name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+    }
+    Ok(
+        if outcome.start_error.is_some() || outcome.cleanup_error.is_some() {
+            holdfast_app::error::codes::STEP
+        } else if !s.warnings.is_empty() {
+            exit::PARTIAL
+        } else {
+            exit::OK
+        },
+    )
+}
+
+/// "stop, consistent, 4.2s downtime" and the like.
+pub fn consistency_line(s: &Snapshot) -> String {
+    let Some(c) = &s.consistency else {
+        return "not recorded".into();
+    };
+    let mut parts = vec![c.mode.clone()];
+    match c.mode.as_str() {
+        "live" => parts.push(format!(
+            "{} re-read, {} inconsistent, {} vanished",
+            c.reread.len(),
+            c.inconsistent.len(),
+            c.vanished.len()
+        )),
+        "none" => {}
+        _ => parts.push(
+            if c.consistent {
+                "consistent"
+            } else {
+                "NOT consistent"
+            }
+            .into(),
+        ),
+    }
+    if let Some(d) = c.downtime_secs {
+        parts.push(format!("{d:.1}s downtime"));
+    }
+    parts.join(", ")
+}
+
+/// The application name and version recorded in a snapshot, for listings.
+pub fn app_column(s: &Snapshot) -> (String, String) {
+    match holdfast_app::restore::recorded_app(s) {
+        Some((name, v)) => (name, v.unwrap_or_default()),
+        None => (String::new(), String::new()),
+    }
+}
+
+pub fn app_filter(s: &Snapshot, app: &Option<String>) -> bool {
+    match app {
+        None => true,
+        Some(a) => app_column(s).0 == *a,
+    }
+}
+
+pub fn provider_snapshots(ctx: &Ctx, app_name: &str) -> Result<i32> {
+    let cfg = ctx.config()?;
+    let app_cfg = cfg.app(app_name)?;
+    let Some(v) = &app_cfg.snapshot else {
+        return Err(anyhow!(
+            "application {app_name} has no [snapshot] provider configured"
+        ));
+    };
+    let timeout = holdfast_app::config::parse_duration(&app_cfg.service.command_timeout)
+        .map_err(holdfast_app::Error::Config)?;
+    let vol =
+        holdfast_app::volume::Volume::new(app_name, v, &app_cfg.data_dir, &cfg.state_dir, timeout);
+    let names = vol.list()?;
+    if ctx.global.json {
+        ctx.json(&json!({"provider": vol.provider(), "snapshots": names}));
+    } else {
+        for n in &names {
+            println!("{n}");
+        }
+        ctx.say(format!(
+            "{} {} volume snapshot(s) of {app_name}",
+            names.len(),
+            vol.provider()
+        ));
+    }
+    Ok(exit::OK)
+}
+
+pub fn config_check(ctx: &Ctx) -> Result<i32> {
+    let path = ctx
+        .global
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(holdfast_app::config::DEFAULT_PATH));
+    let cfg = Config::load(&path)?;
+    let apps: Vec<_> = cfg
+        .app
+        .iter()
+        .map(|(name, a)| {
+            let r = Resolved::new(name, a);
+            json!({
+                "name": name,
+                "profile": a.profile.as_str(),
+                "data_dir": a.data_dir,
+                "consistency": a.consistency.as_str(),
+                "excluded_tiers": r.excluded_tiers.iter().map(|t| t.name).collect::<Vec<_>>(),
+                "databases": a.postgres.len(),
+            })
+        })
+        .collect();
+    if ctx.global.json {
+        ctx.json(&json!({"file": path, "ok": true, "repository": cfg.repository, "apps": apps}));
+    } else {
+        ctx.say(format!("{}: OK", path.display()));
+        for a in &apps {
+            ctx.say(format!(
+                "  app {}: profile {}, {} ({}), excluded tiers [{}], {} database(s)",
+                a["name"].as_str().unwrap_or(""),
+                a["profile"].as_str().unwrap_or(""),
+                a["data_dir"].as_str().unwrap_or(""),
+                a["consistency"].as_str().unwrap_or(""),
+                a["excluded_tiers"]
+                    .as_array()
+                    .map(|v| v
+                        .iter()
+                        .filter_map(|x| x.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "))
+                    .unwrap_or_default(),
+                a["databases"]
+            ));
+        }
+    }
+    Ok(exit::OK)
+}
+
+pub fn plan(ctx: &Ctx, a: PlanArgs) -> Result<i32> {
+    let cfg = ctx.config()?;
+    let app_cfg = cfg.app(&a.app)?;
+    let mode = match &a.consistency {
+        Some(m) => Mode::parse(m)?,
+        None => app_cfg.consistency,
+    };
+    let app = Resolved::new(&a.app, app_cfg);
+    let p = procedure::plan(&app, mode);
+    if ctx.global.json {
+        ctx.json(&p);
+        return Ok(exit::OK);
+    }
+    ctx.say(format!(
+        "application {} (profile {}, version {}), data directory {}, consistency {}",
+        p.app,
+        p.profile,
+        p.version.clone().unwrap_or("unknown".into()),
+        p.data_dir.display(),
+        p.consistency
+    ));
+    ctx.say("steps:");
+    for (i, s) in p.steps.iter().enumerate() {
+        ctx.say(format!("  {}. {s}", i + 1));
+    }
+    let rows: Vec<Vec<String>> = p
+        .tiers
+        .iter()
+        .map(|t| {
+            vec![
+                t.tier.clone(),
+                if t.excluded { "excluded" } else { "kept" }.into(),
+                t.files.to_string(),
+                format::bytes(t.bytes),
+                t.folders.join(" "),
+            ]
+        })
+        .collect();
+    ctx.say(format::table(
+        &["Tier", "", "Files", "Size", "Folders"],
+        &rows,
+    ));
+    for w in &p.warnings {
+        ctx.say(format!("warning: {w}"));
+    }
+    Ok(exit::OK)
+}
+
+pub fn restore_app(ctx: &Ctx, a: RestoreArgs) -> Result<i32> {
+    let cfg = ctx.config()?;
+    let (repo, _lock) = ctx.open_locked(false, "restore")?;
+    let mut f: SnapshotFilter = SnapshotFilter {
+        hosts: a.filter.hosts.clone(),
+        tags: a.filter.tags.clone(),
+        paths: a.filter.paths.clone(),
+    };
+    let app = match &a.app {
+        Some(name) => Resolved::new(name, cfg.app(name)?),
+        None => {
+            // Databases only (--db-target/--dumps-to) without an application.
+            let fake = AppConfig {
+                data_dir: a.target.clone().unwrap_or_default(),
+                ..AppConfig::default()
+            };
+            Resolved::new("", &fake)
+        }
+    };
+    if a.app.is_some() && a.snapshot == "latest" && f.paths.is_empty() {
+        f.paths = vec![app.data_dir().to_string_lossy().into_owned()];
+    }
+    let (id, snap) = repo.find_snapshot(&a.snapshot, &f)?;
+    if let (Some(name), Some((recorded, _))) = (&a.app, holdfast_app::restore::recorded_app(&snap))
+    {
+        if &recorded != name {
+            eprintln!(
+                "holdfast: warning: snapshot {} is of application {recorded}, restoring it as {name}",
+                id.short()
+            );
+        }
+    }
+    let progress = Arc::new(RestoreProgress::default());
+    let p = progress.clone();
+    let bar = Bar::start(ctx.interactive(), "restore", move || {
+        (
+            p.bytes_done.load(Ordering::Relaxed),
+            p.total_bytes.load(Ordering::Relaxed),
+            p.files_done.load(Ordering::Relaxed),
+            0,
+        )
+    });
+    let quiet = ctx.global.json || ctx.global.quiet;
+    let on_step = |s: &str| {
+        if !quiet {
+            eprintln!("holdfast: {s}");
+        }
+    };
+    let r = AppRestore {
+        repo: &repo,
+        app: &app,
+        snap_id: id,
+        snap: &snap,
+        state_dir: cfg.state_dir.clone(),
+        force_version: a.force_version,
+        clean: a.clean,
+        db_target: a.db_target.clone(),
+        dumps_to: a.dumps_to.clone(),
+        progress: &progress,
+        cancel: &ctx.cancel,
+        on_step: &on_step,
+    };
+    let report = if a.in_place {
+        r.in_place()
+    } else if let Some(t) = &a.target {
+        if a.app.is_some() {
+            r.relocated(t, a.overwrite)
+        } else {
+            // A plain restore of the files, then the databases as asked.
+            let mut rep = holdfast_app::restore::AppRestoreReport {
+                snapshot: id.short(),
+                target: t.clone(),
+                ..Default::default()
+            };
+            drop(bar);
+            let code = crate::commands::restore_files(ctx, &repo, id, &snap, &a, t)?;
+            r.restore_databases(&mut rep)?;
+            say_databases(ctx, &rep);
+            return Ok(code);
+        }
+    } else {
+        let mut rep = holdfast_app::restore::AppRestoreReport {
+            snapshot: id.short(),
+            ..Default::default()
+        };
+        r.restore_databases(&mut rep).map(|_| rep)
+    };
+    drop(bar);
+    let report = report?;
+    if ctx.global.json {
+        ctx.json(&report);
+        return Ok(exit::OK);
+    }
+    if let Some(files) = &report.files {
+        ctx.say(format!(
+            "restored snapshot {} into {}: {} files ({}), {} directories",
+            report.snapshot,
+            report.target.display(),
+            files.files,
+            format::bytes(files.bytes),
+            files.dirs
+        ));
+    }
+    if let Some(p) = &report.moved_aside {
+        ctx.say(format!("the previous content was moved to {}", p.display()));
+    }
+    for d in &report.previous_dumps {
+        ctx.say(format!(
+            "the previous database was dumped to {}",
+            d.display()
+        ));
+    }
+    say_databases(ctx, &report);
+    if let Some(c) = &report.post_restore {
+        ctx.say(format!("post-restore step ran: {c}"));
+    }
+    for n in &report.notes {
+        ctx.say(format!("note: {n}"));
+    }
+    Ok(exit::OK)
+}
+
+fn say_databases(ctx: &Ctx, r: &holdfast_app::restore::AppRestoreReport) {
+    for d in &r.databases_restored {
+        ctx.say(format!("restored database {d}"));
+    }
+    for d in &r.dumps_written {
+        ctx.say(format!("wrote dump {}", d.display()));
+    }
+}

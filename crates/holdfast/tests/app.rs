@@ -1,0 +1,1015 @@
+//! Application procedures against a DSS stand-in (tests/fixtures/dss): a service that keeps
+//! rewriting its JSON configs atomically, appending logs and creating job folders while it
+//! runs, and a real PostgreSQL server started for the test (tests/fixtures/pg.sh).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn fixture(p: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(p)
+}
+
+/// A DSS data directory at `<env>/site/data`, with the service script in it.
+fn make_dss(env: &Env, version: &str) -> PathBuf {
+    let data = env.path("site/data");
+    std::fs::create_dir_all(&data).unwrap();
+    let st = Command::new(fixture("dss/make-datadir.sh"))
+        .arg(&data)
+        .arg(version)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    data
+}
+
+fn dss(data: &Path, action: &str) -> bool {
+    Command::new(data.join("bin/dss"))
+        .arg(action)
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+fn journal(data: &Path) -> String {
+    std::fs::read_to_string(data.parent().unwrap().join("dss-service.journal")).unwrap_or_default()
+}
+
+fn journal_actions(data: &Path) -> Vec<String> {
+    journal(data)
+        .lines()
+        .filter_map(|l| l.split_whitespace().find(|w| *w == "start" || *w == "stop"))
+        .map(String::from)
+        .collect()
+}
+
+fn write_config(env: &Env, body: &str) -> PathBuf {
+    let p = env.path("holdfast.toml");
+    let text = format!(
+        "repository = \"{}\"\nstate_dir = \"{}\"\n{body}",
+        env.repo.display(),
+        env.path("state").display()
+    );
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn with_config(env: &Env, cfg: &Path, args: &[&str]) -> std::process::Output {
+    env.cmd()
+        .env("HOLDFAST_CONFIG", cfg)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok_config(env: &Env, cfg: &Path, args: &[&str]) -> String {
+    let o = with_config(env, cfg, args);
+    assert!(
+        o.status.success(),
+        "holdfast {args:?} failed with {:?}\nstdout: {}\nstderr: {}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+fn json_config(env: &Env, cfg: &Path, args: &[&str]) -> serde_json::Value {
+    let mut a = args.to_vec();
+    a.push("--json");
+    serde_json::from_str(&ok_config(env, cfg, &a)).unwrap()
+}
+
+/// Every JSON file under `root` parses, and the stand-in's counters agree head to tail.
+fn assert_json_whole(root: &Path) -> usize {
+    let mut n = 0;
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            let m = p.symlink_metadata().unwrap();
+            if m.is_dir() {
+                stack.push(p);
+            } else if p.extension().map(|x| x == "json").unwrap_or(false) {
+                let text = std::fs::read_to_string(&p).unwrap();
+                let v: serde_json::Value = serde_json::from_str(&text)
+                    .unwrap_or_else(|e| panic!("{} is torn: {e}", p.display()));
+                if let (Some(h), Some(t)) = (v.get("counter_head"), v.get("counter_tail")) {
+                    assert_eq!(h, t, "{} is torn", p.display());
+                }
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+/// A guard that stops the stand-in service when a test ends, passing or not.
+struct Service(PathBuf);
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.0.join("FAIL_STOP"));
+        dss(&self.0, "stop");
+    }
+}
+
+/// A throwaway PostgreSQL server, stopped when dropped.
+struct Pg {
+    state: PathBuf,
+}
+
+impl Pg {
+    fn start(env: &Env) -> Option<Pg> {
+        if !is_root() || !Path::new("/usr/lib/postgresql").exists() {
+            eprintln!("skipping: needs root and PostgreSQL server binaries");
+            return None;
+        }
+        let state = env.path("pg");
+        let o = Command::new(fixture("pg.sh"))
+            .arg("start")
+            .arg(&state)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "pg.sh start failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        Some(Pg { state })
+    }
+    fn url(&self) -> String {
+        std::fs::read_to_string(self.state.join("url"))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+    fn url_for(&self, db: &str) -> String {
+        let u = self.url();
+        format!("{}/{db}", u.rsplit_once('/').unwrap().0)
+    }
+    fn passfile(&self) -> PathBuf {
+        self.state.join("pgpass")
+    }
+    fn psql(&self, db: &str, sql: &str) -> String {
+        let o = Command::new(format!(
+            "{}/psql",
+            std::fs::read_to_string(self.state.join("bindir"))
+                .unwrap()
+                .trim()
+        ))
+        .env("PGPASSFILE", self.passfile())
+        .args([
+            "-X",
+            "-A",
+            "-t",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            &self.url_for(db),
+            "-c",
+            sql,
+        ])
+        .output()
+        .unwrap();
+        assert!(
+            o.status.success(),
+            "psql {sql}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    }
+}
+
+impl Drop for Pg {
+    fn drop(&mut self) {
+        let _ = Command::new(fixture("pg.sh"))
+            .arg("stop")
+            .arg(&self.state)
+            .output();
+    }
+}
+
+fn dss_config(data: &Path, extra: &str) -> String {
+    format!(
+        "[app.design]\nprofile = \"dss\"\ndata_dir = \"{}\"\n{extra}",
+        data.display()
+    )
+}
+
+#[test]
+fn config_check_names_file_line_and_key() {
+    let env = Env::new();
+    let cfg = write_config(
+        &env,
+        "[app.design]\nprofile = \"dss\"\ndata_dir = \"/srv/dss/data\"\nexclude_tiers = [\"temporary\", \"logz\"]\n",
+    );
+    let o = with_config(&env, &cfg, &["config", "check"]);
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains(&format!(
+            "{}:6: [app.design] exclude_tiers: unknown tier 'logz'",
+            cfg.display()
+        )),
+        "{e}"
+    );
+    assert_eq!(e.lines().count(), 1, "one line: {e}");
+
+    let cfg = write_config(&env, "[app.design]\ndata_dir = \"/srv/dss/data\"\nprofile = \"dss\"\nconsistency = \"sometimes\"\n");
+    let o = with_config(&env, &cfg, &["config", "check"]);
+    assert_eq!(code(&o), 4);
+    assert!(stderr(&o).contains(":6:"), "{}", stderr(&o));
+
+    let cfg = write_config(
+        &env,
+        &dss_config(
+            Path::new("/srv/dss/data"),
+            "exclude_tiers = [\"temporary\", \"logs\"]\n",
+        ),
+    );
+    let v = json_config(&env, &cfg, &["config", "check"]);
+    assert_eq!(
+        v["apps"][0]["excluded_tiers"],
+        serde_json::json!(["temporary", "logs"])
+    );
+}
+
+#[test]
+fn plan_shows_steps_and_tier_sizes() {
+    let env = Env::new();
+    let data = make_dss(&env, "13.2.0");
+    let cfg = write_config(
+        &env,
+        &dss_config(
+            &data,
+            "exclude_tiers = [\"temporary\", \"logs\"]\n[app.design.service]\nquiesce = \"true\"\n",
+        ),
+    );
+    let v = json_config(&env, &cfg, &["plan", "--app", "design"]);
+    let steps: Vec<String> = v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect();
+    assert!(steps[0].contains("wait until `true`"), "{steps:?}");
+    assert!(steps[1].contains("bin/dss stop"), "{steps:?}");
+    assert!(
+        steps.iter().any(|s| s.contains("bin/dss start")),
+        "{steps:?}"
+    );
+    let tiers = v["tiers"].as_array().unwrap();
+    let tier = |n: &str| tiers.iter().find(|t| t["tier"] == n).unwrap().clone();
+    assert_eq!(tier("temporary")["excluded"], true);
+    assert_eq!(tier("logs")["excluded"], true);
+    assert_eq!(tier("rebuildable")["excluded"], false);
+    assert!(tier("rebuildable")["bytes"].as_u64().unwrap() > 1_000_000);
+    assert!(tier("everything else")["files"].as_u64().unwrap() > 5);
+    assert_eq!(v["version"], "13.2.0");
+    let text = ok_config(&env, &cfg, &["plan", "--app", "design"]);
+    assert!(
+        text.contains("rebuildable") && text.contains("excluded"),
+        "{text}"
+    );
+}
+
+#[test]
+fn stop_mode_backs_up_the_stopped_state_and_starts_again() {
+    let env = Env::new();
+    env.init();
+    let data = make_dss(&env, "13.2.0");
+    let _svc = Service(data.clone());
+    assert!(dss(&data, "start"));
+    std::thread::sleep(Duration::from_millis(300));
+    // The stop command also copies the stopped state, to compare the backup against.
+    let frozen = env.path("frozen");
+    let cfg = write_config(
+        &env,
+        &dss_config(
+            &data,
+            &format!(
+                "exclude_tiers = [\"temporary\", \"logs\"]\n[app.design.service]\nstop = \"{d}/bin/dss stop && cp -a {d} {f}\"\nquiesce = \"{q} {d}\"\n",
+                d = data.display(),
+                f = frozen.display(),
+                q = fixture("dss/jobs-idle.sh").display()
+            ),
+        ),
+    );
+    let v = json_config(&env, &cfg, &["backup", "--app", "design"]);
+    let snap = &v["snapshot"];
+    assert_eq!(snap["consistency"]["mode"], "stop");
+    assert_eq!(snap["consistency"]["consistent"], true);
+    assert!(snap["consistency"]["downtime_secs"].as_f64().unwrap() > 0.0);
+    assert_eq!(snap["app"]["name"], "design");
+    assert_eq!(snap["app"]["version"], "13.2.0");
+    assert_eq!(
+        snap["app"]["excluded_tiers"],
+        serde_json::json!(["temporary", "logs"])
+    );
+    assert_eq!(snap["paths"][0], data.to_str().unwrap());
+    assert_eq!(journal_actions(&data), ["start", "stop", "start"]);
+    assert!(dss(&data, "status"), "the service runs again");
+
+    // The restore equals the stopped state, minus the excluded tiers.
+    let out = env.path("restored");
+    let id = v["id"].as_str().unwrap();
+    env.ok(&["restore", id, "--target", out.to_str().unwrap()]);
+    let root_mtime = filetime::FileTime::from_last_modification_time(&frozen.metadata().unwrap());
+    for f in [
+        "tmp",
+        "caches",
+        "data-catalog",
+        "run",
+        "jobs",
+        "scenarios",
+        "diagnosis",
+    ] {
+        assert!(!out.join(f).exists(), "{f} excluded");
+        std::fs::remove_dir_all(frozen.join(f)).unwrap();
+    }
+    filetime::set_file_mtime(&frozen, root_mtime).unwrap();
+    let expected = snapshot_tree(&frozen);
+    assert_same_tree_but_atime(&expected, &frozen, &out);
+    assert!(assert_json_whole(&out) > 3);
+
+    // `snapshots` shows the application, version and how it went.
+    let text = ok_config(&env, &cfg, &["snapshots"]);
+    assert!(
+        text.contains("design") && text.contains("13.2.0") && text.contains("stop, consistent"),
+        "{text}"
+    );
+    let list = json_config(&env, &cfg, &["snapshots", "--app", "design"]);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn quiesce_timeout_leaves_the_service_running() {
+    let env = Env::new();
+    env.init();
+    let data = make_dss(&env, "13.2.0");
+    let _svc = Service(data.clone());
+    assert!(dss(&data, "start"));
+    std::fs::write(data.join("JOB_RUNNING"), "").unwrap();
+    let cfg = write_config(
+        &env,
+        &dss_config(
+            &data,
+            &format!(
+                "[app.design.service]\nquiesce = \"{} {}\"\nquiesce_timeout = \"1s\"\nquiesce_interval = \"1s\"\n",
+                fixture("dss/jobs-idle.sh").display(),
+                data.display()
+            ),
+        ),
+    );
+    let o = with_config(&env, &cfg, &["backup", "--app", "design"]);
+    assert_eq!(code(&o), 5, "{}", stderr(&o));
+    assert!(stderr(&o).contains("quiesce check"), "{}", stderr(&o));
+    assert_eq!(journal_actions(&data), ["start"], "never stopped");
+    assert_eq!(env.json(&["snapshots"]).as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn failed_backup_starts_the_service_again_and_writes_nothing() {
+    let env = Env::new();
+    env.init();
+    let data = make_dss(&env, "13.2.0");
+    let _svc = Service(data.clone());
+    assert!(dss(&data, "start"));
+    // A database nobody listens on: its dump fails after the service was stopped.
+    let cfg = write_config(
+        &env,
+        &dss_config(
+            &data,
+            "[[app.design.postgres]]\nurl = \"postgresql://nobody@127.0.0.1:9/govern\"\n",
+        ),
+    );
+    let o = with_config(&env, &cfg, &["backup", "--app", "design"]);
+    assert_eq!(code(&o), 5, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("database dump") && stderr(&o).contains("govern"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(journal_actions(&data), ["start", "stop", "start"]);
+    assert!(dss(&data, "status"));
+    assert_eq!(env.json(&["snapshots"]).as_array().unwrap().len(), 0);
+    env.ok(&["check"]);
+}
+
+#[test]
+fn interrupted_backup_starts_the_service_again() {
+    let env = Env::new();
+    env.init();
+    let data = make_dss(&env, "13.2.0");
+    // Enough data that the backup is still running when the signal comes.
+    random_file(&data.join("managed_datasets/big.bin"), 400 << 20, 7);
+    let _svc = Service(data.clone());
+    assert!(dss(&data, "start"));
+    let cfg = write_config(&env, &dss_config(&data, ""));
+    let mut child = env
+        .cmd()
+        .env("HOLDFAST_CONFIG", &cfg)
+        .args(["backup", "--app", "design"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the stop, then interrupt twice (the second must not skip the start).
+    let t = Instant::now();
+    while journal_actions(&data).len() < 2 && t.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
+    let st = child.wait().unwrap();
+    assert_eq!(st.code(), Some(130));
+    assert_eq!(journal_actions(&data), ["start", "stop", "start"]);
+    assert!(dss(&data, "status"));
+    assert_eq!(env.json(&["snapshots"]).as_array().unwrap().len(), 0);
+    env.ok(&["check"]);
+}
+
+#[test]
+fn live_mode_reports_truthfully_and_never_tears_atomic_files() {
+    let env = Env::new();
+    env.init();
+    let data = make_dss(&env, "13.2.0");
+    let _svc = Service(data.clone());
+    assert!(dss(&data, "start"));
+    // A file rewritten in place without pause during the whole backup: it must be reported.
+    let hot = data.join("managed_datasets/hot.csv");
+    random_file(&hot, 8 << 20, 1);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (hot, stop) = (hot.clone(), stop.clone());
+        std::thread::spawn(move || {
+            use std::io::{Seek, Write};
+            let mut f = std::fs::OpenOptions::new().write(true).open(&hot).unwrap();
+            let mut i = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                f.seek(std::io::SeekFrom::Start((i * 4096) % (8 << 20)))
+                    .unwrap();
+                f.write_all(&i.to_le_bytes()).unwrap();
+                i += 1;
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        })
+    };
+    let cfg = write_config(
+        &env,
+        &dss_config(&data, "consistency = \"live\"\nlive_retries = 2\n"),
+    );
+    let v = json_config(&env, &cfg, &["backup", "--app", "design"]);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    let c = &v["snapshot"]["consistency"];
+    assert_eq!(c["mode"], "live");
+    assert_eq!(c["consistent"], false);
+    let inconsistent: Vec<&str> = c["inconsistent"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap())
+        .collect();
+    assert!(
+        inconsistent.contains(&hot.to_str().unwrap()),
+        "the file rewritten in place is reported: {c}"
+    );
+    // Nothing the service writes atomically is reported or torn.
+    for p in &inconsistent {
+        assert!(
+            !p.ends_with(".json"),
+            "atomically written file reported torn: {p}"
+        );
+    }
+    assert_eq!(journal_actions(&data), ["start"], "never stopped");
+    let out = env.path("restored");
+    env.ok(&[
+        "restore",
+        v["id"].as_str().unwrap(),
+        "--target",
+        out.to_str().unwrap(),
+    ]);
+    assert!(assert_json_whole(&out) > 3);
+    let text = ok_config(&env, &cfg, &["snapshots"]);
+    assert!(
+        text.contains("live,") && text.contains("inconsistent"),
+        "{text}"
+    );
+}
+
+#[test]
+fn ad_hoc_flags_run_the_procedure_without_a_config_file() {
+    let env = Env::new();
+    env.init();
+    let data = make_dss(&env, "13.2.0");
+    let _svc = Service(data.clone());
+    assert!(dss(&data, "start"));
+    let v = env.json(&[
+        "backup",
+        data.to_str().unwrap(),
+        "--profile",
+        "dss",
+        "--consistency",
+        "stop",
+        "--exclude-tier",
+        "logs",
+    ]);
+    assert_eq!(v["snapshot"]["consistency"]["mode"], "stop");
+    assert_eq!(
+        v["snapshot"]["app"]["excluded_tiers"],
+        serde_json::json!(["logs"])
+    );
+    assert_eq!(journal_actions(&data), ["start", "stop", "start"]);
+}
+
+#[test]
+fn postgres_dump_is_paired_and_restored_in_place() {
+    let env = Env::new();
+    let Some(pg) = Pg::start(&env) else { return };
+    env.init();
+    let data = make_dss(&env, "13.2.0");
+    let _svc = Service(data.clone());
+    assert!(dss(&data, "start"));
+    pg.psql("govern", "CREATE TABLE items (id int primary key, name text); INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 500) g");
+    let cfg = write_config(
+        &env,
+        &dss_config(
+            &data,
+            &format!(
+                "[[app.design.postgres]]\nurl = \"{}\"\npassfile = \"{}\"\nglobals = true\n",
+                pg.url(),
+                pg.passfile().display()
+            ),
+        ),
+    );
+    let v = json_config(&env, &cfg, &["backup", "--app", "design"]);
+    let att = &v["snapshot"]["attachments"][0];
+    assert_eq!(att["name"], "postgres/govern");
+    assert_eq!(att["kind"], "postgresql-custom");
+    assert!(att["details"]["server_version"]
+        .as_str()
+        .unwrap()
+        .starts_with("15"));
+    assert!(att["bytes"].as_u64().unwrap() > 1000);
+    let id = v["id"].as_str().unwrap().to_string();
+
+    // Changes after the backup, in the database and the data directory.
+    pg.psql(
+        "govern",
+        "DELETE FROM items WHERE id > 10; CREATE TABLE later (x int)",
+    );
+    std::fs::write(data.join("config/added-after.json"), "{}").unwrap();
+
+    // Relocated database restore: into a new database, and as files. The target server's
+    // password comes from PGPASSFILE.
+    let dumps = env.path("dumps");
+    let restore_db = |extra: &[&str]| {
+        let mut args = vec!["restore", &id, "--db-target"];
+        let url = pg.url_for("copy");
+        args.push(&url);
+        args.extend_from_slice(extra);
+        env.cmd()
+            .env("HOLDFAST_CONFIG", &cfg)
+            .env("PGPASSFILE", pg.passfile())
+            .args(&args)
+            .output()
+            .unwrap()
+    };
+    let o = restore_db(&["--dumps-to", dumps.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(pg.psql("copy", "SELECT count(*) FROM items"), "500");
+    assert!(
+        dumps
+            .join("postgres-govern/govern.dump")
+            .metadata()
+            .unwrap()
+            .len()
+            > 1000
+    );
+    assert!(
+        std::fs::read_to_string(dumps.join("postgres-govern/globals.sql"))
+            .unwrap()
+            .contains("ROLE")
+    );
+    // A non-empty target is refused without --clean.
+    let o = restore_db(&[]);
+    assert_eq!(code(&o), 5, "{}", stderr(&o));
+    assert!(stderr(&o).contains("not empty"), "{}", stderr(&o));
+    pg.psql("copy", "INSERT INTO items VALUES (1000, 'extra')");
+    let o = restore_db(&["--clean"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(pg.psql("copy", "SELECT count(*) FROM items"), "500");
+
+    // Pristine restore: stop, move aside, dump current, restore both, start.
+    let r = json_config(
+        &env,
+        &cfg,
+        &["restore", &id, "--app", "design", "--in-place"],
+    );
+    assert_eq!(pg.psql("govern", "SELECT count(*) FROM items"), "500");
+    assert_eq!(
+        pg.psql(
+            "govern",
+            "SELECT count(*) FROM pg_tables WHERE tablename = 'later'"
+        ),
+        "0"
+    );
+    let aside = PathBuf::from(r["moved_aside"].as_str().unwrap());
+    assert!(
+        aside.join("config/added-after.json").exists(),
+        "old content kept aside"
+    );
+    assert!(!data.join("config/added-after.json").exists());
+    let prev = PathBuf::from(r["previous_dumps"][0].as_str().unwrap());
+    assert!(
+        prev.metadata().unwrap().len() > 100,
+        "current database dumped first"
+    );
+    assert!(dss(&data, "status"), "started after the restore");
+    let acts = journal_actions(&data);
+    assert_eq!(acts[acts.len() - 2..], ["stop", "start"]);
+}
+
+#[test]
+fn version_rule_and_post_restore_step() {
+    let env = Env::new();
+    env.init();
+    let data = make_dss(&env, "13.2.0");
+    let cfg = write_config(
+        &env,
+        &dss_config(
+            &data,
+            &format!(
+                "consistency = \"live\"\npost_restore_command = \"{} -d {{data_dir}} -u\"\n",
+                fixture("dss/installer-upgrade.sh").display()
+            ),
+        ),
+    );
+    let v = json_config(&env, &cfg, &["backup", "--app", "design"]);
+    let id = v["id"].as_str().unwrap().to_string();
+
+    // Older installation in place: refused, nothing touched.
+    std::fs::write(
+        data.join("dss-version.json"),
+        r#"{"product_version": "13.1.0"}"#,
+    )
+    .unwrap();
+    let o = with_config(
+        &env,
+        &cfg,
+        &["restore", &id, "--app", "design", "--in-place"],
+    );
+    assert_eq!(code(&o), 6, "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(e.contains("13.2.0") && e.contains("13.1.0"), "{e}");
+    assert!(data.join("config").exists(), "nothing moved");
+    let siblings: Vec<_> = std::fs::read_dir(data.parent().unwrap())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains("before-restore"))
+        .collect();
+    assert!(siblings.is_empty());
+
+    // Relocated onto a newer installation: restored, then the installer's upgrade step runs.
+    let newer = env.path("newsite/data");
+    std::fs::create_dir_all(&newer).unwrap();
+    let r = json_config(
+        &env,
+        &cfg,
+        &[
+            "restore",
+            &id,
+            "--app",
+            "design",
+            "--target",
+            newer.to_str().unwrap(),
+        ],
+    );
+    assert!(r["post_restore"].as_str().unwrap().contains("-u"));
+    let j = std::fs::read_to_string(env.path("newsite/installer.journal")).unwrap();
+    assert!(j.contains(&format!("upgrade {}", newer.display())), "{j}");
+    assert!(r["notes"].to_string().contains("Python"), "{r}");
+    assert!(newer.join("config").is_dir());
+
+    // Onto an older installation elsewhere: refused unless forced.
+    let old = env.path("oldsite/data");
+    std::fs::create_dir_all(&old).unwrap();
+    std::fs::write(
+        old.join("dss-version.json"),
+        r#"{"product_version": "12.6.4"}"#,
+    )
+    .unwrap();
+    let o = with_config(
+        &env,
+        &cfg,
+        &[
+            "restore",
+            &id,
+            "--app",
+            "design",
+            "--target",
+            old.to_str().unwrap(),
+            "--overwrite",
+        ],
+    );
+    assert_eq!(code(&o), 6, "{}", stderr(&o));
+    ok_config(
+        &env,
+        &cfg,
+        &[
+            "restore",
+            &id,
+            "--app",
+            "design",
+            "--target",
+            old.to_str().unwrap(),
+            "--overwrite",
+            "--force-version",
+        ],
+    );
+}
+
+#[test]
+fn pristine_restore_failure_keeps_the_old_content_aside() {
+    let env = Env::new();
+    env.init();
+    let data = make_dss(&env, "13.2.0");
+    let cfg = write_config(&env, &dss_config(&data, "consistency = \"live\"\n"));
+    let v = json_config(&env, &cfg, &["backup", "--app", "design"]);
+    let id = v["id"].as_str().unwrap().to_string();
+    std::fs::write(data.join("config/precious.json"), "{\"keep\": true}").unwrap();
+    // Damage the repository so that the restore fails after the content was moved.
+    for e in walk_files(&env.repo.join("data")) {
+        let mut b = std::fs::read(&e).unwrap();
+        let n = b.len();
+        b[n / 2] ^= 0xff;
+        std::fs::write(&e, b).unwrap();
+    }
+    let o = env
+        .cmd()
+        .env("HOLDFAST_CONFIG", &cfg)
+        .env("HOLDFAST_CACHE_DIR", env.path("cold-cache"))
+        .args(["restore", &id, "--app", "design", "--in-place"])
+        .output()
+        .unwrap();
+    assert_ne!(code(&o), 0);
+    let e = stderr(&o);
+    assert!(e.contains("the previous content is in"), "{e}");
+    assert!(e.contains("left stopped"), "{e}");
+    let aside = data.parent().unwrap().join(
+        std::fs::read_dir(data.parent().unwrap())
+            .unwrap()
+            .flatten()
+            .find(|e| e.file_name().to_string_lossy().contains("before-restore"))
+            .expect("aside directory")
+            .file_name(),
+    );
+    assert!(aside.join("config/precious.json").exists());
+    // The service is left stopped: its script went aside with the rest of the content.
+    assert!(!data.join("bin/dss").exists());
+    assert!(aside.join("bin/dss").exists());
+}
+
+fn walk_files(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}
+
+/// Fake LVM and mount tools that journal their arguments; `mount` copies the origin.
+fn fake_lvm(env: &Env, origin: &Path) -> PathBuf {
+    let bin = env.path("fakebin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let j = env.path("lvm.journal");
+    let script = |name: &str, body: &str| {
+        let p = bin.join(name);
+        std::fs::write(
+            &p,
+            format!(
+                "#!/bin/sh\necho \"{name} $*\" >> '{}'\n{body}\n",
+                j.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    };
+    let state = env.path("fake-lvs");
+    script(
+        "lvcreate",
+        &format!("for a; do last_name=$a; done; name=$(echo \"$*\" | sed 's/.*--name \\([^ ]*\\).*/\\1/'); echo $name >> '{}'", state.display()),
+    );
+    script(
+        "lvremove",
+        &format!(
+            "n=$(basename \"$2\"); grep -v \"^$n$\" '{s}' > '{s}.new' || true; mv '{s}.new' '{s}'",
+            s = state.display()
+        ),
+    );
+    script(
+        "lvs",
+        &format!("cat '{}' 2>/dev/null || true", state.display()),
+    );
+    script(
+        "mount",
+        &format!(
+            "for a; do dir=$a; done; cp -a '{}/.' \"$dir/\"",
+            origin.display()
+        ),
+    );
+    script("umount", "rm -rf \"$1\"/* \"$1\"/.[!.]* 2>/dev/null; true");
+    bin
+}
+
+#[test]
+fn lvm_provider_runs_the_documented_sequence() {
+    let env = Env::new();
+    env.init();
+    let data = make_dss(&env, "13.2.0");
+    let bin = fake_lvm(&env, &env.path("site"));
+    let mnt = env.path("mnt");
+    let cfg = write_config(
+        &env,
+        &dss_config(
+            &data,
+            &format!(
+                "consistency = \"snapshot\"\n[app.design.snapshot]\nprovider = \"lvm\"\nvolume_group = \"vg0\"\nlogical_volume = \"dss\"\nsize = \"2G\"\nmount_dir = \"{}\"\norigin_mount = \"{}\"\n",
+                mnt.display(),
+                env.path("site").display()
+            ),
+        ),
+    );
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let o = env
+        .cmd()
+        .env("PATH", &path)
+        .env("HOLDFAST_CONFIG", &cfg)
+        .args(["backup", "--app", "design", "--json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["snapshot"]["consistency"]["mode"], "snapshot");
+    assert_eq!(v["snapshot"]["paths"][0], data.to_str().unwrap());
+    let j = std::fs::read_to_string(env.path("lvm.journal")).unwrap();
+    let lines: Vec<&str> = j.lines().filter(|l| !l.starts_with("lvs")).collect();
+    assert_eq!(lines.len(), 4, "{j}");
+    assert!(
+        lines[0].starts_with("lvcreate --snapshot --permission r --name holdfast-design-"),
+        "{j}"
+    );
+    assert!(lines[0].ends_with("--size 2G vg0/dss"), "{j}");
+    let name = lines[0].split_whitespace().nth(5).unwrap();
+    assert_eq!(
+        lines[1],
+        format!("mount -o ro /dev/vg0/{name} {}", mnt.display())
+    );
+    assert_eq!(lines[2], format!("umount {}", mnt.display()));
+    assert_eq!(lines[3], format!("lvremove -f vg0/{name}"));
+    let out = env.path("restored");
+    env.ok(&[
+        "restore",
+        v["id"].as_str().unwrap(),
+        "--target",
+        out.to_str().unwrap(),
+    ]);
+    assert!(out.join("config").is_dir() && !out.join("tmp").exists());
+}
+
+/// A btrfs filesystem on a loop device, unmounted and detached when dropped.
+struct Btrfs {
+    mnt: PathBuf,
+    dev: String,
+}
+
+impl Btrfs {
+    fn new(env: &Env) -> Option<Btrfs> {
+        if !is_root() || !have("mkfs.btrfs") || !have("losetup") {
+            eprintln!("skipping: needs root, btrfs-progs and losetup");
+            return None;
+        }
+        let img = env.path("btrfs.img");
+        let f = std::fs::File::create(&img).unwrap();
+        f.set_len(300 << 20).unwrap();
+        let o = Command::new("losetup")
+            .args(["--find", "--show"])
+            .arg(&img)
+            .output()
+            .unwrap();
+        if !o.status.success() {
+            eprintln!(
+                "skipping: no loop device: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            return None;
+        }
+        let dev = String::from_utf8_lossy(&o.stdout).trim().to_string();
+        let mnt = env.path("btrfs");
+        std::fs::create_dir_all(&mnt).unwrap();
+        sh(&format!(
+            "mkfs.btrfs -q {dev} && mount {dev} {}",
+            mnt.display()
+        ));
+        Some(Btrfs { mnt, dev })
+    }
+}
+
+impl Drop for Btrfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.mnt).status();
+        let _ = Command::new("losetup").args(["-d", &self.dev]).status();
+    }
+}
+
+#[test]
+fn btrfs_provider_backs_up_a_read_only_snapshot_and_cleans_up() {
+    let env = Env::new();
+    let Some(fs) = Btrfs::new(&env) else { return };
+    env.init();
+    sh(&format!(
+        "btrfs -q subvolume create {}/data",
+        fs.mnt.display()
+    ));
+    let data = fs.mnt.join("data");
+    assert!(Command::new(fixture("dss/make-datadir.sh"))
+        .arg(&data)
+        .status()
+        .unwrap()
+        .success());
+    let _svc = Service(data.clone());
+    assert!(dss(&data, "start"));
+    let cfg = write_config(
+        &env,
+        &dss_config(
+            &data,
+            "consistency = \"snapshot\"\n[app.design.snapshot]\nprovider = \"btrfs\"\nkeep_snapshots = 2\n",
+        ),
+    );
+    let snapdir = data.join(".holdfast-snapshots");
+    // A snapshot left by a crashed run is found and removed by the next run.
+    std::fs::create_dir_all(&snapdir).unwrap();
+    sh(&format!(
+        "btrfs -q subvolume snapshot -r {} {}/holdfast-design-00000000T000000Z",
+        data.display(),
+        snapdir.display()
+    ));
+    std::fs::create_dir_all(env.path("state/volumes")).unwrap();
+    std::fs::write(
+        env.path("state/volumes/design.json"),
+        r#"{"name":"holdfast-design-00000000T000000Z"}"#,
+    )
+    .unwrap();
+
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let v = json_config(&env, &cfg, &["backup", "--app", "design"]);
+        assert_eq!(v["snapshot"]["consistency"]["mode"], "snapshot");
+        assert_eq!(v["snapshot"]["consistency"]["consistent"], true);
+        assert_eq!(v["snapshot"]["paths"][0], data.to_str().unwrap());
+        ids.push(v["id"].as_str().unwrap().to_string());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let notes =
+        json_config(&env, &cfg, &["snapshots"])[0]["snapshot"]["consistency"]["notes"].to_string();
+    assert!(notes.contains("left by an earlier run"), "{notes}");
+    assert_eq!(journal_actions(&data), ["start"], "never stopped");
+    // The newest two are kept as restore points, listed by the provider.
+    let kept = json_config(&env, &cfg, &["snapshots", "--app", "design", "--provider"]);
+    let kept = kept["snapshots"].as_array().unwrap();
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    assert!(!kept.iter().any(|k| k == "holdfast-design-00000000T000000Z"));
+    // The snapshot directory is not part of the backup, and the data restores whole.
+    let out = env.path("restored");
+    env.ok(&[
+        "restore",
+        ids.last().unwrap(),
+        "--target",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!out.join(".holdfast-snapshots").exists());
+    assert!(assert_json_whole(&out) > 3);
+    assert!(!out.join("tmp").exists());
+    // Incremental: the third backup read little.
+    let s = json_config(&env, &cfg, &["snapshots"]);
+    let last = &s[2]["snapshot"]["summary"];
+    assert!(last["files_unchanged"].as_u64().unwrap() > 0, "{last}");
+}
