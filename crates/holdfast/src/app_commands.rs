@@ -98,6 +98,11 @@ fn resolve_app(ctx: &Ctx, a: &BackupArgs) -> Result<(Resolved, Mode)> {
 }
 
 pub fn backup_app(ctx: &Ctx, a: BackupArgs) -> Result<i32> {
+    run_backup_app(ctx, a, true)
+}
+
+/// Runs the procedure; `json_out` false leaves stdout to the caller (upgrade).
+fn run_backup_app(ctx: &Ctx, a: BackupArgs, json_out: bool) -> Result<i32> {
     let (app, mode) = resolve_app(ctx, &a)?;
     let cfg = ctx.config()?;
     let mut patterns = a.exclude.clone();
@@ -154,12 +159,16 @@ pub fn backup_app(ctx: &Ctx, a: BackupArgs) -> Result<i32> {
         eprintln!("holdfast: error: the snapshot was saved, but cleaning up the volume snapshot failed: {e}");
     }
     if ctx.global.json {
-        ctx.json(&json!({
+        if !json_out {
+            // The caller prints the one JSON document.
+        } else {
+            ctx.json(&json!({
             "id": outcome.backup.id,
             "snapshot": s,
             "start_error": outcome.start_error,
             "cleanup_error": outcome.cleanup_error,
-        }));
+            }));
+        }
     } else {
         let m = &s.summary;
         ctx.say(format!(
@@ -502,4 +511,93 @@ fn say_databases(ctx: &Ctx, r: &holdfast_app::restore::AppRestoreReport) {
     for d in &r.dumps_written {
         ctx.say(format!("wrote dump {}", d.display()));
     }
+}
+
+pub fn upgrade(ctx: &Ctx, a: UpgradeArgs) -> Result<i32> {
+    let timeout =
+        holdfast_app::config::parse_duration(&a.timeout).map_err(holdfast_app::Error::Config)?;
+    // 1. The pre-upgrade backup, by the application's own procedure.
+    let backup = BackupArgs {
+        paths: Vec::new(),
+        app: Some(a.app.clone()),
+        profile: None,
+        consistency: None,
+        exclude_tier: Vec::new(),
+        postgres: Vec::new(),
+        exclude: Vec::new(),
+        exclude_file: Vec::new(),
+        exclude_if_present: Vec::new(),
+        one_file_system: false,
+        tag: vec![holdfast_core::retention::PRE_UPGRADE_TAG.to_string()],
+        host: None,
+        parent: None,
+        force: false,
+    };
+    let code = run_backup_app(ctx, backup, false)?;
+    if code != exit::OK {
+        return Err(anyhow!(
+            "the pre-upgrade backup did not complete cleanly (exit code {code}); not upgrading"
+        ));
+    }
+    let cfg = ctx.config()?;
+    let app = Resolved::new(&a.app, cfg.app(&a.app)?);
+    let repo = ctx.open()?;
+    let f = SnapshotFilter {
+        tags: vec![holdfast_core::retention::PRE_UPGRADE_TAG.to_string()],
+        paths: vec![app.data_dir().to_string_lossy().into_owned()],
+        ..Default::default()
+    };
+    let (snap_id, _) = repo.find_snapshot("latest", &f)?;
+    // 2. Stop, upgrade, start.
+    let command: Vec<String> = a
+        .command
+        .iter()
+        .map(|c| holdfast_app::volume::sh_quote(c))
+        .collect();
+    let command = command.join(" ");
+    let (Some(stop), Some(start)) = (&app.stop, &app.start) else {
+        return Err(anyhow!(
+            "application {} has no service.stop/start to upgrade with",
+            a.app
+        ));
+    };
+    let step_timeout = holdfast_app::config::parse_duration(&app.config.service.command_timeout)
+        .map_err(holdfast_app::Error::Config)?;
+    let say = |s: &str| {
+        if !(ctx.global.json || ctx.global.quiet) {
+            eprintln!("holdfast: {}: {s}", a.app);
+        }
+    };
+    say("stopping the service for the upgrade");
+    ctx.critical.store(true, Ordering::SeqCst);
+    let mut stopped = holdfast_app::service::Stopped::stop(stop, start, step_timeout)?;
+    say(&format!("running {command}"));
+    let result = holdfast_app::service::run_step("upgrade", &command, &[], timeout);
+    if let Err(e) = result {
+        stopped.disarm();
+        ctx.critical.store(false, Ordering::SeqCst);
+        return Err(anyhow!(
+            "{e}; the service was left stopped; snapshot {} holds the state before the upgrade \
+             (holdfast restore {} --app {} --in-place --force-version)",
+            snap_id.short(),
+            snap_id.short(),
+            a.app
+        ));
+    }
+    say("starting the service");
+    let started = stopped.start();
+    ctx.critical.store(false, Ordering::SeqCst);
+    started.map_err(|e| holdfast_app::Error::step("starting the service after the upgrade", e))?;
+    let version = app.version_in(app.data_dir());
+    if ctx.global.json {
+        ctx.json(&json!({"pre_upgrade_snapshot": snap_id, "command": command, "version": version}));
+    } else {
+        ctx.say(format!(
+            "upgraded {} to version {} (pre-upgrade snapshot {})",
+            a.app,
+            version.unwrap_or("unknown".into()),
+            snap_id.short()
+        ));
+    }
+    Ok(exit::OK)
 }

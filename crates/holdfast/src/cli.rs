@@ -173,6 +173,28 @@ a truncated or corrupt archive is an error and writes no snapshot."
     Config(ConfigCommand),
     /// Show what `backup --app` would do, and the size of every tier, kept and excluded
     Plan(PlanArgs),
+    /// Back up an application tagged pre-upgrade, then run its upgrade with the service stopped
+    #[command(
+        after_long_help = "The procedure recommends a backup before every upgrade. `holdfast upgrade --app design -- \
+/opt/dataiku-dss-14.0.0/installer.sh -d /srv/dss/data -u` runs the application's backup procedure with the tag \
+`pre-upgrade` (kept out of ordinary retention by forget), and only when it succeeded stops the service, runs the \
+command, and starts the service again. If the command fails the service is left stopped and the message names the \
+snapshot that restores the previous state."
+    )]
+    Upgrade(UpgradeArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct UpgradeArgs {
+    /// The configured application
+    #[arg(long, value_name = "NAME")]
+    pub app: String,
+    /// Longest the upgrade command may take
+    #[arg(long, default_value = "2h", value_name = "DURATION")]
+    pub timeout: String,
+    /// The upgrade command and its arguments (after --)
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
 }
 
 #[derive(Subcommand, Debug)]

@@ -44,6 +44,7 @@ pub fn run(ctx: &Ctx, cmd: Command) -> Result<i32> {
         Command::Import(a) => import(ctx, a),
         Command::Config(ConfigCommand::Check) => app_commands::config_check(ctx),
         Command::Plan(a) => app_commands::plan(ctx, a),
+        Command::Upgrade(a) => app_commands::upgrade(ctx, a),
     }
 }
 

@@ -84,7 +84,9 @@ fn ok_config(env: &Env, cfg: &Path, args: &[&str]) -> String {
 fn json_config(env: &Env, cfg: &Path, args: &[&str]) -> serde_json::Value {
     let mut a = args.to_vec();
     a.push("--json");
-    serde_json::from_str(&ok_config(env, cfg, &a)).unwrap()
+    let out = ok_config(env, cfg, &a);
+    serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("holdfast {args:?}: not one JSON document ({e}): {out}"))
 }
 
 /// Every JSON file under `root` parses, and the stand-in's counters agree head to tail.
@@ -1012,4 +1014,134 @@ fn btrfs_provider_backs_up_a_read_only_snapshot_and_cleans_up() {
     let s = json_config(&env, &cfg, &["snapshots"]);
     let last = &s[2]["snapshot"]["summary"];
     assert!(last["files_unchanged"].as_u64().unwrap() > 0, "{last}");
+}
+
+#[test]
+fn upgrade_backs_up_first_then_upgrades_with_the_service_stopped() {
+    let env = Env::new();
+    env.init();
+    let data = make_dss(&env, "13.2.0");
+    let _svc = Service(data.clone());
+    assert!(dss(&data, "start"));
+    let cfg = write_config(&env, &dss_config(&data, ""));
+    // The "installer" journals its run and bumps the version, as a real upgrade would.
+    let installer = env.path("installer.sh");
+    std::fs::write(
+        &installer,
+        format!(
+            "#!/bin/sh\n{} status >/dev/null && {{ echo 'DSS must be stopped' >&2; exit 1; }}\n\
+             {} \"$@\"\nprintf '{{\"product_version\": \"14.0.0\"}}' > {}/dss-version.json\n",
+            data.join("bin/dss").display(),
+            fixture("dss/installer-upgrade.sh").display(),
+            data.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &installer,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let out = ok_config(
+        &env,
+        &cfg,
+        &[
+            "upgrade",
+            "--app",
+            "design",
+            "--json",
+            "--",
+            installer.to_str().unwrap(),
+            "-d",
+            data.to_str().unwrap(),
+            "-u",
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["version"], "14.0.0");
+    let snaps = json_config(&env, &cfg, &["snapshots"]);
+    let s = &snaps[0]["snapshot"];
+    assert_eq!(s["tags"], serde_json::json!(["pre-upgrade"]));
+    assert_eq!(s["app"]["version"], "13.2.0");
+    assert_eq!(
+        journal_actions(&data),
+        ["start", "stop", "start", "stop", "start"]
+    );
+    assert!(std::fs::read_to_string(env.path("site/installer.journal"))
+        .unwrap()
+        .contains("upgrade"));
+    assert!(dss(&data, "status"));
+    // Ordinary retention leaves the pre-upgrade snapshot alone.
+    let f = json_config(&env, &cfg, &["forget", "--keep-last", "0", "--dry-run"]);
+    assert!(f.to_string().contains("protected tag pre-upgrade"), "{f}");
+    // A failing upgrade leaves the service stopped and names the snapshot to go back to.
+    let o = with_config(&env, &cfg, &["upgrade", "--app", "design", "--", "false"]);
+    assert_ne!(code(&o), 0);
+    assert!(
+        stderr(&o).contains("left stopped") && stderr(&o).contains("--in-place"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!dss(&data, "status"));
+}
+
+#[test]
+fn postgres_directory_format_and_missing_tools() {
+    let env = Env::new();
+    let Some(pg) = Pg::start(&env) else { return };
+    env.init();
+    let data = make_dss(&env, "13.2.0");
+    pg.psql(
+        "govern",
+        "CREATE TABLE t AS SELECT g AS id, md5(g::text) AS h FROM generate_series(1, 2000) g",
+    );
+    let cfg = write_config(
+        &env,
+        &dss_config(
+            &data,
+            &format!(
+                "consistency = \"live\"\n[[app.design.postgres]]\nurl = \"{}\"\npassfile = \"{}\"\nformat = \"directory\"\njobs = 2\n",
+                pg.url(),
+                pg.passfile().display()
+            ),
+        ),
+    );
+    let v = json_config(&env, &cfg, &["backup", "--app", "design"]);
+    assert_eq!(
+        v["snapshot"]["attachments"][0]["kind"],
+        "postgresql-directory"
+    );
+    assert!(
+        std::fs::read_dir(env.path("state/tmp"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+            == 0,
+        "the temporary dump directory is removed"
+    );
+    let id = v["id"].as_str().unwrap().to_string();
+    let o = env
+        .cmd()
+        .env("HOLDFAST_CONFIG", &cfg)
+        .env("PGPASSFILE", pg.passfile())
+        .args(["restore", &id, "--db-target", &pg.url_for("restored")])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(pg.psql("restored", "SELECT count(*) FROM t"), "2000");
+    env.ok(&["check", "--read-data"]);
+
+    // No pg_dump where the configuration says: a clear error naming it, exit code 5.
+    let cfg = write_config(
+        &env,
+        &dss_config(
+            &data,
+            &format!(
+                "consistency = \"live\"\n[[app.design.postgres]]\nurl = \"{}\"\nbin_dir = \"/nonexistent/bin\"\n",
+                pg.url()
+            ),
+        ),
+    );
+    let o = with_config(&env, &cfg, &["backup", "--app", "design"]);
+    assert_eq!(code(&o), 5, "{}", stderr(&o));
+    assert!(stderr(&o).contains("/nonexistent/bin"), "{}", stderr(&o));
 }
