@@ -27,6 +27,13 @@ pub struct Config {
     /// Where holdfast keeps state between runs (volume snapshots in flight, kept snapshots).
     #[serde(default = "default_state_dir")]
     pub state_dir: PathBuf,
+    /// Run log: one JSON line per run (default `<state_dir>/runs.jsonl`).
+    pub run_log: Option<PathBuf>,
+    /// Prometheus textfile-collector file written after every run (`--metrics-file` wins).
+    pub metrics_file: Option<PathBuf>,
+    /// Commands run after every run of every application.
+    #[serde(default)]
+    pub hooks: HooksConfig,
     #[serde(default)]
     pub app: BTreeMap<String, AppConfig>,
     /// The file this was read from (not a key).
@@ -36,6 +43,107 @@ pub struct Config {
 
 fn default_state_dir() -> PathBuf {
     PathBuf::from("/var/lib/holdfast")
+}
+
+/// Commands run when a run ends, with its result in the environment (HOLDFAST_APP,
+/// HOLDFAST_RESULT, HOLDFAST_EXIT_CODE, HOLDFAST_SNAPSHOT, HOLDFAST_ERROR, ...).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HooksConfig {
+    pub on_success: Option<String>,
+    pub on_failure: Option<String>,
+    pub always: Option<String>,
+}
+
+impl HooksConfig {
+    /// The hooks that apply to a run that ended with `success`.
+    pub fn for_result(&self, success: bool) -> Vec<(&'static str, &str)> {
+        let mut v = Vec::new();
+        match (success, &self.on_success, &self.on_failure) {
+            (true, Some(c), _) => v.push(("on_success", c.as_str())),
+            (false, _, Some(c)) => v.push(("on_failure", c.as_str())),
+            _ => {}
+        }
+        if let Some(c) = &self.always {
+            v.push(("always", c.as_str()));
+        }
+        v
+    }
+}
+
+/// The retention policy applied after each scheduled run (`holdfast run`).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    pub keep_last: Option<u32>,
+    pub keep_hourly: Option<u32>,
+    pub keep_daily: Option<u32>,
+    pub keep_weekly: Option<u32>,
+    pub keep_monthly: Option<u32>,
+    pub keep_yearly: Option<u32>,
+    /// e.g. "4d", as the documented cron script's "older than 4 days".
+    pub keep_within: Option<String>,
+    #[serde(default)]
+    pub keep_tags: Vec<String>,
+    /// Also apply the policy to `pre-upgrade` snapshots.
+    #[serde(default)]
+    pub include_pre_upgrade: bool,
+    /// Prune after forgetting.
+    #[serde(default)]
+    pub prune: bool,
+    /// With `prune`: repack packs with at least this share unused.
+    #[serde(default = "default_repack")]
+    pub repack_threshold: String,
+}
+
+fn default_repack() -> String {
+    "20%".into()
+}
+
+impl RetentionConfig {
+    pub fn policy(&self) -> std::result::Result<holdfast_core::retention::Policy, String> {
+        Ok(holdfast_core::retention::Policy {
+            last: self.keep_last,
+            hourly: self.keep_hourly,
+            daily: self.keep_daily,
+            weekly: self.keep_weekly,
+            monthly: self.keep_monthly,
+            yearly: self.keep_yearly,
+            within: self
+                .keep_within
+                .as_deref()
+                .map(holdfast_core::retention::parse_duration)
+                .transpose()?,
+            tags: self.keep_tags.clone(),
+            protected_tags: if self.include_pre_upgrade {
+                Vec::new()
+            } else {
+                vec![holdfast_core::retention::PRE_UPGRADE_TAG.to_string()]
+            },
+        })
+    }
+
+    pub fn repack_fraction(&self) -> std::result::Result<f64, String> {
+        let t = self.repack_threshold.trim();
+        t.strip_suffix('%')
+            .unwrap_or(t)
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|v| (0.0..=100.0).contains(v))
+            .map(|v| v / 100.0)
+            .ok_or_else(|| format!("'{t}' is not a percentage (e.g. 20%)"))
+    }
+}
+
+/// Verification after scheduled runs.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckConfig {
+    /// Read and verify this share of the data ("5%", "1/7"); "100%" reads everything.
+    pub read_data_subset: Option<String>,
+    /// Run the check when the last one is older than this (e.g. "7d"); every run if absent.
+    pub every: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -128,6 +236,14 @@ pub struct AppConfig {
     pub snapshot: Option<VolumeConfig>,
     #[serde(default)]
     pub postgres: Vec<PostgresConfig>,
+    /// When `holdfast run` is due, in cron syntax ("15 6 * * 1-5"); used by
+    /// `schedule install` and `daemon`.
+    pub schedule: Option<String>,
+    pub retention: Option<RetentionConfig>,
+    pub check: Option<CheckConfig>,
+    /// Hooks for this application, run after the global ones.
+    #[serde(default)]
+    pub hooks: HooksConfig,
 }
 
 impl Default for AppConfig {
@@ -151,6 +267,10 @@ impl Default for AppConfig {
             live_retries: default_live_retries(),
             snapshot: None,
             postgres: Vec::new(),
+            schedule: None,
+            retention: None,
+            check: None,
+            hooks: HooksConfig::default(),
         }
     }
 }
@@ -448,6 +568,31 @@ impl AppConfig {
                 }
             }
             _ => {}
+        }
+        if let Some(s) = &self.schedule {
+            if let Err(e) = crate::schedule::parse(s) {
+                out.push(("schedule", e));
+            }
+        }
+        if let Some(r) = &self.retention {
+            match r.policy() {
+                Err(e) => out.push(("retention.keep_within", e)),
+                Ok(p) if p.is_empty() => out.push((
+                    "retention",
+                    "no keep_* rule: this policy would remove every snapshot".into(),
+                )),
+                Ok(_) => {}
+            }
+            if let Err(e) = r.repack_fraction() {
+                out.push(("retention.repack_threshold", e));
+            }
+        }
+        if let Some(c) = &self.check {
+            if let Some(e) = &c.every {
+                if let Err(e) = holdfast_core::retention::parse_duration(e) {
+                    out.push(("check.every", e));
+                }
+            }
         }
         let mut names = std::collections::HashSet::new();
         for pg in &self.postgres {

@@ -8,10 +8,13 @@
 pub mod access;
 pub mod config;
 pub mod error;
+pub mod job;
 pub mod postgres;
 pub mod procedure;
 pub mod profile;
 pub mod restore;
+pub mod runlog;
+pub mod schedule;
 pub mod service;
 pub mod volume;
 

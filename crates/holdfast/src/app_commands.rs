@@ -98,11 +98,30 @@ fn resolve_app(ctx: &Ctx, a: &BackupArgs) -> Result<(Resolved, Mode)> {
 }
 
 pub fn backup_app(ctx: &Ctx, a: BackupArgs) -> Result<i32> {
-    run_backup_app(ctx, a, true)
+    let name = a.app.clone();
+    let started = chrono::Utc::now();
+    let result = run_backup_app(ctx, a, true);
+    // A configured application's backup is a run: logged, hooked, measured.
+    if let Some(name) =
+        name.filter(|n| ctx.config().map(|c| c.app.contains_key(n)).unwrap_or(false))
+    {
+        let mut rec = crate::jobs::record_for(ctx, &name, "backup", started, &result);
+        crate::jobs::finish_run(ctx, &mut rec);
+    }
+    result.map(|d| d.code)
 }
 
-/// Runs the procedure; `json_out` false leaves stdout to the caller (upgrade).
-fn run_backup_app(ctx: &Ctx, a: BackupArgs, json_out: bool) -> Result<i32> {
+/// What a procedure run produced, for the run log.
+pub struct BackupDone {
+    pub code: i32,
+    pub id: String,
+    pub bytes_added: u64,
+    pub downtime: Option<f64>,
+    pub warnings: Vec<String>,
+}
+
+/// Runs the procedure; `json_out` false leaves stdout to the caller (upgrade, run).
+pub fn run_backup_app(ctx: &Ctx, a: BackupArgs, json_out: bool) -> Result<BackupDone> {
     let (app, mode) = resolve_app(ctx, &a)?;
     let cfg = ctx.config()?;
     let mut patterns = a.exclude.clone();
@@ -203,15 +222,44 @@ fn run_backup_app(ctx: &Ctx, a: BackupArgs, json_out: bool) -> Result<i32> {
             ));
         }
     }
-    Ok(
-        if outcome.start_error.is_some() || outcome.cleanup_error.is_some() {
-            holdfast_app::error::codes::STEP
-        } else if !s.warnings.is_empty() {
-            exit::PARTIAL
-        } else {
-            exit::OK
-        },
-    )
+    let code = if outcome.start_error.is_some() || outcome.cleanup_error.is_some() {
+        holdfast_app::error::codes::STEP
+    } else if !s.warnings.is_empty() {
+        exit::PARTIAL
+    } else {
+        exit::OK
+    };
+    let mut warnings: Vec<String> = s
+        .warnings
+        .iter()
+        .map(|w| format!("{}: {}", w.path, w.message))
+        .collect();
+    warnings.extend(
+        outcome
+            .start_error
+            .iter()
+            .map(|e| format!("service did not start again: {e}")),
+    );
+    warnings.extend(
+        outcome
+            .cleanup_error
+            .iter()
+            .map(|e| format!("volume snapshot cleanup: {e}")),
+    );
+    if let Some(c) = &s.consistency {
+        warnings.extend(
+            c.inconsistent
+                .iter()
+                .map(|p| format!("{p}: changed while read")),
+        );
+    }
+    Ok(BackupDone {
+        code,
+        id: outcome.backup.id.to_hex(),
+        bytes_added: s.summary.bytes_added,
+        downtime: s.consistency.as_ref().and_then(|c| c.downtime_secs),
+        warnings,
+    })
 }
 
 /// "stop, consistent, 4.2s downtime" and the like.
@@ -533,7 +581,7 @@ pub fn upgrade(ctx: &Ctx, a: UpgradeArgs) -> Result<i32> {
         parent: None,
         force: false,
     };
-    let code = run_backup_app(ctx, backup, false)?;
+    let code = run_backup_app(ctx, backup, false)?.code;
     if code != exit::OK {
         return Err(anyhow!(
             "the pre-upgrade backup did not complete cleanly (exit code {code}); not upgrading"

@@ -74,6 +74,15 @@ pub struct Global {
     /// Print one JSON document (or JSON lines for listings) on stdout and nothing else
     #[arg(long, global = true)]
     pub json: bool,
+    /// After a run, write Prometheus textfile-collector metrics to FILE (default: the
+    /// configuration's `metrics_file`)
+    #[arg(
+        long,
+        env = "HOLDFAST_METRICS_FILE",
+        global = true,
+        value_name = "FILE"
+    )]
+    pub metrics_file: Option<PathBuf>,
     /// Do not use or fill the local metadata cache
     #[arg(long, global = true)]
     pub no_cache: bool,
@@ -182,7 +191,80 @@ command, and starts the service again. If the command fails the service is left 
 snapshot that restores the previous state."
     )]
     Upgrade(UpgradeArgs),
+    /// Run an application's scheduled job: backup, retention policy, check when due
+    #[command(
+        after_long_help = "The job a schedule runs: `backup --app NAME`, then the application's [retention] policy \
+(forget, and prune when configured; pre-upgrade snapshots stay), then `check` with the configured \
+read_data_subset when `check.every` has passed since the last checked run. Each run appends one JSON line to the \
+run log (`holdfast runs`), runs the configured hooks with the result in HOLDFAST_RESULT, HOLDFAST_EXIT_CODE, \
+HOLDFAST_SNAPSHOT, HOLDFAST_ERROR..., and writes --metrics-file. A retention step that cannot get the exclusive \
+lock is a warning: the snapshot is written and the next run forgets what is due."
+    )]
+    Run(RunArgs),
+    /// Show the run log: one line per run with its result
+    Runs(RunsArgs),
+    /// Show or install the configured schedules (systemd timers or cron)
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
+    /// Run the configured schedules in the foreground (for containers)
+    #[command(
+        after_long_help = "Runs each application's job at the times its `schedule` gives, one at a time. A run missed \
+while the daemon was down (a scheduled time after the last logged run) is caught up once at start. On SIGTERM or \
+SIGINT the current run is told to stop and waited for, so that an application stopped for its backup is started \
+again, then the daemon exits."
+    )]
+    Daemon(DaemonArgs),
 }
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The configured application
+    #[arg(long, value_name = "NAME", conflicts_with = "all")]
+    pub app: Option<String>,
+    /// Every configured application, one after the other
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RunsArgs {
+    /// Only runs of this application
+    #[arg(long, value_name = "NAME")]
+    pub app: Option<String>,
+    /// How many of the latest runs to show
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    pub last: usize,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ScheduleCommand {
+    /// Each scheduled application's next run times, in local time
+    List {
+        /// How many next runs to show
+        #[arg(long, default_value_t = 3, value_name = "N")]
+        count: usize,
+        #[arg(long, value_name = "NAME")]
+        app: Option<String>,
+    },
+    /// Write systemd service and timer units (or, with --cron, an /etc/cron.d file)
+    Install {
+        /// Write a cron.d file instead of systemd units
+        #[arg(long)]
+        cron: bool,
+        /// Directory to write into (default /etc/systemd/system, or /etc/cron.d)
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Only this application
+        #[arg(long, value_name = "NAME")]
+        app: Option<String>,
+        /// Print the files instead of writing them
+        #[arg(short = 'n', long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct DaemonArgs {}
 
 #[derive(Args, Debug)]
 pub struct UpgradeArgs {

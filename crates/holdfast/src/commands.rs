@@ -45,6 +45,10 @@ pub fn run(ctx: &Ctx, cmd: Command) -> Result<i32> {
         Command::Config(ConfigCommand::Check) => app_commands::config_check(ctx),
         Command::Plan(a) => app_commands::plan(ctx, a),
         Command::Upgrade(a) => app_commands::upgrade(ctx, a),
+        Command::Run(a) => crate::jobs::run_cmd(ctx, a),
+        Command::Runs(a) => crate::jobs::runs_cmd(ctx, a),
+        Command::Schedule(c) => crate::jobs::schedule_cmd(ctx, c),
+        Command::Daemon(a) => crate::jobs::daemon_cmd(ctx, a),
     }
 }
 

@@ -139,3 +139,38 @@ pub fn prompt(what: &str) -> std::io::Result<String> {
     }
     rpassword::prompt_password(what)
 }
+
+/// The error and its causes on one line, without repeating a cause its parent already quotes.
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for c in e.chain() {
+        let s = c.to_string();
+        if out.contains(&s) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&s);
+    }
+    out.replace('\n', " ")
+}
+
+/// The documented exit code for an error that ended a command.
+pub fn exit_code(e: &anyhow::Error, cancelled: bool) -> i32 {
+    use holdfast_core::error::exit;
+    e.chain()
+        .find_map(|c| {
+            c.downcast_ref::<holdfast_app::Error>()
+                .map(|a| a.exit_code())
+                .or_else(|| {
+                    c.downcast_ref::<holdfast_core::Error>()
+                        .map(|c| c.exit_code())
+                })
+        })
+        .unwrap_or(if cancelled {
+            exit::INTERRUPTED
+        } else {
+            exit::FAILURE
+        })
+}

@@ -5,11 +5,10 @@ mod cli;
 mod commands;
 mod context;
 mod format;
+mod jobs;
 mod progress;
 
 use clap::Parser;
-
-use holdfast_core::error::exit;
 
 fn main() {
     limit_heap_growth();
@@ -36,40 +35,11 @@ fn main() {
     let code = match commands::run(&ctx, cli.command) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("holdfast: error: {}", one_line(&e));
-            e.chain()
-                .find_map(|c| {
-                    c.downcast_ref::<holdfast_app::Error>()
-                        .map(|a| a.exit_code())
-                        .or_else(|| {
-                            c.downcast_ref::<holdfast_core::Error>()
-                                .map(|c| c.exit_code())
-                        })
-                })
-                .unwrap_or(if ctx.cancelled() {
-                    exit::INTERRUPTED
-                } else {
-                    exit::FAILURE
-                })
+            eprintln!("holdfast: error: {}", context::one_line(&e));
+            context::exit_code(&e, ctx.cancelled())
         }
     };
     std::process::exit(code);
-}
-
-/// The error and its causes on one line, without repeating a cause its parent already quotes.
-fn one_line(e: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for c in e.chain() {
-        let s = c.to_string();
-        if out.contains(&s) {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&s);
-    }
-    out.replace('\n', " ")
 }
 
 /// Pack buffers are 16 MiB. glibc raises its mmap threshold after such a buffer is freed, so

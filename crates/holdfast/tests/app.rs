@@ -1145,3 +1145,214 @@ fn postgres_directory_format_and_missing_tools() {
     assert_eq!(code(&o), 5, "{}", stderr(&o));
     assert!(stderr(&o).contains("/nonexistent/bin"), "{}", stderr(&o));
 }
+
+#[test]
+fn schedules_list_and_install_units() {
+    let env = Env::new();
+    let cfg = write_config(
+        &env,
+        &dss_config(Path::new("/srv/dss/data"), "schedule = \"15 6 * * 1-5\"\n"),
+    );
+    let v = json_config(&env, &cfg, &["schedule", "list", "--count", "5"]);
+    let next: Vec<String> = v[0]["next"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(next.len(), 5);
+    for n in &next {
+        assert!(n.ends_with(" 06:15"), "{n}");
+        let d = chrono::NaiveDate::parse_from_str(&n[..10], "%Y-%m-%d").unwrap();
+        use chrono::Datelike;
+        assert!(d.weekday().number_from_monday() <= 5, "{n} is a weekday");
+    }
+    let units = env.path("units");
+    ok_config(
+        &env,
+        &cfg,
+        &["schedule", "install", "--dir", units.to_str().unwrap()],
+    );
+    let timer = std::fs::read_to_string(units.join("holdfast-design.timer")).unwrap();
+    assert!(
+        timer.contains("OnCalendar=Mon,Tue,Wed,Thu,Fri *-*-* 06:15:00"),
+        "{timer}"
+    );
+    assert!(timer.contains("Persistent=true"));
+    let service = std::fs::read_to_string(units.join("holdfast-design.service")).unwrap();
+    assert!(
+        service.contains(&format!("--config {} run --app design", cfg.display())),
+        "{service}"
+    );
+    ok_config(
+        &env,
+        &cfg,
+        &[
+            "schedule",
+            "install",
+            "--cron",
+            "--dir",
+            units.to_str().unwrap(),
+        ],
+    );
+    let cron = std::fs::read_to_string(units.join("holdfast")).unwrap();
+    assert!(cron.contains("15 6 * * 1-5 root "), "{cron}");
+    // A bad expression is a configuration error with its line.
+    let bad = write_config(
+        &env,
+        &dss_config(Path::new("/srv/dss/data"), "schedule = \"15 6 * *\"\n"),
+    );
+    let o = with_config(&env, &bad, &["schedule", "list"]);
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(":6: [app.design] schedule"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn run_applies_retention_logs_hooks_and_metrics() {
+    let env = Env::new();
+    env.init();
+    let data = make_dss(&env, "13.2.0");
+    let hook_out = env.path("hook.out");
+    let metrics = env.path("metrics/holdfast.prom");
+    let cfg = write_config(
+        &env,
+        &format!(
+            "metrics_file = \"{m}\"\n[hooks]\nalways = \"echo $HOLDFAST_APP $HOLDFAST_RESULT $HOLDFAST_EXIT_CODE $HOLDFAST_SNAPSHOT >> {h}\"\n{}",
+            dss_config(
+                &data,
+                "consistency = \"live\"\nschedule = \"15 6 * * 1-5\"\n[app.design.retention]\nkeep_last = 2\nprune = true\n[app.design.check]\nread_data_subset = \"50%\"\nevery = \"7d\"\n"
+            ),
+            m = metrics.display(),
+            h = hook_out.display()
+        ),
+    );
+    for i in 0..3 {
+        std::fs::write(data.join(format!("config/run{i}.json")), "{}").unwrap();
+        let v = json_config(&env, &cfg, &["run", "--app", "design"]);
+        assert_eq!(v["runs"][0]["result"], "success", "{v}");
+        assert_eq!(v["runs"][0]["checked"], i == 0, "check only when due: {v}");
+    }
+    // A pre-upgrade snapshot stays whatever the policy says.
+    json_config(
+        &env,
+        &cfg,
+        &["backup", "--app", "design", "--tag", "pre-upgrade"],
+    );
+    json_config(&env, &cfg, &["run", "--app", "design"]);
+    let snaps = json_config(&env, &cfg, &["snapshots"]);
+    let tags: Vec<String> = snaps
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["snapshot"]["tags"].to_string())
+        .collect();
+    assert_eq!(
+        snaps.as_array().unwrap().len(),
+        3,
+        "two by keep_last, plus the pre-upgrade one: {tags:?}"
+    );
+    assert!(tags.iter().any(|t| t.contains("pre-upgrade")));
+    env.ok(&["check", "--read-data"]);
+
+    let runs = json_config(&env, &cfg, &["runs"]);
+    let runs = runs.as_array().unwrap();
+    assert_eq!(runs.len(), 5);
+    assert_eq!(runs[4]["kind"], "run");
+    assert_eq!(runs[3]["kind"], "backup");
+    assert!(runs[2]["forgotten"].as_u64().unwrap() >= 1);
+    let text = ok_config(&env, &cfg, &["runs"]);
+    assert!(
+        text.contains("design") && text.contains("success"),
+        "{text}"
+    );
+
+    let hooks = std::fs::read_to_string(&hook_out).unwrap();
+    assert_eq!(hooks.lines().count(), 5, "{hooks}");
+    assert!(
+        hooks.lines().all(|l| l.starts_with("design success 0 ")),
+        "{hooks}"
+    );
+    let m = std::fs::read_to_string(&metrics).unwrap();
+    assert!(
+        m.contains("holdfast_last_run_success{app=\"design\"} 1"),
+        "{m}"
+    );
+    assert!(m.contains("holdfast_snapshots{app=\"design\"} 3"), "{m}");
+    assert!(
+        m.contains("holdfast_last_success_timestamp_seconds{app=\"design\"} 1"),
+        "{m}"
+    );
+
+    // A failing run: on_failure sees it, metrics say so, exit code is the backup's.
+    std::fs::write(&hook_out, "").unwrap();
+    std::fs::remove_dir_all(&data).unwrap();
+    let o = with_config(&env, &cfg, &["run", "--app", "design"]);
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+    let hooks = std::fs::read_to_string(&hook_out).unwrap();
+    assert!(hooks.starts_with("design failure 4"), "{hooks}");
+    let m = std::fs::read_to_string(&metrics).unwrap();
+    assert!(
+        m.contains("holdfast_last_run_success{app=\"design\"} 0"),
+        "{m}"
+    );
+}
+
+#[test]
+fn daemon_catches_up_a_missed_run_and_stops_cleanly_on_sigterm() {
+    let env = Env::new();
+    env.init();
+    let data = make_dss(&env, "13.2.0");
+    random_file(&data.join("managed_datasets/big.bin"), 300 << 20, 3);
+    let _svc = Service(data.clone());
+    assert!(dss(&data, "start"));
+    let cfg = write_config(&env, &dss_config(&data, "schedule = \"15 6 * * *\"\n"));
+    // The last run was long ago: the daemon runs once at start.
+    std::fs::create_dir_all(env.path("state")).unwrap();
+    std::fs::write(
+        env.path("state/runs.jsonl"),
+        "{\"start\":\"2026-01-01T06:15:00Z\",\"app\":\"design\",\"kind\":\"run\",\"result\":\"success\"}\n",
+    )
+    .unwrap();
+    let child = env
+        .cmd()
+        .env("HOLDFAST_CONFIG", &cfg)
+        .args(["daemon"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while journal_actions(&data).len() < 2 && t.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        journal_actions(&data),
+        ["start", "stop"],
+        "the caught-up run stopped the service"
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("was missed; running it now"), "{err}");
+    assert_eq!(journal_actions(&data), ["start", "stop", "start"], "{err}");
+    assert!(dss(&data, "status"));
+    let runs = holdfast_runs(&env);
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert_eq!(runs[1]["result"], "failure");
+}
+
+fn holdfast_runs(env: &Env) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(env.path("state/runs.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}

@@ -1,0 +1,528 @@
+//! Scheduled operation: `run`, `runs`, `schedule list|install`, `daemon`, and what every run
+//! leaves behind (run log line, hooks, metrics).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
+use chrono::{DateTime, Local, Utc};
+use holdfast_app::config::Config;
+use holdfast_app::profile::Resolved;
+use holdfast_app::runlog::{self, RunRecord};
+use holdfast_app::{job, schedule};
+use holdfast_core::error::exit;
+use serde_json::json;
+
+use crate::app_commands::{run_backup_app, BackupDone};
+use crate::cli::*;
+use crate::context::{exit_code, one_line, Ctx};
+use crate::format;
+
+/// The run log record of a backup that started at `started` and ended with `result`.
+pub fn record_for(
+    ctx: &Ctx,
+    app: &str,
+    kind: &str,
+    started: DateTime<Utc>,
+    result: &Result<BackupDone>,
+) -> RunRecord {
+    let mut rec = RunRecord {
+        start: Some(started),
+        app: app.to_string(),
+        kind: kind.to_string(),
+        ..Default::default()
+    };
+    match result {
+        Ok(d) => {
+            rec.result = if d.code == exit::OK {
+                "success"
+            } else {
+                "partial"
+            }
+            .into();
+            rec.exit_code = d.code;
+            rec.snapshot = Some(d.id.clone());
+            rec.bytes_added = d.bytes_added;
+            rec.downtime_secs = d.downtime;
+            rec.warnings = d.warnings.clone();
+        }
+        Err(e) => {
+            rec.result = "failure".into();
+            rec.exit_code = exit_code(e, ctx.cancelled());
+            rec.error = Some(one_line(e));
+        }
+    }
+    rec
+}
+
+fn run_log(cfg: &Config) -> PathBuf {
+    cfg.run_log
+        .clone()
+        .unwrap_or_else(|| cfg.state_dir.join("runs.jsonl"))
+}
+
+/// Ends a run: hooks (global, then the application's), the run log line, the metrics file.
+/// None of these may change the run's result; their failures become warnings.
+pub fn finish_run(ctx: &Ctx, rec: &mut RunRecord) {
+    rec.end = Some(Utc::now());
+    let Ok(cfg) = ctx.config() else { return };
+    let success = rec.result != "failure";
+    let mut hooks = cfg.hooks.for_result(success);
+    if let Some(app) = cfg.app.get(&rec.app) {
+        hooks.extend(app.hooks.for_result(success));
+    }
+    let problems = runlog::run_hooks(&hooks, rec);
+    rec.warnings.extend(problems);
+    let log = run_log(cfg);
+    if let Err(e) = runlog::append(&log, rec) {
+        eprintln!("holdfast: warning: run log {}: {e}", log.display());
+    }
+    let metrics = ctx
+        .global
+        .metrics_file
+        .clone()
+        .or_else(|| cfg.metrics_file.clone());
+    if let Some(path) = metrics {
+        if let Err(e) = write_metrics(ctx, &log, &path) {
+            eprintln!("holdfast: warning: metrics file {}: {e:#}", path.display());
+        }
+    }
+}
+
+fn write_metrics(ctx: &Ctx, log: &Path, path: &Path) -> Result<()> {
+    let records = runlog::read(log);
+    let mut numbers = runlog::RepoNumbers::default();
+    if let Ok(repo) = ctx.open() {
+        let mut per_app: std::collections::BTreeMap<String, usize> = Default::default();
+        for (_, s) in repo.list_snapshots()? {
+            let app = holdfast_app::restore::recorded_app(&s)
+                .map(|(n, _)| n)
+                .unwrap_or_default();
+            *per_app.entry(app).or_default() += 1;
+        }
+        numbers.snapshots_per_app = per_app.into_iter().collect();
+        repo.load_index()?;
+        numbers.repository_bytes = repo.index().blobs().map(|(_, loc)| loc.length as u64).sum();
+    }
+    runlog::write_atomic(path, &runlog::render_metrics(&records, &numbers))?;
+    Ok(())
+}
+
+fn app_names(ctx: &Ctx, app: &Option<String>, all: bool) -> Result<Vec<String>> {
+    let cfg = ctx.config()?;
+    match (app, all) {
+        (Some(a), _) => {
+            cfg.app(a)?;
+            Ok(vec![a.clone()])
+        }
+        (None, true) => Ok(cfg.app.keys().cloned().collect()),
+        (None, false) => Err(anyhow!("name an application with --app NAME, or --all")),
+    }
+}
+
+/// One scheduled run of `name`: backup, retention, check; logged, hooked, measured.
+fn run_one(ctx: &Ctx, name: &str) -> RunRecord {
+    let started = Utc::now();
+    let backup = BackupArgs {
+        paths: Vec::new(),
+        app: Some(name.to_string()),
+        profile: None,
+        consistency: None,
+        exclude_tier: Vec::new(),
+        postgres: Vec::new(),
+        exclude: Vec::new(),
+        exclude_file: Vec::new(),
+        exclude_if_present: Vec::new(),
+        one_file_system: false,
+        tag: Vec::new(),
+        host: None,
+        parent: None,
+        force: false,
+    };
+    let result = run_backup_app(ctx, backup, false);
+    if let Err(e) = &result {
+        eprintln!("holdfast: error: {name}: {}", one_line(e));
+    }
+    let mut rec = record_for(ctx, name, "run", started, &result);
+    let cfg = ctx.config().expect("loaded by the backup");
+    let app_cfg = cfg.app.get(name).cloned().unwrap_or_default();
+    let app = Resolved::new(name, &app_cfg);
+    if result.is_ok() && !ctx.cancelled() {
+        if let Some(r) = &app_cfg.retention {
+            match ctx
+                .open()
+                .and_then(|repo| Ok(job::apply_retention(&repo, &app, r)?))
+            {
+                Ok(o) => rec.forgotten = o.forgotten,
+                Err(e) => rec.warnings.push(format!("retention: {}", one_line(&e))),
+            }
+        }
+        if let Some(c) = &app_cfg.check {
+            if job::check_due(c, name, &runlog::read(&run_log(cfg))) {
+                match ctx.open().and_then(|repo| Ok(job::run_check(&repo, c)?)) {
+                    Ok(report) => {
+                        rec.checked = true;
+                        if !report.ok() {
+                            rec.result = "failure".into();
+                            rec.exit_code = exit::INTEGRITY;
+                            rec.error = Some(format!(
+                                "check found damage: {}",
+                                report.errors.first().cloned().unwrap_or_default()
+                            ));
+                        }
+                    }
+                    Err(e) => rec.warnings.push(format!("check: {}", one_line(&e))),
+                }
+            }
+        }
+    }
+    finish_run(ctx, &mut rec);
+    rec
+}
+
+pub fn run_cmd(ctx: &Ctx, a: RunArgs) -> Result<i32> {
+    let names = app_names(ctx, &a.app, a.all)?;
+    let mut records = Vec::new();
+    for name in names {
+        if ctx.cancelled() {
+            break;
+        }
+        records.push(run_one(ctx, &name));
+    }
+    if ctx.global.json {
+        ctx.json(&json!({ "runs": records }));
+    } else {
+        for r in &records {
+            ctx.say(run_line(r));
+            for w in &r.warnings {
+                ctx.say(format!("  warning: {w}"));
+            }
+        }
+    }
+    Ok(records
+        .iter()
+        .map(|r| r.exit_code)
+        .max_by_key(|c| severity(*c))
+        .unwrap_or(exit::OK))
+}
+
+/// Orders exit codes so that the worst of several runs is reported.
+fn severity(code: i32) -> i32 {
+    match code {
+        exit::OK => 0,
+        exit::PARTIAL => 1,
+        _ => 2,
+    }
+}
+
+fn run_line(r: &RunRecord) -> String {
+    format!(
+        "{} {}: {}{}{}{}",
+        r.kind,
+        r.app,
+        r.result,
+        r.snapshot
+            .as_deref()
+            .map(|s| format!(", snapshot {}", &s[..8.min(s.len())]))
+            .unwrap_or_default(),
+        if r.forgotten > 0 {
+            format!(", {} forgotten", r.forgotten)
+        } else {
+            String::new()
+        },
+        r.error
+            .as_deref()
+            .map(|e| format!(": {e}"))
+            .unwrap_or_default()
+    )
+}
+
+pub fn runs_cmd(ctx: &Ctx, a: RunsArgs) -> Result<i32> {
+    let cfg = ctx.config()?;
+    let mut recs = runlog::read(&run_log(cfg));
+    if let Some(app) = &a.app {
+        recs.retain(|r| &r.app == app);
+    }
+    let skip = recs.len().saturating_sub(a.last);
+    let recs = &recs[skip..];
+    if ctx.global.json {
+        ctx.json(&recs);
+        return Ok(exit::OK);
+    }
+    let rows: Vec<Vec<String>> = recs
+        .iter()
+        .map(|r| {
+            vec![
+                r.start.map(|t| format::local_time(&t)).unwrap_or_default(),
+                r.app.clone(),
+                r.kind.clone(),
+                r.result.clone(),
+                format!("{:.1}s", r.duration_secs()),
+                r.snapshot
+                    .as_deref()
+                    .map(|s| s[..8.min(s.len())].to_string())
+                    .unwrap_or_default(),
+                format::bytes(r.bytes_added),
+                r.downtime_secs
+                    .map(|d| format!("{d:.1}s"))
+                    .unwrap_or_default(),
+                r.error.clone().unwrap_or_else(|| {
+                    if r.warnings.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{} warning(s)", r.warnings.len())
+                    }
+                }),
+            ]
+        })
+        .collect();
+    ctx.say(format::table(
+        &[
+            "Start", "App", "Kind", "Result", "Took", "Snapshot", "Added", "Downtime", "Notes",
+        ],
+        &rows,
+    ));
+    Ok(exit::OK)
+}
+
+fn scheduled(cfg: &Config, only: &Option<String>) -> Result<Vec<(String, String)>> {
+    if let Some(a) = only {
+        let app = cfg.app(a)?;
+        let s = app
+            .schedule
+            .clone()
+            .ok_or_else(|| anyhow!("application {a} has no schedule in the configuration"))?;
+        return Ok(vec![(a.clone(), s)]);
+    }
+    Ok(cfg
+        .app
+        .iter()
+        .filter_map(|(n, a)| a.schedule.clone().map(|s| (n.clone(), s)))
+        .collect())
+}
+
+pub fn schedule_cmd(ctx: &Ctx, c: ScheduleCommand) -> Result<i32> {
+    let cfg = ctx.config()?;
+    match c {
+        ScheduleCommand::List { count, app } => {
+            let jobs = scheduled(cfg, &app)?;
+            let now = Local::now();
+            let mut out = Vec::new();
+            for (name, expr) in &jobs {
+                let next: Vec<String> = schedule::next_runs(expr, now, count)?
+                    .iter()
+                    .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+                    .collect();
+                let a = &cfg.app[name];
+                out.push(json!({
+                    "app": name,
+                    "schedule": expr,
+                    "next": next,
+                    "retention": a.retention.is_some(),
+                    "check": a.check.as_ref().map(|c| json!({"read_data_subset": c.read_data_subset, "every": c.every})),
+                }));
+            }
+            if ctx.global.json {
+                ctx.json(&out);
+            } else if out.is_empty() {
+                ctx.say("no application has a schedule");
+            } else {
+                for j in &out {
+                    ctx.say(format!(
+                        "{} ({}): next {}",
+                        j["app"].as_str().unwrap_or(""),
+                        j["schedule"].as_str().unwrap_or(""),
+                        j["next"]
+                            .as_array()
+                            .map(|v| v
+                                .iter()
+                                .filter_map(|x| x.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", "))
+                            .unwrap_or_default()
+                    ));
+                }
+            }
+            Ok(exit::OK)
+        }
+        ScheduleCommand::Install {
+            cron,
+            dir,
+            app,
+            dry_run,
+        } => {
+            let jobs = scheduled(cfg, &app)?;
+            if jobs.is_empty() {
+                return Err(anyhow!("no application has a schedule to install"));
+            }
+            let exe = std::env::current_exe().context("locating the holdfast binary")?;
+            let config = std::path::absolute(
+                cfg.source
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from(holdfast_app::config::DEFAULT_PATH)),
+            )?;
+            let mut files: Vec<(PathBuf, String)> = Vec::new();
+            if cron {
+                let dir = dir.unwrap_or_else(|| PathBuf::from("/etc/cron.d"));
+                let mut text = String::from(
+                    "# Written by `holdfast schedule install --cron`.\nSHELL=/bin/sh\nPATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n",
+                );
+                for (name, expr) in &jobs {
+                    text.push_str(&schedule::cron_line(name, expr, &exe, &config));
+                }
+                files.push((dir.join("holdfast"), text));
+            } else {
+                let dir = dir.unwrap_or_else(|| PathBuf::from("/etc/systemd/system"));
+                for (name, expr) in &jobs {
+                    let (service, timer) = schedule::systemd_units(name, expr, &exe, &config)
+                        .map_err(holdfast_app::Error::Config)?;
+                    files.push((dir.join(format!("holdfast-{name}.service")), service));
+                    files.push((dir.join(format!("holdfast-{name}.timer")), timer));
+                }
+            }
+            if !dry_run {
+                for (path, text) in &files {
+                    runlog::write_atomic(path, text)?;
+                }
+            }
+            let next_step = if cron {
+                "cron picks the file up by itself".to_string()
+            } else {
+                format!(
+                    "systemctl daemon-reload && systemctl enable --now {}",
+                    jobs.iter()
+                        .map(|(n, _)| format!("holdfast-{n}.timer"))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                )
+            };
+            if ctx.global.json {
+                ctx.json(&json!({
+                    "dry_run": dry_run,
+                    "files": files.iter().map(|(p, t)| json!({"path": p, "content": t})).collect::<Vec<_>>(),
+                    "next_step": next_step,
+                }));
+            } else {
+                for (p, t) in &files {
+                    if dry_run {
+                        println!("# {}\n{t}", p.display());
+                    } else {
+                        ctx.say(format!("wrote {}", p.display()));
+                    }
+                }
+                ctx.say(format!("then: {next_step}"));
+            }
+            Ok(exit::OK)
+        }
+    }
+}
+
+/// Runs the schedules itself (for containers): one job at a time, a missed run caught up
+/// once, and on SIGTERM the current run finishes its cleanup (the service is started again)
+/// before the daemon exits.
+pub fn daemon_cmd(ctx: &Ctx, _a: DaemonArgs) -> Result<i32> {
+    let cfg = ctx.config()?;
+    let jobs = scheduled(cfg, &None)?;
+    if jobs.is_empty() {
+        return Err(anyhow!("no application has a schedule: nothing to run"));
+    }
+    let exe = std::env::current_exe()?;
+    let log = run_log(cfg);
+    // When each job is next due; a run missed while we were down is due now, once.
+    let mut due: Vec<(String, String, DateTime<Local>)> = Vec::new();
+    for (name, expr) in &jobs {
+        let last = runlog::read(&log)
+            .iter()
+            .filter(|r| &r.app == name)
+            .filter_map(|r| r.start)
+            .max();
+        let now = Local::now();
+        let when =
+            match last.and_then(|l| schedule::missed_since(expr, &l.with_timezone(&Local), &now)) {
+                Some(missed) => {
+                    eprintln!(
+                        "holdfast: daemon: the run of {name} due at {} was missed; running it now",
+                        missed.format("%Y-%m-%d %H:%M")
+                    );
+                    now
+                }
+                None => next_after(expr, now)?,
+            };
+        due.push((name.clone(), expr.clone(), when));
+    }
+    loop {
+        due.sort_by_key(|d| d.2);
+        let (name, expr, when) = due[0].clone();
+        if !ctx.global.quiet {
+            eprintln!(
+                "holdfast: daemon: next run: {name} at {}",
+                when.format("%Y-%m-%d %H:%M")
+            );
+        }
+        while Local::now() < when {
+            if ctx.cancelled() {
+                return Ok(exit::OK);
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let started = Local::now();
+        let code = run_child(ctx, &exe, &name)?;
+        if ctx.cancelled() {
+            eprintln!("holdfast: daemon: stopped after the run of {name} finished");
+            return Ok(if code == exit::OK {
+                exit::OK
+            } else {
+                exit::INTERRUPTED
+            });
+        }
+        // Never overlapping: the next run is computed when this one ends; a time passed
+        // during the run is caught up once, at once.
+        let now = Local::now();
+        due[0].2 = match schedule::missed_since(&expr, &started, &now) {
+            Some(_) => now,
+            None => next_after(&expr, now)?,
+        };
+    }
+}
+
+fn next_after(expr: &str, t: DateTime<Local>) -> Result<DateTime<Local>> {
+    schedule::next_runs(expr, t, 1)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow!("schedule '{expr}' has no next run time"))
+}
+
+/// Runs `holdfast run --app NAME` as a child; a signal to the daemon is passed on and the
+/// child is waited for, so that it can start the application again before we exit.
+fn run_child(ctx: &Ctx, exe: &Path, name: &str) -> Result<i32> {
+    let mut cmd = std::process::Command::new(exe);
+    if let Some(c) = &ctx.global.config {
+        cmd.arg("--config").arg(c);
+    }
+    if let Some(m) = &ctx.global.metrics_file {
+        cmd.arg("--metrics-file").arg(m);
+    }
+    cmd.args(["--quiet", "run", "--app", name]);
+    let mut child = cmd.spawn().context("starting the run")?;
+    ctx.critical.store(true, Ordering::SeqCst);
+    let mut forwarded = false;
+    let status = loop {
+        if let Some(st) = child.try_wait()? {
+            break st;
+        }
+        if ctx.cancelled() && !forwarded {
+            eprintln!(
+                "holdfast: daemon: passing the stop on to the run of {name} and waiting for it"
+            );
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            forwarded = true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    ctx.critical.store(false, Ordering::SeqCst);
+    Ok(status.code().unwrap_or(exit::INTERRUPTED))
+}
