@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use holdfast_core::storage::Storage;
+use holdfast_core::storage::{S3Options, Storage};
 use holdfast_core::{Error, Repository, Result};
 
 #[derive(Clone, Debug)]
@@ -23,18 +23,41 @@ pub struct Access {
     pub repo: String,
     pub password: PasswordSource,
     pub use_cache: bool,
+    pub s3: S3Settings,
 }
 
-/// Storage for a repository location. Local paths for now; `s3://` arrives with object storage.
-pub fn open_storage(location: &str, create: bool) -> Result<Storage> {
+/// How to reach an `s3://` repository (credentials come from the AWS variables or profile).
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Settings {
+    /// e.g. `http://127.0.0.1:9000`; AWS when absent.
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    /// `bucket.host` addressing instead of `host/bucket`.
+    #[serde(default)]
+    pub virtual_host_style: bool,
+    /// Requests in flight at once (default 16).
+    pub max_requests: Option<usize>,
+}
+
+/// Storage for a repository location: a local directory, or `s3://bucket/prefix`.
+pub fn open_storage(location: &str, s3: &S3Settings, create: bool) -> Result<Storage> {
     if location.is_empty() {
         return Err(Error::Invalid(
             "no repository given: use --repo or set HOLDFAST_REPO".into(),
         ));
     }
+    if location.starts_with("s3://") {
+        let mut opts = S3Options::from_url(location)?;
+        opts.endpoint = s3.endpoint.clone();
+        opts.region = s3.region.clone();
+        opts.virtual_host_style = s3.virtual_host_style;
+        opts.max_requests = s3.max_requests.unwrap_or(16);
+        return Storage::s3(&opts);
+    }
     if let Some(scheme) = location.split_once("://").map(|(s, _)| s) {
         return Err(Error::Invalid(format!(
-            "repository scheme '{scheme}://' is not supported by this build"
+            "repository scheme '{scheme}://' is not supported (use a directory or s3://bucket/prefix)"
         )));
     }
     Storage::local(Path::new(location), create)
@@ -81,7 +104,7 @@ pub fn open_repository(
     access: &Access,
     prompt: &dyn Fn(&str) -> std::io::Result<String>,
 ) -> Result<Repository> {
-    let storage = open_storage(&access.repo, false)?;
+    let storage = open_storage(&access.repo, &access.s3, false)?;
     // Check the config before asking for a password: a missing repository or a newer format
     // should say so, not prompt.
     holdfast_core::repo::read_config(&storage)?;

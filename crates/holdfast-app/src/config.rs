@@ -34,6 +34,9 @@ pub struct Config {
     /// Commands run after every run of every application.
     #[serde(default)]
     pub hooks: HooksConfig,
+    /// How to reach an `s3://` repository; the `--s3-*` flags win.
+    #[serde(default)]
+    pub s3: crate::access::S3Settings,
     #[serde(default)]
     pub app: BTreeMap<String, AppConfig>,
     /// The file this was read from (not a key).

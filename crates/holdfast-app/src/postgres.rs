@@ -132,7 +132,8 @@ impl Postgres {
         };
         let mut c = Command::new(path);
         if let Some(p) = &self.config.passfile {
-            c.env("PGPASSFILE", p);
+            // libpq prefers PGPASSWORD to the file: the configured file must win.
+            c.env("PGPASSFILE", p).env_remove("PGPASSWORD");
         }
         c.env_remove("HOLDFAST_PASSWORD").stdin(Stdio::null());
         c

@@ -10,6 +10,7 @@ pub mod cache;
 pub mod check;
 pub mod chunker;
 pub mod compress;
+pub mod copy;
 pub mod crypto;
 pub mod diff;
 pub mod error;

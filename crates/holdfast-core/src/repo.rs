@@ -549,6 +549,10 @@ fn key_path(id: &KeyId) -> String {
 pub fn read_config(storage: &Storage) -> Result<Config> {
     let bytes = match storage.read(layout::CONFIG) {
         Ok(b) => b,
+        // A bucket has no folders: an empty prefix is simply no repository yet.
+        Err(Error::NotFound(_)) if storage.local_root().is_none() => {
+            return Err(Error::NoRepository(storage.location().to_string()))
+        }
         Err(Error::NotFound(_)) => {
             return Err(Error::NotARepository(
                 storage.location().to_string(),

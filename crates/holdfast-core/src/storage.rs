@@ -30,6 +30,43 @@ pub mod layout {
     }
 }
 
+/// Where an S3-compatible repository is, and how to reach it. Credentials are not here: they
+/// come from the standard `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`/`AWS_SESSION_TOKEN`
+/// variables or an `AWS_PROFILE` (the AWS SDK conventions), so they never appear in a
+/// command line or a message.
+#[derive(Clone, Debug, Default)]
+pub struct S3Options {
+    pub bucket: String,
+    /// Folder inside the bucket ("" for the whole bucket).
+    pub prefix: String,
+    /// e.g. `http://127.0.0.1:9000` for MinIO or Garage; AWS when absent.
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    /// Address buckets as `bucket.host` (AWS default) instead of `host/bucket`.
+    pub virtual_host_style: bool,
+    /// Requests in flight at once.
+    pub max_requests: usize,
+}
+
+impl S3Options {
+    /// Parses `s3://bucket/prefix`.
+    pub fn from_url(url: &str) -> Result<S3Options> {
+        let rest = url
+            .strip_prefix("s3://")
+            .ok_or_else(|| Error::Invalid(format!("'{url}' is not an s3://bucket/prefix URL")))?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(Error::Invalid(format!("'{url}' names no bucket")));
+        }
+        Ok(S3Options {
+            bucket: bucket.to_string(),
+            prefix: prefix.trim_matches('/').to_string(),
+            max_requests: 16,
+            ..Default::default()
+        })
+    }
+}
+
 #[derive(Clone)]
 pub struct Storage {
     op: Operator,
@@ -76,6 +113,57 @@ impl Storage {
         })
     }
 
+    /// A repository in an S3-compatible bucket. Requests are retried with exponential
+    /// backoff and jitter on throttling, 5xx and timeouts, at most `max_requests` run at
+    /// once, and objects larger than 8 MiB are uploaded in parts.
+    pub fn s3(opts: &S3Options) -> Result<Storage> {
+        use opendal::layers::{ConcurrentLimitLayer, RetryLayer, TimeoutLayer};
+        // The HTTP client (reqwest with rustls); idempotent, first call wins.
+        opendal::install_default();
+        let location = if opts.prefix.is_empty() {
+            format!("s3://{}", opts.bucket)
+        } else {
+            format!("s3://{}/{}", opts.bucket, opts.prefix)
+        };
+        let region = opts
+            .region
+            .clone()
+            .or_else(|| std::env::var("AWS_REGION").ok())
+            .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
+            .unwrap_or_else(|| "us-east-1".into());
+        let mut builder = opendal::services::S3::default()
+            .bucket(&opts.bucket)
+            .root(&format!("/{}", opts.prefix))
+            .region(&region);
+        if let Some(e) = &opts.endpoint {
+            builder = builder.endpoint(e);
+        }
+        if opts.virtual_host_style {
+            builder = builder.enable_virtual_host_style();
+        }
+        let op = Operator::new(builder)
+            .map_err(|e| storage_err("open", &location, e))?
+            .layer(
+                TimeoutLayer::new()
+                    .with_timeout(std::time::Duration::from_secs(120))
+                    .with_io_timeout(std::time::Duration::from_secs(60)),
+            )
+            .layer(
+                RetryLayer::new()
+                    .with_max_times(8)
+                    .with_min_delay(std::time::Duration::from_millis(200))
+                    .with_max_delay(std::time::Duration::from_secs(20))
+                    .with_jitter(),
+            )
+            .layer(ConcurrentLimitLayer::new(opts.max_requests.max(1)));
+        Ok(Storage {
+            op,
+            rt: Arc::new(runtime()),
+            location,
+            local_root: None,
+        })
+    }
+
     /// The repository location as the user named it.
     pub fn location(&self) -> &str {
         &self.location
@@ -111,8 +199,17 @@ impl Storage {
     }
 
     pub fn write(&self, path: &str, bytes: Vec<u8>) -> Result<()> {
+        const PART: usize = 8 << 20;
+        let big = bytes.len() > PART && self.local_root.is_none();
         self.rt
-            .block_on(self.op.write(path, bytes))
+            .block_on(async {
+                if big {
+                    // Parts go one after the other: packs already upload in parallel.
+                    self.op.write_with(path, bytes).chunk(PART).await
+                } else {
+                    self.op.write(path, bytes).await
+                }
+            })
             .map(|_| ())
             .map_err(|e| storage_err("write", path, e))
     }

@@ -46,7 +46,8 @@ pub struct Global {
     /// Configuration file (default /etc/holdfast/holdfast.toml when it exists)
     #[arg(long, env = "HOLDFAST_CONFIG", global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Repository location (a directory); default: `repository` in the configuration
+    /// Repository location: a directory, or s3://bucket/prefix (credentials from AWS_ACCESS_KEY_ID,
+    /// AWS_SECRET_ACCESS_KEY or AWS_PROFILE); default: `repository` in the configuration
     #[arg(
         short = 'r',
         long,
@@ -55,6 +56,15 @@ pub struct Global {
         value_name = "LOCATION"
     )]
     pub repo: Option<String>,
+    /// S3 endpoint for s3:// repositories (MinIO, Ceph RGW, Garage...; default AWS)
+    #[arg(long, env = "HOLDFAST_S3_ENDPOINT", global = true, value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+    /// S3 region (default AWS_REGION, else us-east-1)
+    #[arg(long, env = "HOLDFAST_S3_REGION", global = true, value_name = "REGION")]
+    pub s3_region: Option<String>,
+    /// Address buckets as bucket.host instead of host/bucket (path style, the default)
+    #[arg(long, global = true)]
+    pub s3_virtual_host_style: bool,
     /// Read the password from the first line of FILE
     #[arg(
         long,
@@ -214,6 +224,39 @@ SIGINT the current run is told to stop and waited for, so that an application st
 again, then the daemon exits."
     )]
     Daemon(DaemonArgs),
+    /// Copy snapshots from another repository into this one (e.g. local to S3, off site)
+    #[command(
+        after_long_help = "`holdfast --repo s3://bucket/offsite copy --from-repo /backups/repo` copies every snapshot \
+the destination does not have yet (or only the SNAPSHOTs named), deduplicating against the data the destination \
+already holds. The source password comes from --from-password-file, --from-password-command or \
+HOLDFAST_FROM_PASSWORD, else the destination's password is tried; --from-s3-* default to the destination's \
+settings. Every blob is decrypted from the source and re-encrypted for the destination (keys differ); a copy \
+interrupted at any point leaves both repositories consistent and is finished by running it again."
+    )]
+    Copy(CopyArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CopyArgs {
+    /// Source snapshots (id prefixes or `latest`); default: all, filtered by --host/--tag/--path
+    pub snapshots: Vec<String>,
+    /// The source repository
+    #[arg(long, value_name = "LOCATION")]
+    pub from_repo: String,
+    /// Read the source password from FILE
+    #[arg(long, value_name = "FILE")]
+    pub from_password_file: Option<PathBuf>,
+    /// Run COMMAND for the source password
+    #[arg(long, value_name = "COMMAND")]
+    pub from_password_command: Option<String>,
+    /// S3 endpoint of the source, when it differs
+    #[arg(long, value_name = "URL")]
+    pub from_s3_endpoint: Option<String>,
+    /// S3 region of the source, when it differs
+    #[arg(long, value_name = "REGION")]
+    pub from_s3_region: Option<String>,
+    #[command(flatten)]
+    pub filter: Filter,
 }
 
 #[derive(Args, Debug)]

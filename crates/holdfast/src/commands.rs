@@ -49,6 +49,7 @@ pub fn run(ctx: &Ctx, cmd: Command) -> Result<i32> {
         Command::Runs(a) => crate::jobs::runs_cmd(ctx, a),
         Command::Schedule(c) => crate::jobs::schedule_cmd(ctx, c),
         Command::Daemon(a) => crate::jobs::daemon_cmd(ctx, a),
+        Command::Copy(a) => copy_cmd(ctx, a),
     }
 }
 
@@ -70,7 +71,7 @@ fn kdf(memory_mib: u32, iterations: u32) -> KdfParams {
 
 fn init(ctx: &Ctx, a: InitArgs) -> Result<i32> {
     let location = ctx.repo_location()?;
-    let storage = holdfast_app::open_storage(&location, true)?;
+    let storage = holdfast_app::open_storage(&location, &ctx.s3_settings(), true)?;
     let pw = holdfast_app::access::read_password(&ctx.password_source(), &new_password_prompt, "")?;
     let opts = InitOptions {
         kdf: kdf(a.argon2_memory, a.argon2_iterations),
@@ -651,11 +652,11 @@ fn cat(ctx: &Ctx, a: CatArgs) -> Result<i32> {
     let location = ctx.repo_location()?;
     let out: serde_json::Value = match a.what.as_str() {
         "config" => {
-            let storage = holdfast_app::open_storage(&location, false)?;
+            let storage = holdfast_app::open_storage(&location, &ctx.s3_settings(), false)?;
             serde_json::to_value(holdfast_core::repo::read_config(&storage)?)?
         }
         "locks" => {
-            let storage = holdfast_app::open_storage(&location, false)?;
+            let storage = holdfast_app::open_storage(&location, &ctx.s3_settings(), false)?;
             let v: Vec<_> = holdfast_core::lock::list_locks(&storage)?.into_iter().map(|(p, i)| json!({"path": p, "lock": i})).collect();
             serde_json::to_value(v)?
         }
@@ -704,7 +705,7 @@ fn cat(ctx: &Ctx, a: CatArgs) -> Result<i32> {
 }
 
 fn unlock(ctx: &Ctx, a: UnlockArgs) -> Result<i32> {
-    let storage = holdfast_app::open_storage(&ctx.repo_location()?, false)?;
+    let storage = holdfast_app::open_storage(&ctx.repo_location()?, &ctx.s3_settings(), false)?;
     holdfast_core::repo::read_config(&storage)?;
     let removed = holdfast_core::lock::unlock(&storage, a.all)?;
     if ctx.global.json {
@@ -860,6 +861,72 @@ fn say_prune(ctx: &Ctx, r: &holdfast_core::prune::PruneReport) {
         format::bytes(r.bytes_freed.saturating_sub(r.bytes_repacked)),
         if r.dry_run { " would be" } else { "" }
     ));
+}
+
+fn copy_cmd(ctx: &Ctx, a: CopyArgs) -> Result<i32> {
+    let mut s3 = ctx.s3_settings();
+    if a.from_s3_endpoint.is_some() {
+        s3.endpoint = a.from_s3_endpoint.clone();
+    }
+    if a.from_s3_region.is_some() {
+        s3.region = a.from_s3_region.clone();
+    }
+    let password = if let Some(f) = &a.from_password_file {
+        holdfast_app::PasswordSource::File(f.clone())
+    } else if let Some(c) = &a.from_password_command {
+        holdfast_app::PasswordSource::Command(c.clone())
+    } else if let Ok(p) = std::env::var("HOLDFAST_FROM_PASSWORD") {
+        holdfast_app::PasswordSource::Value(p)
+    } else {
+        ctx.password_source()
+    };
+    let src = holdfast_app::open_repository(
+        &holdfast_app::Access {
+            repo: a.from_repo.clone(),
+            password,
+            use_cache: !ctx.global.no_cache,
+            s3,
+        },
+        &prompt,
+    )
+    .with_context(|| format!("opening the source repository {}", a.from_repo))?;
+    let _src_lock = holdfast_core::lock::LockGuard::acquire(src.storage(), false, "copy")?;
+    src.load_index().context("loading the source index")?;
+    let (dst, lock) = ctx.open_locked(false, "copy")?;
+    if src.config().id == dst.config().id {
+        bail!("source and destination are the same repository");
+    }
+    let f = filter(&a.filter);
+    let wanted: Vec<_> = if a.snapshots.is_empty() {
+        src.list_snapshots_matching(&f)?
+    } else {
+        a.snapshots
+            .iter()
+            .map(|p| src.find_snapshot(p, &f))
+            .collect::<Result<_, _>>()?
+    };
+    let report =
+        holdfast_core::copy::copy(&src, dst, &wanted, &ctx.cancel, &|| lock.ensure_held())?;
+    if ctx.global.json {
+        ctx.json(&json!({
+            "copied": report.copied.iter().map(|(s, d)| json!({"from": s, "to": d})).collect::<Vec<_>>(),
+            "skipped": report.skipped,
+            "bytes_added": report.bytes_added,
+            "bytes_stored": report.bytes_stored,
+        }));
+    } else {
+        for (s, d) in &report.copied {
+            ctx.say(format!("copied snapshot {} as {}", s.short(), d.short()));
+        }
+        ctx.say(format!(
+            "{} copied, {} already there; {} added ({} stored)",
+            report.copied.len(),
+            report.skipped.len(),
+            format::bytes(report.bytes_added),
+            format::bytes(report.bytes_stored)
+        ));
+    }
+    Ok(exit::OK)
 }
 
 fn prune_cmd(ctx: &Ctx, a: PruneArgs) -> Result<i32> {

@@ -74,6 +74,17 @@ impl Ctx {
             })
     }
 
+    /// S3 settings: flags and environment first, then the configuration's `[s3]`.
+    pub fn s3_settings(&self) -> holdfast_app::access::S3Settings {
+        let cfg = self.config().map(|c| c.s3.clone()).unwrap_or_default();
+        holdfast_app::access::S3Settings {
+            endpoint: self.global.s3_endpoint.clone().or(cfg.endpoint),
+            region: self.global.s3_region.clone().or(cfg.region),
+            virtual_host_style: self.global.s3_virtual_host_style || cfg.virtual_host_style,
+            max_requests: cfg.max_requests,
+        }
+    }
+
     pub fn password_source(&self) -> PasswordSource {
         if let Some(f) = &self.global.password_file {
             return PasswordSource::File(f.clone());
@@ -100,6 +111,7 @@ impl Ctx {
             repo: self.repo_location()?,
             password: self.password_source(),
             use_cache: !self.global.no_cache,
+            s3: self.s3_settings(),
         };
         let repo = holdfast_app::open_repository(&access, &prompt)?;
         Ok(Arc::new(repo))

@@ -8,9 +8,7 @@ use std::path::Path;
 
 use common::*;
 
-#[test]
-fn every_kind_of_entry_round_trips_exactly() {
-    let env = Env::new();
+fn every_kind_of_entry_round_trips_exactly(env: Env) {
     let src = env.path("src");
     std::fs::create_dir(&src).unwrap();
     build_everything(&src);
@@ -46,9 +44,7 @@ fn every_kind_of_entry_round_trips_exactly() {
     env.ok(&["check", "--read-data"]);
 }
 
-#[test]
-fn incremental_backups_read_only_what_changed() {
-    let env = Env::new();
+fn incremental_backups_read_only_what_changed(env: Env) {
     let src = env.path("src");
     std::fs::create_dir_all(src.join("d")).unwrap();
     for i in 0..200 {
@@ -132,9 +128,7 @@ fn incremental_backups_read_only_what_changed() {
     );
 }
 
-#[test]
-fn listing_commands_and_json() {
-    let env = Env::new();
+fn listing_commands_and_json(env: Env) {
     let src = env.path("data");
     std::fs::create_dir_all(src.join("config/sub")).unwrap();
     std::fs::write(src.join("config/a.json"), "{}").unwrap();
@@ -159,7 +153,7 @@ fn listing_commands_and_json() {
         "{table}"
     );
     // ls below a path, global option after the command.
-    let repo = env.repo.to_str().unwrap().to_string();
+    let repo = env.repo_url.clone();
     let ls = env.ok(&["ls", "latest", "config/", "--repo", &repo]);
     assert_eq!(
         ls.lines().collect::<Vec<_>>(),
@@ -203,9 +197,7 @@ fn listing_commands_and_json() {
     }
 }
 
-#[test]
-fn excludes_and_several_paths() {
-    let env = Env::new();
+fn excludes_and_several_paths(env: Env) {
     let src = env.path("data");
     for d in ["tmp/x", "caches", "projects/p1", "jobs/j1", "keep/cachedir"] {
         std::fs::create_dir_all(src.join(d)).unwrap();
@@ -262,9 +254,7 @@ fn excludes_and_several_paths() {
     assert!(rel(&src.join("projects/p1/params.json")).exists());
 }
 
-#[test]
-fn restore_include_exclude_and_target_rules() {
-    let env = Env::new();
+fn restore_include_exclude_and_target_rules(env: Env) {
     let src = env.path("data");
     std::fs::create_dir_all(src.join("config")).unwrap();
     std::fs::create_dir_all(src.join("projects/A")).unwrap();
@@ -343,9 +333,7 @@ fn overwrite_never_follows_a_symlink_out_of_the_target() {
     );
 }
 
-#[test]
-fn keys_add_list_remove_passwd() {
-    let env = Env::new();
+fn keys_add_list_remove_passwd(env: Env) {
     env.init();
     let pwfile = env.path("second");
     std::fs::write(&pwfile, "second-password\n").unwrap();
@@ -444,9 +432,7 @@ fn one_file_system_keeps_mount_points_empty() {
     );
 }
 
-#[test]
-fn check_reads_a_subset_of_packs() {
-    let env = Env::new();
+fn check_reads_a_subset_of_packs(env: Env) {
     let src = env.path("data");
     std::fs::create_dir(&src).unwrap();
     for i in 0..8 {
@@ -471,3 +457,31 @@ fn check_reads_a_subset_of_packs() {
     assert_eq!(code(&o), 1);
     assert!(stderr(&o).contains("at most 100%"));
 }
+
+/// Runs a test body against a local repository and against one on a real S3 server.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[test]
+                fn local() {
+                    super::$name(super::Env::with_backend(false))
+                }
+                #[test]
+                fn s3() {
+                    super::$name(super::Env::with_backend(true))
+                }
+            }
+        )*
+    };
+}
+
+on_both_backends!(
+    every_kind_of_entry_round_trips_exactly,
+    incremental_backups_read_only_what_changed,
+    listing_commands_and_json,
+    excludes_and_several_paths,
+    keys_add_list_remove_passwd,
+    check_reads_a_subset_of_packs,
+    restore_include_exclude_and_target_rules,
+);

@@ -12,8 +12,94 @@ use std::process::{Command, Output};
 
 pub struct Env {
     pub dir: tempfile::TempDir,
+    /// The local repository folder (unused when `repo_url` is an s3:// URL).
     pub repo: PathBuf,
+    /// What HOLDFAST_REPO says: the local folder, or s3://bucket/prefix.
+    pub repo_url: String,
     pub cache: PathBuf,
+    /// Environment for the S3 backend (endpoint, credentials).
+    pub extra_env: Vec<(String, String)>,
+    pub s3: Option<std::sync::Arc<S3Server>>,
+}
+
+/// A real S3-compatible server (s3s-fs: SigV4, objects on disk) on a free loopback port,
+/// killed when dropped. `cargo install s3s-fs --version 0.14.1 --features binary` (done by
+/// .ci/run) puts it on PATH.
+pub struct S3Server {
+    pub child: std::sync::Mutex<std::process::Child>,
+    pub root: tempfile::TempDir,
+    pub port: u16,
+}
+
+pub const S3_BUCKET: &str = "holdfast";
+const S3_KEY: &str = "holdfast-test-key";
+const S3_SECRET: &str = "holdfast-test-secret-0123456789";
+
+impl S3Server {
+    pub fn start() -> std::sync::Arc<S3Server> {
+        let root = tempfile::Builder::new()
+            .prefix("holdfast-s3-")
+            .tempdir()
+            .unwrap();
+        std::fs::create_dir_all(root.path().join(S3_BUCKET)).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let server = S3Server {
+            child: std::sync::Mutex::new(Self::spawn(root.path(), port)),
+            root,
+            port,
+        };
+        server.wait_ready();
+        std::sync::Arc::new(server)
+    }
+
+    fn spawn(root: &Path, port: u16) -> std::process::Child {
+        Command::new("s3s-fs")
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--access-key", S3_KEY, "--secret-key", S3_SECRET])
+            .arg(root)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect(
+                "s3s-fs is needed for the S3 tests: cargo install s3s-fs --version 0.14.1 --features binary",
+            )
+    }
+
+    fn wait_ready(&self) {
+        let t = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(t.elapsed().as_secs() < 20, "s3s-fs did not start");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// Kills the server (connections drop mid-request).
+    pub fn stop(&self) {
+        let mut c = self.child.lock().unwrap();
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+
+    /// Starts it again on the same port and data.
+    pub fn restart(&self) {
+        self.stop();
+        *self.child.lock().unwrap() = Self::spawn(self.root.path(), self.port);
+        self.wait_ready();
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
 
 impl Env {
@@ -25,7 +111,43 @@ impl Env {
             .unwrap();
         let repo = dir.path().join("repo");
         let cache = dir.path().join("cache");
-        Env { dir, repo, cache }
+        Env {
+            repo_url: repo.to_string_lossy().into_owned(),
+            dir,
+            repo,
+            cache,
+            extra_env: Vec::new(),
+            s3: None,
+        }
+    }
+
+    /// An environment whose repository is on `server`, under a prefix of its own.
+    pub fn on_s3(server: &std::sync::Arc<S3Server>) -> Env {
+        let mut env = Env::new();
+        let prefix = env
+            .dir
+            .path()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        env.repo_url = format!("s3://{S3_BUCKET}/{prefix}");
+        env.extra_env = vec![
+            ("HOLDFAST_S3_ENDPOINT".into(), server.endpoint()),
+            ("AWS_ACCESS_KEY_ID".into(), S3_KEY.into()),
+            ("AWS_SECRET_ACCESS_KEY".into(), S3_SECRET.into()),
+        ];
+        env.s3 = Some(server.clone());
+        env
+    }
+
+    /// A local environment, or one on a fresh S3 server.
+    pub fn with_backend(s3: bool) -> Env {
+        if s3 {
+            Env::on_s3(&S3Server::start())
+        } else {
+            Env::new()
+        }
     }
 
     pub fn path(&self, p: &str) -> PathBuf {
@@ -37,9 +159,10 @@ impl Env {
         c.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", self.dir.path())
-            .env("HOLDFAST_REPO", &self.repo)
+            .env("HOLDFAST_REPO", &self.repo_url)
             .env("HOLDFAST_PASSWORD", "test-password")
-            .env("HOLDFAST_CACHE_DIR", &self.cache);
+            .env("HOLDFAST_CACHE_DIR", &self.cache)
+            .envs(self.extra_env.iter().map(|(k, v)| (k, v)));
         c
     }
 

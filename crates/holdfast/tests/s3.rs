@@ -1,0 +1,259 @@
+//! Repositories on a real S3-compatible server (s3s-fs on loopback): failures of the server
+//! mid-upload, several hosts backing up at once, retention, and copying between repositories.
+//! The everyday round-trip tests run against S3 too (tests/roundtrip.rs, `::s3`).
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::*;
+
+fn restore_and_compare(env: &Env, id: &str, src: &Path, out: &Path) {
+    let expected = snapshot_tree(src);
+    env.ok(&["restore", id, "--target", out.to_str().unwrap()]);
+    assert_same_tree(&expected, src, out);
+}
+
+#[test]
+fn a_server_dropping_connections_mid_upload_leaves_no_broken_snapshot() {
+    let server = S3Server::start();
+    let env = Env::on_s3(&server);
+    env.init();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    random_file(&src.join("small"), 100_000, 1);
+    let first = env.backup(&src)["id"].as_str().unwrap().to_string();
+    // Large packs (multipart uploads), interrupted by the server going away.
+    random_file(&src.join("big"), 120 << 20, 2);
+
+    // 1. The server dies and holdfast is killed while waiting for it: nothing is committed.
+    let mut child = env
+        .cmd()
+        .args(["backup", src.to_str().unwrap()])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    server.stop();
+    std::thread::sleep(Duration::from_millis(500));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    server.restart();
+    let snaps = env.json(&["snapshots"]);
+    assert_eq!(snaps.as_array().unwrap().len(), 1, "{snaps}");
+    env.ok(&["check", "--read-data"]);
+
+    // 2. The server comes back while holdfast retries: the backup completes and restores.
+    let child = env
+        .cmd()
+        .args(["backup", src.to_str().unwrap(), "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    server.stop();
+    std::thread::sleep(Duration::from_secs(2));
+    server.restart();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let snaps = env.json(&["snapshots"]);
+    let n = snaps.as_array().unwrap().len();
+    if out.status.success() {
+        assert_eq!(n, 2);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        env.ok(&["check", "--read-data"]);
+        restore_and_compare(&env, v["id"].as_str().unwrap(), &src, &env.path("out2"));
+    } else {
+        // Gave up: a clear one-line error, and still nothing half-written.
+        assert_eq!(n, 1, "{err}");
+        assert!(err.contains("storage"), "{err}");
+        env.ok(&["check", "--read-data"]);
+    }
+    let out1 = env.path("out1");
+    env.ok(&["restore", &first, "--target", out1.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read(out1.join("small")).unwrap(),
+        std::fs::read(src.join("small")).unwrap()
+    );
+}
+
+#[test]
+fn four_hosts_back_up_at_once_while_a_prune_tries() {
+    let server = S3Server::start();
+    let env = Env::on_s3(&server);
+    env.init_small_packs();
+    // Four trees sharing one large file: it must be stored once.
+    let shared = env.path("shared.bin");
+    random_file(&shared, 6 << 20, 99);
+    let trees: Vec<_> = (0..4)
+        .map(|i| {
+            let t = env.path(&format!("host{i}/data"));
+            std::fs::create_dir_all(t.join("own")).unwrap();
+            std::fs::copy(&shared, t.join("shared.bin")).unwrap();
+            for j in 0..20 {
+                random_file(&t.join(format!("own/f{j}")), 50_000, (i * 100 + j) as u64);
+            }
+            t
+        })
+        .collect();
+    let children: Vec<_> = trees
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            env.cmd()
+                .env("HOLDFAST_CACHE_DIR", env.path(&format!("cache{i}")))
+                .args([
+                    "backup",
+                    t.to_str().unwrap(),
+                    "--host",
+                    &format!("node{i}"),
+                    "--json",
+                ])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(100));
+    let prune = env.run(&["prune"]);
+    assert!(
+        matches!(code(&prune), 0 | 11),
+        "prune either ran alone or found the backups' locks: {}",
+        stderr(&prune)
+    );
+    let mut ids = Vec::new();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        ids.push(v["id"].as_str().unwrap().to_string());
+    }
+    // Prune again now that nothing runs: nothing a snapshot uses may go.
+    env.ok(&["prune"]);
+    env.ok(&["check", "--read-data"]);
+    for (i, (id, t)) in ids.iter().zip(&trees).enumerate() {
+        restore_and_compare(&env, id, t, &env.path(&format!("out{i}")));
+    }
+    let stats = env.json(&["stats"]);
+    let unique = stats["unique_bytes"].as_u64().unwrap();
+    assert!(
+        unique < (6 << 20) + 4 * 20 * 50_000 + (1 << 20),
+        "the shared file is stored once: {stats}"
+    );
+    // A host's cache notices what the others wrote: backing up another host's tree adds
+    // (almost) nothing.
+    let v = env
+        .cmd()
+        .env("HOLDFAST_CACHE_DIR", env.path("cache0"))
+        .args([
+            "backup",
+            trees[3].to_str().unwrap(),
+            "--host",
+            "node0",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(v.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&v.stdout).unwrap();
+    assert!(
+        v["snapshot"]["summary"]["bytes_added"].as_u64().unwrap() < 100_000,
+        "{v}"
+    );
+}
+
+#[test]
+fn retention_and_prune_on_object_storage() {
+    let server = S3Server::start();
+    let env = Env::on_s3(&server);
+    env.init_small_packs();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    for round in 0..3 {
+        random_file(&src.join(format!("f{round}")), 3 << 20, round);
+        std::fs::remove_file(src.join(format!("f{}", round.wrapping_sub(1)))).ok();
+        env.backup(&src);
+    }
+    let before = env.json(&["stats"])["repository_stored_bytes"]
+        .as_u64()
+        .unwrap();
+    env.ok(&[
+        "forget",
+        "--keep-last",
+        "1",
+        "--prune",
+        "--repack-threshold",
+        "0%",
+    ]);
+    let after = env.json(&["stats"])["repository_stored_bytes"]
+        .as_u64()
+        .unwrap();
+    assert!(after < before, "prune freed space: {before} -> {after}");
+    env.ok(&["check", "--read-data"]);
+    restore_and_compare(&env, "latest", &src, &env.path("out"));
+}
+
+#[test]
+fn copy_between_a_local_repository_and_s3_deduplicates_and_skips() {
+    let server = S3Server::start();
+    let local = Env::new();
+    local.init();
+    let src = local.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    build_everything(&src);
+    let a = local.backup(&src)["id"].as_str().unwrap().to_string();
+    random_file(&src.join("later.bin"), 2 << 20, 5);
+    local.backup(&src);
+
+    let remote = Env::on_s3(&server);
+    remote.init();
+    let copy = |extra: &[&str]| {
+        let mut args = vec![
+            "copy",
+            "--from-repo",
+            local.repo_url.as_str(),
+            "--from-password-file",
+        ];
+        let pw = local.path("pw");
+        std::fs::write(&pw, "test-password\n").unwrap();
+        let pw = pw.to_str().unwrap().to_string();
+        args.push(&pw);
+        args.extend_from_slice(extra);
+        args.push("--json");
+        let out = remote.cmd().args(&args).output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let v = copy(&[&a]);
+    assert_eq!(v["copied"].as_array().unwrap().len(), 1, "{v}");
+    let v = copy(&[]);
+    assert_eq!(
+        v["copied"].as_array().unwrap().len(),
+        1,
+        "only the missing one: {v}"
+    );
+    let added = v["bytes_added"].as_u64().unwrap();
+    assert!(
+        added < 3 << 20,
+        "deduplicated against what the destination holds: {v}"
+    );
+    assert_eq!(v["skipped"].as_array().unwrap().len(), 1, "{v}");
+    let v = copy(&[]);
+    assert_eq!(v["copied"].as_array().unwrap().len(), 0, "{v}");
+    // The second copy only added the new file's data.
+    remote.ok(&["check", "--read-data"]);
+    let snaps = remote.json(&["snapshots"]);
+    assert_eq!(snaps.as_array().unwrap().len(), 2);
+    let out = remote.path("out");
+    remote.ok(&["restore", "latest", "--target", out.to_str().unwrap()]);
+    let expected = snapshot_tree(&src);
+    assert_same_tree(&expected, &src, &out);
+}
