@@ -591,6 +591,11 @@ impl AppConfig {
             }
         }
         if let Some(c) = &self.check {
+            if let Some(s) = &c.read_data_subset {
+                if let Err(e) = crate::job::parse_subset(s) {
+                    out.push(("check.read_data_subset", e));
+                }
+            }
             if let Some(e) = &c.every {
                 if let Err(e) = holdfast_core::retention::parse_duration(e) {
                     out.push(("check.every", e));

@@ -378,6 +378,7 @@ pub fn plan(app: &Resolved, mode: Mode) -> Plan {
     match mode {
         Mode::Stop => {
             if let Some(q) = &cfg.service.quiesce {
+                let q = q.replace("{data_dir}", &data_dir.to_string_lossy());
                 steps.push(format!(
                     "wait until `{q}` succeeds (every {}, at most {})",
                     cfg.service.quiesce_interval, cfg.service.quiesce_timeout

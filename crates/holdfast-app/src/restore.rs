@@ -304,10 +304,10 @@ impl AppRestore<'_> {
             // 1. The current databases, dumped next to where the content goes.
             if !dbs.is_empty() {
                 (self.on_step)("dumping the current databases");
-                std::fs::create_dir_all(&dumps_dir)
-                    .map_err(|e| Error::Core(holdfast_core::Error::io(&dumps_dir, e)))?;
                 for db in &dbs {
                     if db.exists(&db.url.dbname)? {
+                        std::fs::create_dir_all(&dumps_dir)
+                            .map_err(|e| Error::Core(holdfast_core::Error::io(&dumps_dir, e)))?;
                         let f = dumps_dir.join(format!("{}.dump", db.name));
                         db.dump_to_file(&db.url, &f)?;
                         report.previous_dumps.push(f);
@@ -317,7 +317,11 @@ impl AppRestore<'_> {
             // 2. The current content, moved aside (never deleted).
             (self.on_step)("moving the current content aside");
             let moved = move_aside(&data_dir, &aside);
-            if aside.exists() {
+            // Name the aside directory whenever something is in it.
+            if std::fs::read_dir(&aside)
+                .map(|mut d| d.next().is_some())
+                .unwrap_or(false)
+            {
                 report.moved_aside = Some(aside.clone());
             }
             moved?;
@@ -364,8 +368,15 @@ impl AppRestore<'_> {
             Ok(()) => {
                 if let Some(s) = &mut stopped {
                     (self.on_step)("starting the service");
-                    s.start()
-                        .map_err(|e| Error::step("starting the service", e))?;
+                    s.start().map_err(|e| {
+                        Error::step(
+                            "the restore finished but starting the service failed",
+                            format!(
+                                "{e}; the previous content is in {}",
+                                report.moved_aside.as_deref().unwrap_or(&aside).display()
+                            ),
+                        )
+                    })?;
                 }
                 Ok(report)
             }

@@ -115,7 +115,7 @@ pub struct Consistency {
 pub struct Attachment {
     /// Unique within the snapshot, e.g. `postgres/govern`.
     pub name: String,
-    /// What it is, e.g. `postgresql-custom`, `postgresql-directory`, `postgresql-globals`.
+    /// What it is, e.g. `postgresql-custom` or `postgresql-directory`.
     pub kind: String,
     pub tree: BlobId,
     /// Logical bytes of the files in `tree`.

@@ -583,9 +583,13 @@ pub fn upgrade(ctx: &Ctx, a: UpgradeArgs) -> Result<i32> {
     };
     let code = run_backup_app(ctx, backup, false)?.code;
     if code != exit::OK {
-        return Err(anyhow!(
-            "the pre-upgrade backup did not complete cleanly (exit code {code}); not upgrading"
-        ));
+        return Err(holdfast_app::Error::step(
+            "upgrade",
+            format!(
+                "the pre-upgrade backup did not complete cleanly (exit code {code}); not upgrading"
+            ),
+        )
+        .into());
     }
     let cfg = ctx.config()?;
     let app = Resolved::new(&a.app, cfg.app(&a.app)?);
@@ -624,13 +628,17 @@ pub fn upgrade(ctx: &Ctx, a: UpgradeArgs) -> Result<i32> {
     if let Err(e) = result {
         stopped.disarm();
         ctx.critical.store(false, Ordering::SeqCst);
-        return Err(anyhow!(
-            "{e}; the service was left stopped; snapshot {} holds the state before the upgrade \
-             (holdfast restore {} --app {} --in-place --force-version)",
-            snap_id.short(),
-            snap_id.short(),
-            a.app
-        ));
+        return Err(holdfast_app::Error::step(
+            "upgrade",
+            format!(
+                "{e}; the service was left stopped; snapshot {} holds the state before the upgrade \
+                 (holdfast restore {} --app {} --in-place --force-version)",
+                snap_id.short(),
+                snap_id.short(),
+                a.app
+            ),
+        )
+        .into());
     }
     say("starting the service");
     let started = stopped.start();

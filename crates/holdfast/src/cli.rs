@@ -136,9 +136,9 @@ the whole path, absolute or relative to the backed-up directory ('/srv/dss/data/
 --target (so `restore latest --target /srv/dss/data` rebuilds a data directory in place of the original); \
 a snapshot of several paths restores each under its full path. The target must be empty unless --overwrite. \
 Nothing is ever written outside the target.\n\n\
-With --app NAME --in-place (pristine restore): the service is stopped, the current content of the data \
-directory is moved to a dated sibling (DATA_DIR.before-restore-YYYYMMDD-HHMMSS, never deleted), the current \
-databases are dumped next to it, the snapshot's files and databases are restored, and the service is started. \
+With --app NAME --in-place (pristine restore): the service is stopped, the current databases are dumped to \
+DATA_DIR.before-restore-YYYYMMDD-HHMMSS.databases, the current content of the data directory is moved to the \
+dated sibling DATA_DIR.before-restore-YYYYMMDD-HHMMSS (never deleted), the snapshot's files and databases are restored, and the service is started. \
 A failure leaves the service stopped and says where the previous content is.\n\n\
 With --target on another machine or location: files go into the target; database dumps go into --db-target, \
 into the application's configured databases (with --app; a non-empty one is refused unless --clean), or as \
@@ -559,7 +559,7 @@ pub struct RestoreArgs {
     pub app: Option<String>,
     /// Pristine restore into the application's data directory: stop, move the current content
     /// aside, dump the current databases next to it, restore files and databases, start
-    #[arg(long, requires = "app", conflicts_with = "target")]
+    #[arg(long, requires = "app", conflicts_with_all = ["target", "db_target", "dumps_to"])]
     pub in_place: bool,
     /// Restore the snapshot's database dumps into this database (created if missing)
     #[arg(long, value_name = "URL")]

@@ -35,10 +35,12 @@ pub fn record_for(
     };
     match result {
         Ok(d) => {
-            rec.result = if d.code == exit::OK {
-                "success"
-            } else {
-                "partial"
+            // Exit 3 (some files unreadable) still wrote a good snapshot; anything else, such
+            // as a service that did not start again, is a failure for monitoring.
+            rec.result = match d.code {
+                exit::OK => "success",
+                exit::PARTIAL => "partial",
+                _ => "failure",
             }
             .into();
             rec.exit_code = d.code;
