@@ -1356,3 +1356,62 @@ fn holdfast_runs(env: &Env) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
 }
+
+#[test]
+fn custom_provider_runs_the_administrators_commands() {
+    let env = Env::new();
+    env.init();
+    let data = make_dss(&env, "13.2.0");
+    let store = env.path("volume-snapshots");
+    let mnt = env.path("mnt");
+    std::fs::create_dir_all(&store).unwrap();
+    // "Snapshots" are copies; "mounting" copies one where holdfast reads it.
+    let cfg = write_config(
+        &env,
+        &dss_config(
+            &data,
+            &format!(
+                "consistency = \"snapshot\"\n[app.design.snapshot]\nprovider = \"custom\"\nkeep_snapshots = 1\n\
+                 mount_dir = \"{m}\"\norigin_mount = \"{d}\"\n\
+                 create = \"cp -a {d} {s}/{{name}}\"\n\
+                 mount = \"cp -a {s}/{{name}}/. {{mount}}/\"\n\
+                 unmount = \"rm -rf {{mount}} && mkdir {{mount}}\"\n\
+                 destroy = \"rm -rf {s}/{{name}}\"\n\
+                 list = \"ls {s}\"\n",
+                m = mnt.display(),
+                d = data.display(),
+                s = store.display()
+            ),
+        ),
+    );
+    ok_config(&env, &cfg, &["config", "check"]);
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let v = json_config(&env, &cfg, &["backup", "--app", "design"]);
+        assert_eq!(v["snapshot"]["consistency"]["mode"], "snapshot");
+        assert_eq!(v["snapshot"]["paths"][0], data.to_str().unwrap());
+        ids.push(v["id"].as_str().unwrap().to_string());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // keep_snapshots = 1: only the newest copy is left, and the provider lists it.
+    let left: Vec<_> = std::fs::read_dir(&store).unwrap().flatten().collect();
+    assert_eq!(left.len(), 1);
+    let kept = json_config(&env, &cfg, &["snapshots", "--app", "design", "--provider"]);
+    assert_eq!(kept["snapshots"].as_array().unwrap().len(), 1, "{kept}");
+    assert_eq!(std::fs::read_dir(&mnt).unwrap().count(), 0, "unmounted");
+    let out = env.path("restored");
+    env.ok(&["restore", &ids[1], "--target", out.to_str().unwrap()]);
+    assert!(out.join("config").is_dir() && !out.join("tmp").exists());
+    // A failing create leaves nothing behind and says which step failed.
+    let broken = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("create = \"cp -a", "create = \"false && cp -a");
+    std::fs::write(&cfg, broken).unwrap();
+    let o = with_config(&env, &cfg, &["backup", "--app", "design"]);
+    assert_eq!(code(&o), 5, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("creating the volume snapshot"),
+        "{}",
+        stderr(&o)
+    );
+}

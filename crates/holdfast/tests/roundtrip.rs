@@ -435,8 +435,11 @@ fn one_file_system_keeps_mount_points_empty() {
 fn check_reads_a_subset_of_packs(env: Env) {
     let src = env.path("data");
     std::fs::create_dir(&src).unwrap();
-    for i in 0..8 {
-        random_file(&src.join(format!("f{i}")), 1024 * 1024, i);
+    // Files below the minimum chunk size are one chunk each, so a 1 MiB pack holds at most
+    // six of them (about 1.2 MiB) and the 9.6 MiB here make at least eight packs whatever
+    // the repository's chunker key.
+    for i in 0..48 {
+        random_file(&src.join(format!("f{i}")), 200 * 1024, i);
     }
     env.init_small_packs();
     env.backup(&src);
