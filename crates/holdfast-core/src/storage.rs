@@ -7,6 +7,7 @@
 //! rename, so a crash never leaves a half-written object under its final name.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use opendal::{ErrorKind, Operator};
@@ -82,6 +83,61 @@ impl std::fmt::Debug for Storage {
 }
 
 /// One listed object: its path relative to the repository root, and size when known.
+/// What this process asked of storage so far, counted at the repository's level: one read,
+/// write, delete or stat is one request; a list is one request per started page of 1,000
+/// names, as on S3. Multipart uploads count as one write. `holdfast -v` prints it at the end
+/// and `docs/scale.md` is measured with it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RequestCounts {
+    pub reads: u64,
+    pub writes: u64,
+    pub deletes: u64,
+    pub stats: u64,
+    pub lists: u64,
+    pub list_pages: u64,
+    pub listed_names: u64,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+}
+
+impl RequestCounts {
+    /// Requests an S3 server would bill for.
+    pub fn requests(&self) -> u64 {
+        self.reads + self.writes + self.deletes + self.stats + self.list_pages
+    }
+}
+
+static COUNTERS: [AtomicU64; 9] = [const { AtomicU64::new(0) }; 9];
+const READS: usize = 0;
+const WRITES: usize = 1;
+const DELETES: usize = 2;
+const STATS: usize = 3;
+const LISTS: usize = 4;
+const LIST_PAGES: usize = 5;
+const LISTED: usize = 6;
+const BYTES_READ: usize = 7;
+const BYTES_WRITTEN: usize = 8;
+
+fn count(what: usize, n: u64) {
+    COUNTERS[what].fetch_add(n, Ordering::Relaxed);
+}
+
+/// The requests of every [`Storage`] in this process so far.
+pub fn request_counts() -> RequestCounts {
+    let c = |i: usize| COUNTERS[i].load(Ordering::Relaxed);
+    RequestCounts {
+        reads: c(READS),
+        writes: c(WRITES),
+        deletes: c(DELETES),
+        stats: c(STATS),
+        lists: c(LISTS),
+        list_pages: c(LIST_PAGES),
+        listed_names: c(LISTED),
+        bytes_read: c(BYTES_READ),
+        bytes_written: c(BYTES_WRITTEN),
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Listed {
     pub path: String,
@@ -175,13 +231,18 @@ impl Storage {
     }
 
     pub fn read(&self, path: &str) -> Result<Vec<u8>> {
-        self.rt
+        count(READS, 1);
+        let bytes = self
+            .rt
             .block_on(self.op.read(path))
             .map(|b| b.to_vec())
-            .map_err(|e| storage_err("read", path, e))
+            .map_err(|e| storage_err("read", path, e))?;
+        count(BYTES_READ, bytes.len() as u64);
+        Ok(bytes)
     }
 
     pub fn read_range(&self, path: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+        count(READS, 1);
         let buf = self
             .rt
             .block_on(async { self.op.read_with(path).range(offset..offset + len).await })
@@ -195,12 +256,15 @@ impl Storage {
                 ),
             ));
         }
+        count(BYTES_READ, len);
         Ok(buf.to_vec())
     }
 
     pub fn write(&self, path: &str, bytes: Vec<u8>) -> Result<()> {
         const PART: usize = 8 << 20;
         let big = bytes.len() > PART && self.local_root.is_none();
+        count(WRITES, 1);
+        count(BYTES_WRITTEN, bytes.len() as u64);
         self.rt
             .block_on(async {
                 if big {
@@ -215,12 +279,14 @@ impl Storage {
     }
 
     pub fn delete(&self, path: &str) -> Result<()> {
+        count(DELETES, 1);
         self.rt
             .block_on(self.op.delete(path))
             .map_err(|e| storage_err("delete", path, e))
     }
 
     pub fn exists(&self, path: &str) -> Result<bool> {
+        count(STATS, 1);
         self.rt
             .block_on(self.op.exists(path))
             .map_err(|e| storage_err("stat", path, e))
@@ -228,14 +294,20 @@ impl Storage {
 
     /// Every object below `dir` (which ends in `/`), in no particular order.
     pub fn list(&self, dir: &str) -> Result<Vec<Listed>> {
+        count(LISTS, 1);
         let entries = match self
             .rt
             .block_on(async { self.op.list_with(dir).recursive(true).await })
         {
             Ok(e) => e,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                count(LIST_PAGES, 1);
+                return Ok(Vec::new());
+            }
             Err(e) => return Err(storage_err("list", dir, e)),
         };
+        count(LIST_PAGES, (entries.len() as u64).div_ceil(1000).max(1));
+        count(LISTED, entries.len() as u64);
         Ok(entries
             .into_iter()
             .filter(|e| e.metadata().mode().is_file())

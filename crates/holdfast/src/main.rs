@@ -39,7 +39,29 @@ fn main() {
             context::exit_code(&e, ctx.cancelled())
         }
     };
+    log_requests();
     std::process::exit(code);
+}
+
+/// With `-v`, what the command asked of the repository's storage: the numbers that decide
+/// speed and cost on object storage (see docs/scale.md).
+fn log_requests() {
+    let c = holdfast_core::storage::request_counts();
+    if c.requests() > 0 {
+        tracing::info!(
+            "storage: {} requests ({} reads, {} writes, {} deletes, {} stats, {} list pages \
+             naming {} objects); {} read, {} written",
+            c.requests(),
+            c.reads,
+            c.writes,
+            c.deletes,
+            c.stats,
+            c.list_pages,
+            c.listed_names,
+            format::bytes(c.bytes_read),
+            format::bytes(c.bytes_written)
+        );
+    }
 }
 
 /// Pack buffers are 16 MiB. glibc raises its mmap threshold after such a buffer is freed, so
