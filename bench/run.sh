@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # shellcheck disable=SC2016 # single-quoted 'bash -c' scripts get their arguments as $1, $2
 # Backup benchmark: holdfast vs restic, borg, rustic, tar+gzip and tar+zstd on a generated
-# Dataiku-DSS-like DATA_DIR. See bench/README.md.
+# Dataiku-DSS-like DATA_DIR, and holdfast vs restic on a local S3 server. See bench/README.md.
 #
-#   bench/run.sh [--scale S] [--out DIR] [--tools "holdfast restic borg rustic tar-gzip tar-zstd"]
-#                [--seed N] [--percent P] [--keep-restores]
+#   bench/run.sh [--scale S] [--out DIR] [--seed N] [--percent P] [--keep-restores]
+#                [--tools "holdfast restic borg rustic tar-gzip tar-zstd holdfast-s3 restic-s3"]
 #
 # Order: generate data once; for every tool: init, first backup, no-change backup; then
 # mutate the data once (gen_data.py --mutate); for every tool: after-change backup, stored
@@ -13,7 +13,7 @@ set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 REPO_ROOT=$(dirname "$BENCH_DIR")
-ALL_TOOLS="holdfast restic borg rustic tar-gzip tar-zstd"
+ALL_TOOLS="holdfast restic borg rustic tar-gzip tar-zstd holdfast-s3 restic-s3"
 
 SCALE=1.0
 SEED=42
@@ -76,7 +76,7 @@ need_cmd() { command -v "$1" >/dev/null 2>&1 || missing+=("$2"); }
 need_cmd python3 python3
 need_cmd tar tar
 need_cmd diff diffutils
-wants restic && need_cmd restic restic
+{ wants restic || wants restic-s3; } && need_cmd restic restic
 wants borg && need_cmd borg borgbackup
 wants tar-gzip && need_cmd gzip gzip
 wants tar-zstd && need_cmd zstd zstd
@@ -97,7 +97,7 @@ if ((avail_kb < need_kb)); then
 fi
 
 # clean previous results (only the subdirectories this script owns)
-rm -rf "$DATA" "$OUT/repos" "$OUT/tar" "$OUT/restore" "$OUT/cache" "$LOGS" \
+rm -rf "$DATA" "$OUT/repos" "$OUT/tar" "$OUT/restore" "$OUT/cache" "$OUT/s3" "$LOGS" \
     "$OUT/results.md" "$OUT/results.json" "$TSV" "$SIZES" "$VERIFY" "$META"
 mkdir -p "$LOGS" "$OUT/repos" "$OUT/tar" "$OUT/restore" "$OUT/cache"
 : >"$TSV"
@@ -109,8 +109,35 @@ if wants rustic && ! command -v rustic >/dev/null 2>&1; then
     SKIP[rustic]="not on PATH (install it from https://rustic.cli.rs to include it)"
 fi
 
+# The S3 runs use s3s-fs (real SigV4, objects on disk) on a free loopback port, the server the
+# test suite uses; its disk is the same as the local repositories', so the difference between
+# tool and tool-s3 is the cost of the S3 protocol and the tool's request pattern.
+S3_PORT=""
+S3_PID=""
+if wants holdfast-s3 || wants restic-s3; then
+    if ! command -v s3s-fs >/dev/null 2>&1; then
+        for t in holdfast-s3 restic-s3; do
+            SKIP[$t]="s3s-fs not on PATH (cargo install s3s-fs --version 0.14.1 --features binary --locked)"
+        done
+    else
+        mkdir -p "$OUT/s3/bench"
+        S3_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+        s3s-fs --host 127.0.0.1 --port "$S3_PORT" --access-key bench --secret-key benchsecret \
+            "$OUT/s3" >"$LOGS/s3s-fs.log" 2>&1 &
+        S3_PID=$!
+        trap '[[ -n $S3_PID ]] && kill "$S3_PID" 2>/dev/null || true' EXIT
+        for _ in $(seq 100); do
+            (exec 3<>"/dev/tcp/127.0.0.1/$S3_PORT") 2>/dev/null && break
+            sleep 0.1
+        done
+        # plain HTTP on loopback: a CA bundle from the environment only confuses clients
+        unset AWS_CA_BUNDLE
+        export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=benchsecret AWS_REGION=us-east-1
+    fi
+fi
+
 HOLDFAST=""
-if wants holdfast; then
+if wants holdfast || wants holdfast-s3; then
     if [[ -n ${HOLDFAST_BIN:-} ]]; then
         [[ -x $HOLDFAST_BIN ]] || die "HOLDFAST_BIN=$HOLDFAST_BIN is not an executable"
         HOLDFAST=$HOLDFAST_BIN
@@ -126,6 +153,7 @@ if wants holdfast; then
             SKIP[holdfast]="cargo build failed (see logs/holdfast.build.log); set HOLDFAST_BIN to use a prebuilt binary"
         fi
     fi
+    [[ -n $HOLDFAST || -n ${SKIP[holdfast-s3]:-} ]] || SKIP[holdfast-s3]=${SKIP[holdfast]}
 fi
 
 TOOLS_RUN=()
@@ -158,6 +186,7 @@ stored_bytes() {
     case "$1" in
         tar-gzip) find "$OUT/tar" -name 'backup-*.tar.gz' -printf '%s\n' | awk '{s += $1} END {print s + 0}' ;;
         tar-zstd) find "$OUT/tar" -name 'backup-*.tar.zst' -printf '%s\n' | awk '{s += $1} END {print s + 0}' ;;
+        *-s3) du -sb "$OUT/s3/bench/$1" | cut -f1 ;;
         *) du -sb "$(repo_dir "$1")" | cut -f1 ;;
     esac
 }
@@ -196,6 +225,22 @@ tool_cmd() {
                 init) CMD=("${hf_env[@]}" "$HOLDFAST" init) ;;
                 backup) CMD=("${hf_env[@]}" "$HOLDFAST" backup "$DATA") ;;
                 restore) CMD=("${hf_env[@]}" "$HOLDFAST" restore latest --target "$arg") ;;
+            esac ;;
+        holdfast-s3:*)
+            local hs_env=(env "HOLDFAST_REPO=s3://bench/$tool" HOLDFAST_PASSWORD=bench
+                "HOLDFAST_CACHE_DIR=$cache" "HOLDFAST_S3_ENDPOINT=http://127.0.0.1:$S3_PORT")
+            case $action in
+                init) CMD=("${hs_env[@]}" "$HOLDFAST" init) ;;
+                backup) CMD=("${hs_env[@]}" "$HOLDFAST" backup "$DATA") ;;
+                restore) CMD=("${hs_env[@]}" "$HOLDFAST" restore latest --target "$arg") ;;
+            esac ;;
+        restic-s3:*)
+            local rs_env=(env RESTIC_PASSWORD=bench "RESTIC_CACHE_DIR=$cache")
+            local rs_repo="s3:http://127.0.0.1:$S3_PORT/bench/$tool"
+            case $action in
+                init) CMD=("${rs_env[@]}" restic -r "$rs_repo" init) ;;
+                backup) CMD=("${rs_env[@]}" restic -r "$rs_repo" backup "$DATA") ;;
+                restore) CMD=("${rs_env[@]}" restic -r "$rs_repo" restore latest --target "$arg") ;;
             esac ;;
         restic:*)
             local r_env=(env RESTIC_PASSWORD=bench "RESTIC_CACHE_DIR=$cache")
@@ -301,7 +346,9 @@ meta tools_run "${TOOLS_RUN[*]}"
 for t in "${TOOLS_RUN[@]}"; do
     case $t in
         holdfast) v=$("$HOLDFAST" --version 2>/dev/null | head -n 1) || v="holdfast (unknown version)" ;;
+        holdfast-s3) v="$("$HOLDFAST" --version 2>/dev/null | head -n 1) on $(s3s-fs --version 2>/dev/null | head -n 1 || echo s3s-fs)" ;;
         restic) v=$(restic version | head -n 1) ;;
+        restic-s3) v="$(restic version | head -n 1) on $(s3s-fs --version 2>/dev/null | head -n 1 || echo s3s-fs)" ;;
         borg) v=$(borg --version | head -n 1) ;;
         rustic) v=$(rustic --version 2>/dev/null | head -n 1) || v=rustic ;;
         tar-gzip) v="$(tar --version | head -n 1); $(gzip --version | head -n 1)" ;;

@@ -71,7 +71,7 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
     // Step 1 named every unreadable index file; load the others.
     let _ = repo.load_index_lenient()?;
     let index = repo.index();
-    report.packs_indexed = index.packs().len();
+    report.packs_indexed = index.pack_count();
 
     // 2. Indexed packs exist; stored packs are indexed.
     let stored: HashSet<String> = repo
@@ -89,7 +89,7 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
             bad_blobs.extend(blobs.iter().map(|b| b.id));
         }
     }
-    let indexed: HashSet<String> = index.packs().keys().map(|p| p.to_hex()).collect();
+    let indexed: HashSet<String> = index.packs().map(|(p, _)| p.to_hex()).collect();
     let orphans = stored.iter().filter(|s| !indexed.contains(*s)).count();
     if orphans > 0 {
         report.warnings.push(format!(
@@ -161,7 +161,7 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
 
     // 4. Read packs: whole-pack hash, header against index, every blob decrypts to its id.
     if opts.read_data || opts.read_subset.is_some() {
-        let mut packs: Vec<(&PackId, &Vec<pack::PackedBlob>)> = index.packs().iter().collect();
+        let mut packs: Vec<(&PackId, &[pack::PackedBlob])> = index.packs().collect();
         packs.sort_by_key(|(id, _)| **id);
         if let Some(f) = opts.read_subset {
             // Choose by id so that repeated runs with the same fraction read different packs

@@ -154,36 +154,141 @@ pub struct BlobLocation {
 }
 
 /// All index files merged: blob id -> location, and pack id -> its blobs.
-#[derive(Default, Debug)]
+///
+/// This is the largest thing holdfast holds in memory (one entry per chunk in the
+/// repository, about a million per terabyte), so it is laid out for size: each pack's blob
+/// list is stored once, and the blob-id lookup table holds only an 8-byte reference into those
+/// lists instead of a second copy of the id and location. Ids are keyed BLAKE3 outputs, so
+/// their first eight bytes are already a uniform hash. See `docs/scale.md` for the numbers.
+#[derive(Default)]
 pub struct MasterIndex {
-    blobs: HashMap<BlobId, BlobLocation>,
-    packs: HashMap<PackId, Vec<PackedBlob>>,
+    /// Packs in the order they were added; `BlobRef::pack` indexes this.
+    packs: Vec<(PackId, Vec<PackedBlob>)>,
+    pack_slots: HashMap<PackId, u32>,
+    /// One reference per distinct blob id: the first pack that holds it.
+    blobs: hashbrown::HashTable<BlobRef>,
+}
+
+/// A blob's position in `MasterIndex::packs`: pack slot and position in that pack's list.
+#[derive(Clone, Copy)]
+struct BlobRef {
+    pack: u32,
+    blob: u32,
+}
+
+fn id_hash(id: &BlobId) -> u64 {
+    u64::from_le_bytes(id.0[..8].try_into().unwrap())
+}
+
+impl std::fmt::Debug for MasterIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MasterIndex")
+            .field("packs", &self.packs.len())
+            .field("blobs", &self.blobs.len())
+            .finish()
+    }
 }
 
 impl MasterIndex {
-    pub fn add_pack(&mut self, entry: &PackEntry) {
-        for b in &entry.blobs {
-            self.blobs.entry(b.id).or_insert(BlobLocation {
-                pack: entry.id,
-                kind: b.kind,
-                offset: b.offset,
-                length: b.length,
-                raw_length: b.raw_length,
-            });
+    /// Makes room for `blobs` more entries, so loading a large index does not rehash (and
+    /// briefly double) the lookup table as it grows.
+    pub fn reserve(&mut self, packs: usize, blobs: usize) {
+        self.packs.reserve(packs);
+        self.pack_slots.reserve(packs);
+        let MasterIndex {
+            packs: list,
+            blobs: table,
+            ..
+        } = self;
+        table.reserve(blobs, |r| {
+            id_hash(&list[r.pack as usize].1[r.blob as usize].id)
+        });
+    }
+
+    /// Adds a pack and its blobs. A pack already present is left as it is: pack ids are
+    /// content addresses, so the same id lists the same blobs.
+    pub fn add_pack(&mut self, entry: PackEntry) {
+        if self.pack_slots.contains_key(&entry.id) {
+            return;
         }
-        self.packs.insert(entry.id, entry.blobs.clone());
+        let slot = u32::try_from(self.packs.len()).expect("fewer than 2^32 packs");
+        self.pack_slots.insert(entry.id, slot);
+        self.packs.push((entry.id, entry.blobs));
+        let MasterIndex {
+            packs: list,
+            blobs: table,
+            ..
+        } = self;
+        let lookup = |r: &BlobRef| &list[r.pack as usize].1[r.blob as usize].id;
+        for (i, b) in list[slot as usize].1.iter().enumerate() {
+            let hash = id_hash(&b.id);
+            if table.find(hash, |r| lookup(r) == &b.id).is_none() {
+                let r = BlobRef {
+                    pack: slot,
+                    blob: i as u32,
+                };
+                table.insert_unique(hash, r, |r| id_hash(lookup(r)));
+            }
+        }
     }
-    pub fn get(&self, id: &BlobId) -> Option<&BlobLocation> {
-        self.blobs.get(id)
+
+    fn resolve(&self, r: &BlobRef) -> (&PackId, &PackedBlob) {
+        let (pack, blobs) = &self.packs[r.pack as usize];
+        (pack, &blobs[r.blob as usize])
     }
+
+    pub fn get(&self, id: &BlobId) -> Option<BlobLocation> {
+        let r = self
+            .blobs
+            .find(id_hash(id), |r| &self.resolve(r).1.id == id)?;
+        let (pack, b) = self.resolve(r);
+        Some(location(pack, b))
+    }
+
     pub fn contains(&self, id: &BlobId) -> bool {
-        self.blobs.contains_key(id)
+        self.blobs
+            .find(id_hash(id), |r| &self.resolve(r).1.id == id)
+            .is_some()
     }
-    pub fn packs(&self) -> &HashMap<PackId, Vec<PackedBlob>> {
-        &self.packs
+
+    /// Every pack with every blob it holds (duplicates of blobs held elsewhere included).
+    pub fn packs(&self) -> impl Iterator<Item = (&PackId, &[PackedBlob])> {
+        self.packs.iter().map(|(id, blobs)| (id, blobs.as_slice()))
     }
-    pub fn blobs(&self) -> impl Iterator<Item = (&BlobId, &BlobLocation)> {
-        self.blobs.iter()
+
+    pub fn pack(&self, id: &PackId) -> Option<&[PackedBlob]> {
+        let slot = *self.pack_slots.get(id)?;
+        Some(&self.packs[slot as usize].1)
+    }
+
+    pub fn contains_pack(&self, id: &PackId) -> bool {
+        self.pack_slots.contains_key(id)
+    }
+
+    pub fn pack_count(&self) -> usize {
+        self.packs.len()
+    }
+
+    pub fn blob_count(&self) -> usize {
+        self.blobs.len()
+    }
+
+    /// Each distinct blob once, with the location reads use.
+    pub fn blobs(&self) -> impl Iterator<Item = (&BlobId, BlobLocation)> {
+        self.blobs.iter().map(|r| {
+            let (pack, b) = self.resolve(r);
+            (&b.id, location(pack, b))
+        })
+    }
+}
+
+fn location(pack: &PackId, b: &PackedBlob) -> BlobLocation {
+    BlobLocation {
+        pack: *pack,
+        kind: b.kind,
+        offset: b.offset,
+        length: b.length,
+        raw_length: b.raw_length,
     }
 }
 
@@ -222,6 +327,46 @@ mod tests {
             let key = MasterKey::generate();
             let back = IndexFile::open("t", &key, &idx.seal(&key)).unwrap();
             prop_assert_eq!(back, idx);
+        }
+
+        /// The compact master index answers exactly as a plain map built the obvious way:
+        /// first pack wins for a blob held twice, a pack added twice counts once, and ids that
+        /// share their first eight bytes (the hash) are still told apart.
+        #[test]
+        fn master_index_matches_a_plain_map(
+            packs in proptest::collection::vec((0u8..12, proptest::collection::vec((0u8..40, any::<u8>(), arb_blob()), 0..12)), 0..20),
+            probes in proptest::collection::vec((0u8..48, any::<u8>()), 0..40),
+        ) {
+            // Small id spaces force duplicates; the second byte varies past the hashed prefix.
+            let blob_id = |a: u8, b: u8| { let mut id = [0u8; 32]; id[0] = a % 4; id[9] = a; id[31] = b % 3; BlobId(id) };
+            let mut master = MasterIndex::default();
+            let mut model: HashMap<BlobId, BlobLocation> = HashMap::new();
+            let mut model_packs: Vec<PackId> = Vec::new();
+            for (p, blobs) in packs {
+                let pack = PackId([p; 32]);
+                let blobs: Vec<PackedBlob> = blobs.into_iter().map(|(a, b, mut blob)| { blob.id = blob_id(a, b); blob }).collect();
+                if !model_packs.contains(&pack) {
+                    model_packs.push(pack);
+                    for b in &blobs {
+                        model.entry(b.id).or_insert(location(&pack, b));
+                    }
+                }
+                master.add_pack(PackEntry { id: pack, blobs });
+            }
+            prop_assert_eq!(master.blob_count(), model.len());
+            prop_assert_eq!(master.pack_count(), model_packs.len());
+            for (id, loc) in &model {
+                prop_assert_eq!(master.get(id), Some(*loc));
+            }
+            for (a, b) in probes {
+                let id = blob_id(a, b);
+                prop_assert_eq!(master.contains(&id), model.contains_key(&id));
+            }
+            let listed: HashMap<BlobId, BlobLocation> = master.blobs().map(|(id, l)| (*id, l)).collect();
+            prop_assert_eq!(listed, model);
+            for pack in &model_packs {
+                prop_assert!(master.contains_pack(pack) && master.pack(pack).is_some());
+            }
         }
 
         #[test]

@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::id::{BlobId, IndexId, PackId};
-use crate::index::{IndexFile, PackEntry};
+use crate::index::PackEntry;
 use crate::repo::Repository;
 use crate::saver::BlobSaver;
 use crate::storage::layout;
@@ -79,7 +79,7 @@ pub fn prune(repo: &Arc<Repository>, opts: &PruneOptions) -> Result<PruneReport>
     let used = used_blobs(repo)?;
     let mut report = PruneReport {
         dry_run: opts.dry_run,
-        packs_total: index.packs().len(),
+        packs_total: index.pack_count(),
         ..Default::default()
     };
 
@@ -88,10 +88,9 @@ pub fn prune(repo: &Arc<Repository>, opts: &PruneOptions) -> Result<PruneReport>
     let mut keep: Vec<PackEntry> = Vec::new();
     let mut delete: Vec<PackId> = Vec::new();
     let mut repack: Vec<(PackId, Vec<crate::pack::PackedBlob>)> = Vec::new();
-    let mut ids: Vec<&PackId> = index.packs().keys().collect();
-    ids.sort();
-    for pid in ids {
-        let blobs = &index.packs()[pid];
+    let mut packs: Vec<(&PackId, &[crate::pack::PackedBlob])> = index.packs().collect();
+    packs.sort_by_key(|(id, _)| **id);
+    for (pid, blobs) in packs {
         let live = |b: &crate::pack::PackedBlob| {
             used.contains(&b.id) && index.get(&b.id).map(|l| l.pack == *pid).unwrap_or(false)
         };
@@ -117,13 +116,13 @@ pub fn prune(repo: &Arc<Repository>, opts: &PruneOptions) -> Result<PruneReport>
         } else {
             keep.push(PackEntry {
                 id: *pid,
-                blobs: blobs.clone(),
+                blobs: blobs.to_vec(),
             });
         }
     }
     report.packs_deleted = delete.len();
     report.packs_repacked = repack.len();
-    let indexed: HashSet<String> = index.packs().keys().map(|p| p.to_hex()).collect();
+    let indexed: HashSet<String> = index.packs().map(|(p, _)| p.to_hex()).collect();
     let unindexed: Vec<String> = repo
         .storage()
         .list(layout::DATA)?
@@ -140,7 +139,7 @@ pub fn prune(repo: &Arc<Repository>, opts: &PruneOptions) -> Result<PruneReport>
 
     // 1. Repack live blobs into new packs (indexed by the saver's own index file).
     let mut new_packs: Vec<PackEntry> = Vec::new();
-    let mut saver_index = None;
+    let mut saver_index = Vec::new();
     if !repack.is_empty() {
         let saver = BlobSaver::for_repack(repo.clone(), 2);
         for (_, blobs) in &repack {
@@ -154,19 +153,16 @@ pub fn prune(repo: &Arc<Repository>, opts: &PruneOptions) -> Result<PruneReport>
         new_packs = packs;
     }
 
-    // 2. One index for everything that stays, superseding every older index file.
+    // 2. A new index for everything that stays, its last file superseding every older one.
     let mut supersedes = old_index.clone();
     supersedes.extend(saver_index);
     let mut packs = keep;
     packs.extend(new_packs);
-    let new_index = repo.save_index(&IndexFile {
-        supersedes: supersedes.clone(),
-        packs,
-    })?;
+    let new_index = repo.save_index_files(packs, supersedes.clone())?;
 
     // 3. Old index files go.
     for id in &supersedes {
-        if *id != new_index {
+        if !new_index.contains(id) {
             repo.storage()
                 .delete(&format!("{}{}", layout::INDEX, id.to_hex()))?;
         }

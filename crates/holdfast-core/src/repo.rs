@@ -14,7 +14,7 @@ use crate::cache::Cache;
 use crate::crypto::MasterKey;
 use crate::error::{Error, Result};
 use crate::id::{content_hash, BlobId, IndexId, KeyId, PackId, SnapshotId};
-use crate::index::{BlobLocation, IndexFile, MasterIndex};
+use crate::index::{BlobLocation, IndexFile, MasterIndex, PackEntry};
 use crate::keyfile::{KdfParams, KeyFile};
 use crate::pack::BlobKind;
 use crate::snapshot::{Snapshot, SnapshotFilter};
@@ -26,6 +26,9 @@ pub type SnapshotList = Vec<(SnapshotId, Snapshot)>;
 
 /// The repository format this code writes, and the newest it reads.
 pub const FORMAT_VERSION: u32 = 1;
+
+/// Most blobs one index file lists (about 4.5 MiB stored): see [`Repository::save_index_files`].
+pub const INDEX_FILE_MAX_BLOBS: usize = 100_000;
 
 /// Content-defined chunking sizes; see docs/chunking.md for why these.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -246,6 +249,25 @@ impl Repository {
     // ----- objects through the cache -----
 
     /// Reads a content-addressed object, from the cache when it has it.
+    /// [`Self::read_cached`] for many objects, fetching those not cached concurrently.
+    fn read_many_cached(&self, paths: &[String]) -> Vec<Result<Vec<u8>>> {
+        let mut out: Vec<Option<Result<Vec<u8>>>> = paths
+            .iter()
+            .map(|p| self.cache.as_ref().and_then(|c| c.get(p)).map(Ok))
+            .collect();
+        let missing: Vec<usize> = (0..paths.len()).filter(|&i| out[i].is_none()).collect();
+        let wanted: Vec<String> = missing.iter().map(|&i| paths[i].clone()).collect();
+        for (i, r) in missing.into_iter().zip(self.storage.read_many(&wanted)) {
+            if let (Ok(b), Some(c)) = (&r, &self.cache) {
+                c.put(&paths[i], b);
+            }
+            out[i] = Some(r);
+        }
+        out.into_iter()
+            .map(|r| r.expect("every path read"))
+            .collect()
+    }
+
     fn read_cached(&self, path: &str) -> Result<Vec<u8>> {
         if let Some(c) = &self.cache {
             if let Some(b) = c.get(path) {
@@ -286,13 +308,15 @@ impl Repository {
     /// which must be able to report a damaged index rather than stop at it).
     pub fn load_index_lenient(&self) -> Result<Vec<Error>> {
         let listed = self.storage.list(layout::INDEX)?;
+        let listed: Vec<(IndexId, String)> = listed
+            .into_iter()
+            .filter_map(|l| l.name.parse::<IndexId>().ok().map(|id| (id, l.path)))
+            .collect();
+        let paths: Vec<String> = listed.iter().map(|(_, p)| p.clone()).collect();
         let results: Vec<Result<(IndexId, IndexFile)>> = listed
-            .par_iter()
-            .filter_map(|l| l.name.parse::<IndexId>().ok().map(|id| (id, l)))
-            .map(|(id, l)| {
-                let sealed = self.read_cached(&l.path)?;
-                Ok((id, IndexFile::open(&l.path, &self.key, &sealed)?))
-            })
+            .into_par_iter()
+            .zip(self.read_many_cached(&paths))
+            .map(|((id, path), sealed)| Ok((id, IndexFile::open(&path, &self.key, &sealed?)?)))
             .collect();
         let mut errors = Vec::new();
         let mut files = Vec::new();
@@ -308,13 +332,26 @@ impl Repository {
             .flat_map(|(_, f)| f.supersedes.iter().copied())
             .collect();
         let mut master = MasterIndex::default();
+        let live = |id: &IndexId| !superseded.contains(id);
+        master.reserve(
+            files
+                .iter()
+                .filter(|(id, _)| live(id))
+                .map(|(_, f)| f.packs.len())
+                .sum(),
+            files
+                .iter()
+                .filter(|(id, _)| live(id))
+                .flat_map(|(_, f)| f.packs.iter().map(|p| p.blobs.len()))
+                .sum(),
+        );
         let mut ids = Vec::new();
-        for (id, f) in &files {
-            ids.push(*id);
-            if superseded.contains(id) {
+        for (id, f) in files {
+            ids.push(id);
+            if !live(&id) {
                 continue;
             }
-            for p in &f.packs {
+            for p in f.packs {
                 master.add_pack(p);
             }
         }
@@ -323,7 +360,7 @@ impl Repository {
             if errors.is_empty() {
                 c.retain(
                     layout::DATA,
-                    &master.packs().keys().map(|p| p.to_hex()).collect(),
+                    &master.packs().map(|(p, _)| p.to_hex()).collect(),
                 );
             }
         }
@@ -338,6 +375,33 @@ impl Repository {
 
     pub fn index_ids(&self) -> Vec<IndexId> {
         self.index_ids.read().unwrap().clone()
+    }
+
+    /// Writes `packs` as index files of at most [`INDEX_FILE_MAX_BLOBS`] blobs each, the last
+    /// one naming `supersedes`. Until that last file exists, readers still see every file it
+    /// replaces (plus some duplicates, which are harmless), so a crash part-way loses nothing.
+    /// Bounded files keep every object of a 100 TB repository small enough to read, decrypt
+    /// and parse in parallel, and none of them needs gigabytes of memory to write.
+    pub fn save_index_files(
+        &self,
+        packs: Vec<PackEntry>,
+        supersedes: Vec<IndexId>,
+    ) -> Result<Vec<IndexId>> {
+        let mut files = vec![IndexFile::default()];
+        let mut blobs = 0;
+        for p in packs {
+            if blobs > 0 && blobs + p.blobs.len() > INDEX_FILE_MAX_BLOBS {
+                files.push(IndexFile::default());
+                blobs = 0;
+            }
+            blobs += p.blobs.len();
+            files.last_mut().unwrap().packs.push(p);
+        }
+        if files.len() == 1 && files[0].packs.is_empty() && supersedes.is_empty() {
+            return Ok(Vec::new());
+        }
+        files.last_mut().unwrap().supersedes = supersedes;
+        files.iter().map(|f| self.save_index(f)).collect()
     }
 
     pub fn save_index(&self, file: &IndexFile) -> Result<IndexId> {
@@ -383,7 +447,6 @@ impl Repository {
     pub fn locate(&self, id: &BlobId) -> Result<BlobLocation> {
         self.index()
             .get(id)
-            .copied()
             .ok_or_else(|| Error::NotFound(format!("blob {id} in the index")))
     }
 
@@ -469,10 +532,23 @@ impl Repository {
     /// All readable snapshots, oldest first, and a message for each unreadable one.
     pub fn list_snapshots_lenient(&self) -> Result<(SnapshotList, Vec<String>)> {
         let listed = self.storage.list(layout::SNAPSHOTS)?;
-        let results: Vec<(SnapshotId, Result<Snapshot>)> = listed
-            .par_iter()
+        let ids: Vec<SnapshotId> = listed
+            .iter()
             .filter_map(|l| l.name.parse::<SnapshotId>().ok())
-            .map(|id| (id, self.load_snapshot(&id)))
+            .collect();
+        let paths: Vec<String> = ids
+            .iter()
+            .map(|id| format!("{}{}", layout::SNAPSHOTS, id.to_hex()))
+            .collect();
+        let results: Vec<(SnapshotId, Result<Snapshot>)> = ids
+            .into_par_iter()
+            .zip(paths.par_iter())
+            .zip(self.read_many_cached(&paths))
+            .map(|((id, path), sealed)| {
+                let snap =
+                    sealed.and_then(|s| Snapshot::decode(&id.short(), &self.key.open(path, &s)?));
+                (id, snap)
+            })
             .collect();
         let mut snaps = Vec::new();
         let mut problems = Vec::new();

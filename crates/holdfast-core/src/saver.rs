@@ -12,7 +12,7 @@ use std::thread::JoinHandle;
 
 use crate::error::{Error, Result};
 use crate::id::{BlobId, IndexId};
-use crate::index::{IndexFile, MasterIndex, PackEntry};
+use crate::index::{MasterIndex, PackEntry};
 use crate::pack::{BlobKind, PackWriter};
 use crate::repo::Repository;
 
@@ -128,14 +128,14 @@ impl BlobSaver {
             .map_err(|_| Error::Invalid("the pack uploader stopped".into()))
     }
 
-    /// Flushes partly filled packs, waits for uploads and writes one index file for them.
+    /// Flushes partly filled packs, waits for uploads and writes index files for them.
     /// Called on failure too, so that packs already stored are indexed and reused next time.
-    pub fn finish(self) -> Result<Option<IndexId>> {
-        self.finish_with_packs().map(|(id, _)| id)
+    pub fn finish(self) -> Result<Vec<IndexId>> {
+        self.finish_with_packs().map(|(ids, _)| ids)
     }
 
     /// Like [`BlobSaver::finish`], also returning the packs stored.
-    pub fn finish_with_packs(mut self) -> Result<(Option<IndexId>, Vec<PackEntry>)> {
+    pub fn finish_with_packs(mut self) -> Result<(Vec<IndexId>, Vec<PackEntry>)> {
         let data = std::mem::take(&mut *self.data.lock().unwrap());
         let tree = std::mem::take(&mut *self.tree.lock().unwrap());
         let mut first_err = None;
@@ -155,17 +155,10 @@ impl BlobSaver {
                 first_err.get_or_insert(e);
             }
         }
-        let index_id = if packs.is_empty() {
-            None
-        } else {
-            Some(self.repo.save_index(&IndexFile {
-                supersedes: Vec::new(),
-                packs: packs.clone(),
-            })?)
-        };
+        let index_ids = self.repo.save_index_files(packs.clone(), Vec::new())?;
         match first_err {
             Some(e) => Err(e),
-            None => Ok((index_id, packs)),
+            None => Ok((index_ids, packs)),
         }
     }
 }

@@ -73,7 +73,7 @@ pub fn stats(repo: &Repository, only: Option<&[SnapshotId]>) -> Result<Stats> {
         s.repository_blobs += 1;
         s.repository_stored_bytes += loc.length as u64;
     }
-    s.packs = index.packs().len() as u64;
+    s.packs = index.pack_count() as u64;
     s.dedup_ratio = ratio(s.logical_bytes, s.unique_bytes);
     s.compression_ratio = ratio(s.unique_bytes, s.stored_bytes);
     Ok(s)
