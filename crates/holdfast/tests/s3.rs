@@ -257,3 +257,43 @@ fn copy_between_a_local_repository_and_s3_deduplicates_and_skips() {
     let expected = snapshot_tree(&src);
     assert_same_tree(&expected, &src, &out);
 }
+
+/// The `reads` figure of the `-v` storage summary on stderr.
+fn storage_reads(stderr: &str) -> u64 {
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("storage:") && l.contains(" reads,"))
+        .unwrap_or_else(|| panic!("no storage summary in: {stderr}"));
+    let before = line.split(" reads,").next().unwrap();
+    before.rsplit('(').next().unwrap().trim().parse().unwrap()
+}
+
+#[test]
+fn restoring_many_small_files_from_s3_reads_packs_not_chunks() {
+    let server = S3Server::start();
+    let env = Env::on_s3(&server);
+    env.init();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    for i in 0..400 {
+        let dir = src.join(format!("d{}", i % 7));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join(format!("f{i}")),
+            format!("file {i}\n").repeat(i + 1),
+        )
+        .unwrap();
+    }
+    random_file(&src.join("large.bin"), 6 << 20, 3);
+    env.backup(&src);
+
+    let out = env.path("out");
+    let o = env.run(&["-v", "restore", "latest", "--target", out.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert_same_tree(&snapshot_tree(&src), &src, &out);
+    // File by file this would be one ranged read per chunk (over 400); pack by pack it is a
+    // few reads per pack plus the repository's config, key, snapshot and index.
+    let reads = storage_reads(&err);
+    assert!(reads < 40, "{reads} reads to restore 401 files:\n{err}");
+}

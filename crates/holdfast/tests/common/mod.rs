@@ -399,6 +399,8 @@ pub fn build_everything(root: &Path) {
     std::fs::write(p("config/settings.json"), br#"{"a": 1}"#).unwrap();
     std::fs::write(p("empty-file"), b"").unwrap();
     random_file(&p("config/nested/deeper/big.bin"), 9 * 1024 * 1024 + 17, 1);
+    // The same chunks in two files: restored into both (one read, two writes when by pack).
+    std::fs::copy(p("config/nested/deeper/big.bin"), p("copy-of-big.bin")).unwrap();
     std::fs::write(p("compressible.csv"), "id,name,value\n".repeat(200_000)).unwrap();
     // Symlinks: relative, absolute, dangling; kept verbatim.
     std::os::unix::fs::symlink("settings.json", p("config/link-rel")).unwrap();
