@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use holdfast_core::storage::{S3Options, Storage};
+use holdfast_core::storage::{S3Credentials, S3Options, Storage};
 use holdfast_core::{Error, Repository, Result};
 
 #[derive(Clone, Debug)]
@@ -26,8 +26,9 @@ pub struct Access {
     pub s3: S3Settings,
 }
 
-/// How to reach an `s3://` repository (credentials come from the AWS variables or profile).
-#[derive(Clone, Debug, Default, serde::Deserialize)]
+/// How to reach an `s3://` repository. Credentials: the AWS variables when set, else the keys
+/// given here, else a profile of the AWS shared files (`AWS_PROFILE`, else `profile` here).
+#[derive(Clone, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct S3Settings {
     /// e.g. `http://127.0.0.1:9000`; AWS when absent.
@@ -38,6 +39,73 @@ pub struct S3Settings {
     pub virtual_host_style: bool,
     /// Requests in flight at once (default 16).
     pub max_requests: Option<usize>,
+    /// A profile of `~/.aws/credentials` and `~/.aws/config`; `AWS_PROFILE` wins.
+    pub profile: Option<String>,
+    /// An access key, with its secret inline or (better) in a file of its own.
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub secret_access_key_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for S3Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Settings")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("virtual_host_style", &self.virtual_host_style)
+            .field("max_requests", &self.max_requests)
+            .field("profile", &self.profile)
+            .field("access_key_id", &self.access_key_id)
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("secret_access_key_file", &self.secret_access_key_file)
+            .finish()
+    }
+}
+
+impl S3Settings {
+    /// The keys named here, unless the AWS variables name some (they win, as flags do over
+    /// the file); an id without a secret, or a secret given twice, is a configuration error.
+    pub fn credentials(&self) -> Result<Option<S3Credentials>> {
+        let env_has_keys = std::env::var_os("AWS_ACCESS_KEY_ID").is_some()
+            && std::env::var_os("AWS_SECRET_ACCESS_KEY").is_some();
+        let secret = match (&self.secret_access_key, &self.secret_access_key_file) {
+            (Some(_), Some(_)) => {
+                return Err(Error::Invalid(
+                    "[s3] has both secret_access_key and secret_access_key_file: keep one".into(),
+                ))
+            }
+            (Some(s), None) => Some(s.clone()),
+            (None, Some(f)) => Some(read_secret_file(f)?),
+            (None, None) => None,
+        };
+        match (&self.access_key_id, secret) {
+            (None, None) => Ok(None),
+            (Some(_), None) | (None, Some(_)) => Err(Error::Invalid(
+                "[s3] needs both access_key_id and secret_access_key (or secret_access_key_file)"
+                    .into(),
+            )),
+            (Some(_), Some(_)) if env_has_keys => Ok(None),
+            (Some(id), Some(secret)) => Ok(Some(S3Credentials {
+                access_key_id: id.clone(),
+                secret_access_key: secret,
+            })),
+        }
+    }
+}
+
+fn read_secret_file(path: &Path) -> Result<String> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let secret = text.lines().next().unwrap_or("").trim().to_string();
+    if secret.is_empty() {
+        return Err(Error::Invalid(format!(
+            "{}: the S3 secret access key file is empty",
+            path.display()
+        )));
+    }
+    Ok(secret)
 }
 
 /// Storage for a repository location: a local directory, or `s3://bucket/prefix`.
@@ -53,6 +121,10 @@ pub fn open_storage(location: &str, s3: &S3Settings, create: bool) -> Result<Sto
         opts.region = s3.region.clone();
         opts.virtual_host_style = s3.virtual_host_style;
         opts.max_requests = s3.max_requests.unwrap_or(16);
+        opts.credentials = s3.credentials()?;
+        if std::env::var_os("AWS_PROFILE").is_none() {
+            opts.profile = s3.profile.clone();
+        }
         return Storage::s3(&opts);
     }
     if let Some(scheme) = location.split_once("://").map(|(s, _)| s) {

@@ -46,6 +46,9 @@ pub enum Error {
         #[source]
         source: Box<opendal::Error>,
     },
+    /// The storage refused who we are (S3 credentials missing or wrong).
+    #[error("{location}: {why}")]
+    Access { location: String, why: String },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,

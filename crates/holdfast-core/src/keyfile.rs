@@ -22,8 +22,9 @@ pub struct KdfParams {
 }
 
 impl Default for KdfParams {
-    /// 64 MiB, 3 passes, 4 lanes: about a quarter of a second here, OWASP's recommended floor
-    /// is 19 MiB/2 passes, so this leaves margin against offline guessing.
+    /// 64 MiB, 3 passes, 4 lanes (computed in parallel): well under a tenth of a second on two
+    /// cores. OWASP's recommended floor is 19 MiB/2 passes, so this leaves margin against
+    /// offline guessing.
     fn default() -> Self {
         KdfParams {
             memory_kib: 64 * 1024,

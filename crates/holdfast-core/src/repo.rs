@@ -40,10 +40,17 @@ pub struct ChunkerParams {
 
 impl Default for ChunkerParams {
     fn default() -> Self {
+        ChunkerParams::with_average(512 * 1024)
+    }
+}
+
+impl ChunkerParams {
+    /// A quarter of the average as minimum, four times it as maximum (FastCDC's own ratios).
+    pub fn with_average(avg_size: u32) -> Self {
         ChunkerParams {
-            min_size: 256 * 1024,
-            avg_size: 1024 * 1024,
-            max_size: 4 * 1024 * 1024,
+            min_size: avg_size / 4,
+            avg_size,
+            max_size: avg_size.saturating_mul(4),
         }
     }
 }

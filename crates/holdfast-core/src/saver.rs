@@ -138,25 +138,27 @@ impl BlobSaver {
     pub fn finish_with_packs(mut self) -> Result<(Vec<IndexId>, Vec<PackEntry>)> {
         let data = std::mem::take(&mut *self.data.lock().unwrap());
         let tree = std::mem::take(&mut *self.tree.lock().unwrap());
-        let mut first_err = None;
+        let mut send_err = None;
         for w in [data, tree] {
             if !w.is_empty() {
                 if let Err(e) = self.send(w) {
-                    first_err.get_or_insert(e);
+                    send_err.get_or_insert(e);
                 }
             }
         }
         drop(self.tx.take());
         let mut packs = Vec::new();
+        let mut upload_err = None;
         for h in self.uploaders.drain(..) {
             let (stored, err) = h.join().expect("uploader thread panicked");
             packs.extend(stored);
             if let Some(e) = err {
-                first_err.get_or_insert(e);
+                upload_err.get_or_insert(e);
             }
         }
         let index_ids = self.repo.save_index_files(packs.clone(), Vec::new())?;
-        match first_err {
+        // An uploader's error names the cause; a refused send only says that one happened.
+        match upload_err.or(send_err) {
             Some(e) => Err(e),
             None => Ok((index_ids, packs)),
         }

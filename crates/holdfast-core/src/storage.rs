@@ -31,10 +31,10 @@ pub mod layout {
     }
 }
 
-/// Where an S3-compatible repository is, and how to reach it. Credentials are not here: they
-/// come from the standard `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`/`AWS_SESSION_TOKEN`
-/// variables or an `AWS_PROFILE` (the AWS SDK conventions), so they never appear in a
-/// command line or a message.
+/// Where an S3-compatible repository is, and how to reach it. Without `credentials`, they come
+/// from the AWS SDK chain: the `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`/`AWS_SESSION_TOKEN`
+/// variables, then `profile` (or `AWS_PROFILE`) in the shared files `~/.aws/credentials` and
+/// `~/.aws/config`, then the instance's role. Never on a command line, never in a message.
 #[derive(Clone, Debug, Default)]
 pub struct S3Options {
     pub bucket: String,
@@ -47,6 +47,26 @@ pub struct S3Options {
     pub virtual_host_style: bool,
     /// Requests in flight at once.
     pub max_requests: usize,
+    /// A profile of the AWS shared files, instead of `AWS_PROFILE` or `default`.
+    pub profile: Option<String>,
+    /// Keys given explicitly (from holdfast's configuration file).
+    pub credentials: Option<S3Credentials>,
+}
+
+/// A static access key. `Debug` shows the key id only.
+#[derive(Clone)]
+pub struct S3Credentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+impl std::fmt::Debug for S3Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Credentials")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"<redacted>")
+            .finish()
+    }
 }
 
 impl S3Options {
@@ -201,6 +221,14 @@ impl Storage {
         if opts.virtual_host_style {
             builder = builder.enable_virtual_host_style();
         }
+        if let Some(p) = &opts.profile {
+            builder = builder.profile(p);
+        }
+        if let Some(c) = &opts.credentials {
+            builder = builder
+                .access_key_id(&c.access_key_id)
+                .secret_access_key(&c.secret_access_key);
+        }
         let op = Operator::new(builder)
             .map_err(|e| storage_err("open", &location, e))?
             .layer(
@@ -240,7 +268,7 @@ impl Storage {
             .rt
             .block_on(self.op.read(path))
             .map(|b| b.to_vec())
-            .map_err(|e| storage_err("read", path, e))?;
+            .map_err(|e| self.err("read", path, e))?;
         count(BYTES_READ, bytes.len() as u64);
         Ok(bytes)
     }
@@ -260,7 +288,7 @@ impl Storage {
                         .read(path)
                         .await
                         .map(|b| b.to_vec())
-                        .map_err(|e| storage_err("read", path, e))?;
+                        .map_err(|e| self.err("read", path, e))?;
                     count(BYTES_READ, bytes.len() as u64);
                     Ok(bytes)
                 })
@@ -274,7 +302,7 @@ impl Storage {
         let buf = self
             .rt
             .block_on(async { self.op.read_with(path).range(offset..offset + len).await })
-            .map_err(|e| storage_err("read", path, e))?;
+            .map_err(|e| self.err("read", path, e))?;
         if buf.len() as u64 != len {
             return Err(Error::corrupt(
                 path,
@@ -293,31 +321,47 @@ impl Storage {
         let big = bytes.len() > PART && self.local_root.is_none();
         count(WRITES, 1);
         count(BYTES_WRITTEN, bytes.len() as u64);
-        self.rt
-            .block_on(async {
+        let buf = opendal::Buffer::from(bytes);
+        let mut attempt = 0;
+        loop {
+            let result = self.rt.block_on(async {
                 if big {
                     // Parts go one after the other: packs already upload in parallel.
-                    self.op.write_with(path, bytes).chunk(PART).await
+                    self.op.write_with(path, buf.clone()).chunk(PART).await
                 } else {
-                    self.op.write(path, bytes).await
+                    self.op.write(path, buf.clone()).await
                 }
-            })
-            .map(|_| ())
-            .map_err(|e| storage_err("write", path, e))
+            });
+            match result {
+                Ok(_) => return Ok(()),
+                // Requests are retried one by one below us; but a multipart upload the server
+                // forgot (it restarted, or a lifecycle rule aborted it) fails for good at its
+                // next part. Every name is written once with the same content, so the whole
+                // object can start again.
+                Err(e) if big && attempt < 2 && lost_multipart_upload(&e) => {
+                    attempt += 1;
+                    count(WRITES, 1);
+                    tracing::warn!("{path}: the server lost its multipart upload; starting again");
+                    tracing::debug!("{path}: {e}");
+                    std::thread::sleep(std::time::Duration::from_secs(attempt));
+                }
+                Err(e) => return Err(self.err("write", path, e)),
+            }
+        }
     }
 
     pub fn delete(&self, path: &str) -> Result<()> {
         count(DELETES, 1);
         self.rt
             .block_on(self.op.delete(path))
-            .map_err(|e| storage_err("delete", path, e))
+            .map_err(|e| self.err("delete", path, e))
     }
 
     pub fn exists(&self, path: &str) -> Result<bool> {
         count(STATS, 1);
         self.rt
             .block_on(self.op.exists(path))
-            .map_err(|e| storage_err("stat", path, e))
+            .map_err(|e| self.err("stat", path, e))
     }
 
     /// Every object below `dir` (which ends in `/`), in no particular order.
@@ -332,7 +376,7 @@ impl Storage {
                 count(LIST_PAGES, 1);
                 return Ok(Vec::new());
             }
-            Err(e) => return Err(storage_err("list", dir, e)),
+            Err(e) => return Err(self.err("list", dir, e)),
         };
         count(LIST_PAGES, (entries.len() as u64).div_ceil(1000).max(1));
         count(LISTED, entries.len() as u64);
@@ -355,6 +399,45 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("tokio runtime")
+}
+
+impl Storage {
+    /// A storage error; refused credentials become one plain line naming the repository.
+    fn err(&self, op: &'static str, path: &str, source: opendal::Error) -> Error {
+        let text = source.to_string();
+        let why = if self.local_root.is_some() {
+            return storage_err(op, path, source);
+        } else if ["InvalidAccessKeyId", "SignatureDoesNotMatch"]
+            .iter()
+            .any(|code| text.contains(code))
+        {
+            "the server refused the S3 credentials (unknown access key id, or wrong secret)"
+        } else if text.contains("signing credential") {
+            "no S3 credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or \
+             AWS_PROFILE, or access_key_id in [s3] of the configuration"
+        } else {
+            return storage_err(op, path, source);
+        };
+        Error::Access {
+            location: self.location.clone(),
+            why: why.into(),
+        }
+    }
+}
+
+/// A multipart upload failed in a way that starting it over can fix: the server no longer
+/// knows the upload (S3 says NoSuchUpload; s3s-fs after a restart says AccessDenied), or a
+/// part kept failing.
+fn lost_multipart_upload(e: &opendal::Error) -> bool {
+    let text = e.to_string();
+    let in_multipart = ["MultipartUpload", "UploadPart"]
+        .iter()
+        .any(|op| text.contains(op));
+    in_multipart
+        && (e.is_temporary()
+            || ["NoSuchUpload", "AccessDenied", "InvalidPart"]
+                .iter()
+                .any(|code| text.contains(code)))
 }
 
 fn storage_err(op: &'static str, path: &str, source: opendal::Error) -> Error {

@@ -77,7 +77,7 @@ fn init(ctx: &Ctx, a: InitArgs) -> Result<i32> {
         kdf: kdf(a.argon2_memory, a.argon2_iterations),
         pack_size: a.pack_size.max(1) * 1024 * 1024,
         compression_level: a.compression,
-        ..InitOptions::default()
+        chunker: holdfast_core::repo::ChunkerParams::with_average(a.chunk_size * 1024),
     };
     let repo = Repository::init(storage, &pw, &opts)?;
     if ctx.global.json {

@@ -488,3 +488,31 @@ on_both_backends!(
     check_reads_a_subset_of_packs,
     restore_include_exclude_and_target_rules,
 );
+
+/// `init --chunk-size` is recorded in the repository and used by every backup; values that
+/// are not a power of two in range are refused as usage errors.
+#[test]
+fn chunk_size_chosen_at_init_is_used() {
+    let env = Env::new();
+    for bad in ["100", "32", "8192", "big"] {
+        let o = env.run(&["init", "--chunk-size", bad]);
+        assert_eq!(o.status.code(), Some(2), "{bad}: {}", stderr(&o));
+    }
+    assert!(!env.repo.exists(), "a refused init created something");
+    env.ok(&["init", "--chunk-size", "64"]);
+    let config = env.json(&["cat", "config"]);
+    assert_eq!(config["chunker"]["avg_size"], 65536, "{config}");
+    assert_eq!(config["chunker"]["min_size"], 16384, "{config}");
+    assert_eq!(config["chunker"]["max_size"], 262144, "{config}");
+    let src = env.path("src");
+    std::fs::create_dir(&src).unwrap();
+    random_file(&src.join("data"), 8 << 20, 9);
+    let summary = env.backup(&src)["snapshot"]["summary"].clone();
+    // 8 MiB at a 64 KiB average: well over the 2 to 8 chunks of the default sizes.
+    let blobs = summary["blobs_added"].as_u64().unwrap();
+    assert!((64..=512).contains(&blobs), "{blobs} blobs: {summary}");
+    let expected = snapshot_tree(&src);
+    let out = env.path("out");
+    env.ok(&["restore", "latest", "--target", out.to_str().unwrap()]);
+    assert_same_tree(&expected, &src, &out);
+}

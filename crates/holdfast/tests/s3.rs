@@ -16,6 +16,24 @@ fn restore_and_compare(env: &Env, id: &str, src: &Path, out: &Path) {
     assert_same_tree(&expected, src, out);
 }
 
+/// Files below `dir`, at any depth (0 when it does not exist yet).
+fn walkdir_count(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| {
+            let p = e.path();
+            if p.is_dir() {
+                walkdir_count(&p)
+            } else {
+                1
+            }
+        })
+        .sum()
+}
+
 #[test]
 fn a_server_dropping_connections_mid_upload_leaves_no_broken_snapshot() {
     let server = S3Server::start();
@@ -25,8 +43,25 @@ fn a_server_dropping_connections_mid_upload_leaves_no_broken_snapshot() {
     std::fs::create_dir_all(&src).unwrap();
     random_file(&src.join("small"), 100_000, 1);
     let first = env.backup(&src)["id"].as_str().unwrap().to_string();
-    // Large packs (multipart uploads), interrupted by the server going away.
-    random_file(&src.join("big"), 120 << 20, 2);
+    // Large packs (multipart uploads), interrupted by the server going away. The server is
+    // stopped as soon as the first new pack is stored, whatever the machine's speed, with
+    // about 15 packs still to go.
+    random_file(&src.join("big"), 240 << 20, 2);
+    let packs_dir = server
+        .root
+        .path()
+        .join(env.repo_url.strip_prefix("s3://").unwrap())
+        .join("data");
+    let packs_stored = || walkdir_count(&packs_dir);
+    // Called right after holdfast starts, which then spends a while opening the repository.
+    let wait_for_a_new_pack = || {
+        let before = packs_stored();
+        let t = std::time::Instant::now();
+        while packs_stored() == before {
+            assert!(t.elapsed() < Duration::from_secs(60), "no pack uploaded");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
 
     // 1. The server dies and holdfast is killed while waiting for it: nothing is committed.
     let mut child = env
@@ -35,7 +70,7 @@ fn a_server_dropping_connections_mid_upload_leaves_no_broken_snapshot() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(700));
+    wait_for_a_new_pack();
     server.stop();
     std::thread::sleep(Duration::from_millis(500));
     child.kill().unwrap();
@@ -53,25 +88,20 @@ fn a_server_dropping_connections_mid_upload_leaves_no_broken_snapshot() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(700));
+    wait_for_a_new_pack();
     server.stop();
     std::thread::sleep(Duration::from_secs(2));
     server.restart();
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
+    // Requests are retried with backoff, and multipart uploads the restarted server forgot
+    // are started again: a two-second outage costs time, not the backup.
+    assert!(out.status.success(), "{err}");
     let snaps = env.json(&["snapshots"]);
-    let n = snaps.as_array().unwrap().len();
-    if out.status.success() {
-        assert_eq!(n, 2);
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        env.ok(&["check", "--read-data"]);
-        restore_and_compare(&env, v["id"].as_str().unwrap(), &src, &env.path("out2"));
-    } else {
-        // Gave up: a clear one-line error, and still nothing half-written.
-        assert_eq!(n, 1, "{err}");
-        assert!(err.contains("storage"), "{err}");
-        env.ok(&["check", "--read-data"]);
-    }
+    assert_eq!(snaps.as_array().unwrap().len(), 2, "{snaps}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    env.ok(&["check", "--read-data"]);
+    restore_and_compare(&env, v["id"].as_str().unwrap(), &src, &env.path("out2"));
     let out1 = env.path("out1");
     env.ok(&["restore", &first, "--target", out1.to_str().unwrap()]);
     assert_eq!(
@@ -296,4 +326,104 @@ fn restoring_many_small_files_from_s3_reads_packs_not_chunks() {
     // few reads per pack plus the repository's config, key, snapshot and index.
     let reads = storage_reads(&err);
     assert!(reads < 40, "{reads} reads to restore 401 files:\n{err}");
+}
+
+/// The same S3 repository reached with credentials from each place a user may keep them; a
+/// wrong key fails with exit 1 and a line naming the repository; no secret is ever printed.
+#[test]
+fn credentials_from_an_aws_profile_and_from_the_configuration_file() {
+    let server = S3Server::start();
+    let mut env = Env::on_s3(&server);
+    env.init();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a"), "a").unwrap();
+    env.backup(&src);
+    // From here on only the endpoint comes from the environment.
+    env.extra_env.retain(|(k, _)| !k.starts_with("AWS_"));
+
+    let count_snapshots = |env: &Env| -> Result<usize, String> {
+        let o = env.run(&["-v", "snapshots", "--json"]);
+        let (out, err) = (String::from_utf8_lossy(&o.stdout).into_owned(), stderr(&o));
+        assert!(
+            !out.contains(S3_SECRET) && !err.contains(S3_SECRET),
+            "secret printed:\n{out}\n{err}"
+        );
+        if o.status.success() {
+            Ok(serde_json::from_str::<serde_json::Value>(&out)
+                .unwrap()
+                .as_array()
+                .unwrap()
+                .len())
+        } else {
+            assert_eq!(o.status.code(), Some(1), "{err}");
+            Err(err)
+        }
+    };
+
+    // No credentials at all: refused by the server, said in one line.
+    let err = count_snapshots(&env).unwrap_err();
+    assert!(err.contains(&env.repo_url), "{err}");
+
+    // AWS_PROFILE selects a profile of ~/.aws/credentials (HOME is the test directory).
+    let aws = env.path(".aws");
+    std::fs::create_dir_all(&aws).unwrap();
+    std::fs::write(
+        aws.join("credentials"),
+        format!(
+            "[default]\naws_access_key_id = {S3_KEY}\naws_secret_access_key = wrong-secret\n\n\
+             [backup]\naws_access_key_id = {S3_KEY}\naws_secret_access_key = {S3_SECRET}\n"
+        ),
+    )
+    .unwrap();
+    assert!(
+        count_snapshots(&env).is_err(),
+        "the default profile's secret is wrong"
+    );
+    env.extra_env.push(("AWS_PROFILE".into(), "backup".into()));
+    assert_eq!(count_snapshots(&env), Ok(1));
+    env.extra_env.retain(|(k, _)| k != "AWS_PROFILE");
+
+    // The profile named in holdfast's configuration file.
+    let config = env.path("holdfast.toml");
+    env.extra_env
+        .push(("HOLDFAST_CONFIG".into(), config.to_str().unwrap().into()));
+    std::fs::write(&config, "[s3]\nprofile = \"backup\"\n").unwrap();
+    assert_eq!(count_snapshots(&env), Ok(1));
+
+    // Keys in the configuration file, the secret in a file of its own.
+    std::fs::remove_dir_all(&aws).unwrap();
+    let secret = env.path("s3-secret");
+    std::fs::write(&secret, format!("{S3_SECRET}\n")).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "[s3]\naccess_key_id = \"{S3_KEY}\"\nsecret_access_key_file = \"{}\"\n",
+            secret.display()
+        ),
+    )
+    .unwrap();
+    assert_eq!(count_snapshots(&env), Ok(1));
+    let check = env.ok(&["config", "check", "--json"]);
+    assert!(!check.contains(S3_SECRET), "{check}");
+    // ... or inline; a wrong one is refused.
+    std::fs::write(
+        &config,
+        format!("[s3]\naccess_key_id = \"{S3_KEY}\"\nsecret_access_key = \"{S3_SECRET}\"\n"),
+    )
+    .unwrap();
+    assert_eq!(count_snapshots(&env), Ok(1));
+    std::fs::write(
+        &config,
+        format!("[s3]\naccess_key_id = \"{S3_KEY}\"\nsecret_access_key = \"not-it\"\n"),
+    )
+    .unwrap();
+    assert!(count_snapshots(&env).is_err());
+    // An id without a secret is a mistake in the file, named as such.
+    std::fs::write(&config, format!("[s3]\naccess_key_id = \"{S3_KEY}\"\n")).unwrap();
+    let err = count_snapshots(&env).unwrap_err();
+    assert!(
+        err.contains("access_key_id") && err.contains("secret_access_key"),
+        "{err}"
+    );
 }

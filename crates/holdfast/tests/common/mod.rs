@@ -32,8 +32,8 @@ pub struct S3Server {
 }
 
 pub const S3_BUCKET: &str = "holdfast";
-const S3_KEY: &str = "holdfast-test-key";
-const S3_SECRET: &str = "holdfast-test-secret-0123456789";
+pub const S3_KEY: &str = "holdfast-test-key";
+pub const S3_SECRET: &str = "holdfast-test-secret-0123456789";
 
 impl S3Server {
     pub fn start() -> std::sync::Arc<S3Server> {
