@@ -5,8 +5,9 @@
 //! decrypted from the source and saved into the destination under its destination id, which
 //! deduplicates against everything the destination already holds; trees are rewritten
 //! bottom-up with the new ids. Chunk boundaries are kept, so later backups into the
-//! destination deduplicate against copied data. Memos keep a blob or tree shared by many
-//! files or snapshots from being read twice.
+//! destination deduplicate against copied data, provided both repositories cut with the same
+//! sizes (`init --chunk-size`). Memos keep a blob or tree shared by many files or snapshots
+//! from being read twice.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -121,13 +121,23 @@ fn link_stays_inside(at: &[RawName], target: &[u8], allow_absolute: bool) -> boo
 }
 
 pub fn import_tar(repo: Arc<Repository>, archive: &Path, opts: &ImportOptions) -> Result<Imported> {
+    import_stream(repo, open_archive(archive)?, archive, opts)
+}
+
+/// Imports an uncompressed tar stream; `archive` names it in errors and in the snapshot.
+pub fn import_stream(
+    repo: Arc<Repository>,
+    stream: impl Read,
+    archive: &Path,
+    opts: &ImportOptions,
+) -> Result<Imported> {
     let started = Utc::now();
     let clock = std::time::Instant::now();
     let name = archive
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let mut tar = tar::Archive::new(open_archive(archive)?);
+    let mut tar = tar::Archive::new(stream);
     let saver = BlobSaver::new(repo.clone(), 2);
     let result = read_entries(&repo, &saver, &mut tar, archive, opts);
     let bytes_added = saver

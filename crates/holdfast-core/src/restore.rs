@@ -139,9 +139,15 @@ pub fn restore(
     // kernel creates files, with one thread per core. On object storage each read is a round
     // trip, so content is fetched pack by pack instead, many packs at once.
     match remote_pool(repo) {
-        Some(pool) => pool.install(|| {
-            by_pack::write_files(repo, target, &write_now, opts.overwrite, progress, cancel)
-        })?,
+        Some(pool) => by_pack::write_files(
+            repo,
+            target,
+            &write_now,
+            opts.overwrite,
+            progress,
+            cancel,
+            &pool,
+        )?,
         None => write_all()?,
     }
     report.files = write_now.len() as u64;
@@ -332,8 +338,9 @@ fn create_file(path: &Path) -> Result<std::fs::File> {
 }
 
 /// Packs fetched at once from object storage during a restore: enough to hide round trips,
-/// few enough that the reads in flight (at most 4 MiB each) stay near 100 MiB.
-const REMOTE_WRITERS: usize = 16;
+/// few enough that reads in flight (at most 2 MiB each, plus their plaintext) keep a restore
+/// near 100 MiB (16 with 4 MiB reads took 200 MiB, and no less time on loopback).
+const REMOTE_WRITERS: usize = 8;
 
 fn remote_pool(repo: &Repository) -> Option<rayon::ThreadPool> {
     if repo.storage().local_root().is_some() {

@@ -25,8 +25,9 @@ use crate::tree::Node;
 
 /// Neighbouring chunks closer than this are fetched in one read (the gap is read and dropped).
 const MERGE_GAP: u64 = 256 * 1024;
-/// A single read never spans more than this, which bounds memory per fetching thread.
-const MAX_READ: u64 = 4 * 1024 * 1024;
+/// A single read never spans more than this (or one chunk, when a chunk is larger), which
+/// bounds memory per fetching thread.
+const MAX_READ: u64 = 2 * 1024 * 1024;
 
 /// Where one copy of a chunk goes: file (index into the list being restored) and offset.
 struct Dest {
@@ -47,7 +48,11 @@ pub(super) fn write_files(
     overwrite: bool,
     progress: &RestoreProgress,
     cancel: &AtomicBool,
+    fetchers: &rayon::ThreadPool,
 ) -> Result<()> {
+    // Files are created by one thread per core: creating inodes is the file system's work,
+    // and sixteen threads doing it at once mostly contend for its locks (measured on ext4:
+    // 20 s of system time for 20,000 files).
     files.par_iter().try_for_each(|(rel, _)| {
         let path = target.join(rel);
         clear_way(&path, overwrite)?;
@@ -88,33 +93,35 @@ pub(super) fn write_files(
         })
         .collect();
     work.sort_by_key(|(pack, _)| *pack);
-    work.par_iter().try_for_each(|(pack, blobs)| {
-        if cancel.load(Ordering::Relaxed) {
-            return Err(Error::Interrupted);
-        }
-        let path = layout::pack_path(&pack.to_hex());
-        for range in ranges(blobs) {
-            let (first, last) = (&range[0].loc, &range[range.len() - 1].loc);
-            let start = first.offset as u64;
-            let end = last.offset as u64 + last.length as u64;
-            let bytes = repo.storage().read_range(&path, start, end - start)?;
-            for b in range {
-                let s = (b.loc.offset as u64 - start) as usize;
-                let sealed = &bytes[s..s + b.loc.length as usize];
-                let plain = repo.open_blob(&b.id, &b.loc, sealed)?;
-                for d in &b.dests {
-                    let (rel, node) = files[d.file];
-                    write_at(&target.join(rel), &plain, d.offset, node.sparse)?;
-                    progress
-                        .bytes_done
-                        .fetch_add(plain.len() as u64, Ordering::Relaxed);
-                    if remaining[d.file].fetch_sub(1, Ordering::AcqRel) == 1 {
-                        progress.files_done.fetch_add(1, Ordering::Relaxed);
+    fetchers.install(|| {
+        work.par_iter().try_for_each(|(pack, blobs)| {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(Error::Interrupted);
+            }
+            let path = layout::pack_path(&pack.to_hex());
+            for range in ranges(blobs) {
+                let (first, last) = (&range[0].loc, &range[range.len() - 1].loc);
+                let start = first.offset as u64;
+                let end = last.offset as u64 + last.length as u64;
+                let bytes = repo.storage().read_range(&path, start, end - start)?;
+                for b in range {
+                    let s = (b.loc.offset as u64 - start) as usize;
+                    let sealed = &bytes[s..s + b.loc.length as usize];
+                    let plain = repo.open_blob(&b.id, &b.loc, sealed)?;
+                    for d in &b.dests {
+                        let (rel, node) = files[d.file];
+                        write_at(&target.join(rel), &plain, d.offset, node.sparse)?;
+                        progress
+                            .bytes_done
+                            .fetch_add(plain.len() as u64, Ordering::Relaxed);
+                        if remaining[d.file].fetch_sub(1, Ordering::AcqRel) == 1 {
+                            progress.files_done.fetch_add(1, Ordering::Relaxed);
+                        }
                     }
                 }
             }
-        }
-        Ok(())
+            Ok(())
+        })
     })?;
 
     // Sparse files end in a hole when their last chunk ended in zeros: give them their size.
