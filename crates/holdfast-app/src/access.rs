@@ -69,8 +69,8 @@ impl S3Settings {
     /// The keys named here, unless the AWS variables name some (they win, as flags do over
     /// the file); an id without a secret, or a secret given twice, is a configuration error.
     pub fn credentials(&self) -> Result<Option<S3Credentials>> {
-        let env_has_keys = std::env::var_os("AWS_ACCESS_KEY_ID").is_some()
-            && std::env::var_os("AWS_SECRET_ACCESS_KEY").is_some();
+        let set = |k: &str| std::env::var_os(k).is_some_and(|v| !v.is_empty());
+        let env_has_keys = set("AWS_ACCESS_KEY_ID") && set("AWS_SECRET_ACCESS_KEY");
         let secret = match (&self.secret_access_key, &self.secret_access_key_file) {
             (Some(_), Some(_)) => {
                 return Err(Error::Invalid(

@@ -418,6 +418,7 @@ impl Storage {
         } else {
             return storage_err(op, path, source);
         };
+        tracing::debug!("{op} {path}: {source}");
         Error::Access {
             location: self.location.clone(),
             why: why.into(),
@@ -426,18 +427,17 @@ impl Storage {
 }
 
 /// A multipart upload failed in a way that starting it over can fix: the server no longer
-/// knows the upload (S3 says NoSuchUpload; s3s-fs after a restart says AccessDenied), or a
-/// part kept failing.
+/// knows the upload (S3 says NoSuchUpload; s3s-fs after a restart says AccessDenied). A real
+/// missing permission also says AccessDenied: that costs two bounded extra attempts.
 fn lost_multipart_upload(e: &opendal::Error) -> bool {
     let text = e.to_string();
     let in_multipart = ["MultipartUpload", "UploadPart"]
         .iter()
         .any(|op| text.contains(op));
     in_multipart
-        && (e.is_temporary()
-            || ["NoSuchUpload", "AccessDenied", "InvalidPart"]
-                .iter()
-                .any(|code| text.contains(code)))
+        && ["NoSuchUpload", "AccessDenied", "InvalidPart"]
+            .iter()
+            .any(|code| text.contains(code))
 }
 
 fn storage_err(op: &'static str, path: &str, source: opendal::Error) -> Error {

@@ -1058,6 +1058,7 @@ fn import(ctx: &Ctx, a: ImportArgs) -> Result<i32> {
         tags,
         strip_components: a.strip_components,
         allow_absolute_symlinks: a.allow_absolute_symlinks,
+        max_file_bytes: None,
     };
     let mut done = Vec::new();
     for archive in &archives {

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::fs::OpenOptions;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -53,11 +53,23 @@ pub(super) fn write_files(
     // Files are created by one thread per core: creating inodes is the file system's work,
     // and sixteen threads doing it at once mostly contend for its locks (measured on ext4:
     // 20 s of system time for 20,000 files).
-    files.par_iter().try_for_each(|(rel, _)| {
-        let path = target.join(rel);
-        clear_way(&path, overwrite)?;
-        create_file(&path).map(drop)
-    })?;
+    // Each file is opened again by path for every chunk it receives; the inode recorded here
+    // must be the one opened then, so that a path swapped for a symlink, a FIFO or another
+    // file while the restore runs is an error, never a write somewhere else.
+    let inodes: Vec<(u64, u64)> = files
+        .par_iter()
+        .map(|(rel, _)| {
+            let path = target.join(rel);
+            if cancel.load(Ordering::Relaxed) {
+                return Err(Error::Interrupted);
+            }
+            clear_way(&path, overwrite)?;
+            let meta = create_file(&path)?
+                .metadata()
+                .map_err(|e| Error::io(&path, e))?;
+            Ok((meta.dev(), meta.ino()))
+        })
+        .collect::<Result<_>>()?;
 
     let mut packs: HashMap<PackId, HashMap<BlobId, Needed>> = HashMap::new();
     let mut remaining = Vec::with_capacity(files.len());
@@ -100,9 +112,12 @@ pub(super) fn write_files(
             }
             let path = layout::pack_path(&pack.to_hex());
             for range in ranges(blobs) {
-                let (first, last) = (&range[0].loc, &range[range.len() - 1].loc);
-                let start = first.offset as u64;
-                let end = last.offset as u64 + last.length as u64;
+                let start = range[0].loc.offset as u64;
+                let end = range
+                    .iter()
+                    .map(|b| b.loc.offset as u64 + b.loc.length as u64)
+                    .max()
+                    .unwrap_or(start);
                 let bytes = repo.storage().read_range(&path, start, end - start)?;
                 for b in range {
                     let s = (b.loc.offset as u64 - start) as usize;
@@ -110,7 +125,8 @@ pub(super) fn write_files(
                     let plain = repo.open_blob(&b.id, &b.loc, sealed)?;
                     for d in &b.dests {
                         let (rel, node) = files[d.file];
-                        write_at(&target.join(rel), &plain, d.offset, node.sparse)?;
+                        let f = open_for_write(&target.join(rel), inodes[d.file])?;
+                        write_at(&f, &target.join(rel), &plain, d.offset, node.sparse)?;
                         progress
                             .bytes_done
                             .fetch_add(plain.len() as u64, Ordering::Relaxed);
@@ -127,13 +143,14 @@ pub(super) fn write_files(
     // Sparse files end in a hole when their last chunk ended in zeros: give them their size.
     files
         .par_iter()
-        .filter(|(_, node)| node.sparse)
-        .try_for_each(|(rel, node)| {
+        .zip(&inodes)
+        .filter(|((_, node), _)| node.sparse)
+        .try_for_each(|((rel, node), inode)| {
             let path = target.join(rel);
             let size = node.content.iter().try_fold(0u64, |n, id| {
                 Ok::<_, Error>(n + repo.locate(id)?.raw_length as u64)
             })?;
-            open_for_write(&path)?
+            open_for_write(&path, *inode)?
                 .set_len(size)
                 .map_err(|e| Error::io(&path, e))
         })
@@ -159,16 +176,25 @@ fn ranges(blobs: &[Needed]) -> Vec<&[Needed]> {
     out
 }
 
-fn open_for_write(path: &Path) -> Result<std::fs::File> {
-    OpenOptions::new()
+/// Opens a file this restore created, checking that it still is that file (same device and
+/// inode, a regular file); never blocks on a FIFO put in its place.
+fn open_for_write(path: &Path, (dev, ino): (u64, u64)) -> Result<std::fs::File> {
+    let f = OpenOptions::new()
         .write(true)
-        .custom_flags(libc::O_NOFOLLOW)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)
-        .map_err(|e| Error::io(path, e))
+        .map_err(|e| Error::io(path, e))?;
+    let meta = f.metadata().map_err(|e| Error::io(path, e))?;
+    if !meta.is_file() || meta.dev() != dev || meta.ino() != ino {
+        return Err(Error::Invalid(format!(
+            "{}: replaced by something else while the restore was writing it; restore again into a directory nobody else writes to",
+            path.display()
+        )));
+    }
+    Ok(f)
 }
 
-fn write_at(path: &Path, data: &[u8], offset: u64, sparse: bool) -> Result<()> {
-    let f = open_for_write(path)?;
+fn write_at(f: &std::fs::File, path: &Path, data: &[u8], offset: u64, sparse: bool) -> Result<()> {
     if sparse {
         let mut pos = offset;
         for block in data.chunks(ZERO_BLOCK) {
