@@ -122,19 +122,6 @@ pub fn restore(
         write_now.push((rel, node));
     }
 
-    let write_all = || {
-        write_now
-            .par_iter()
-            .try_for_each(|(rel, node)| -> Result<()> {
-                if cancel.load(Ordering::Relaxed) {
-                    return Err(Error::Interrupted);
-                }
-                let path = target.join(rel);
-                write_file(repo, &path, node, opts.overwrite, progress)?;
-                progress.files_done.fetch_add(1, Ordering::Relaxed);
-                Ok(())
-            })
-    };
     // File by file, every chunk is one ranged read: on a local disk that is as fast as the
     // kernel creates files, with one thread per core. On object storage each read is a round
     // trip, so content is fetched pack by pack instead, many packs at once.
@@ -148,7 +135,17 @@ pub fn restore(
             cancel,
             &pool,
         )?,
-        None => write_all()?,
+        None => write_now
+            .par_iter()
+            .try_for_each(|(rel, node)| -> Result<()> {
+                if cancel.load(Ordering::Relaxed) {
+                    return Err(Error::Interrupted);
+                }
+                let path = target.join(rel);
+                write_file(repo, &path, node, opts.overwrite, progress)?;
+                progress.files_done.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            })?,
     }
     report.files = write_now.len() as u64;
     report.bytes = write_now.iter().map(|(_, n)| n.size).sum();

@@ -404,10 +404,11 @@ fn runtime() -> tokio::runtime::Runtime {
 impl Storage {
     /// A storage error; refused credentials become one plain line naming the repository.
     fn err(&self, op: &'static str, path: &str, source: opendal::Error) -> Error {
-        let text = source.to_string();
-        let why = if self.local_root.is_some() {
+        if self.local_root.is_some() {
             return storage_err(op, path, source);
-        } else if ["InvalidAccessKeyId", "SignatureDoesNotMatch"]
+        }
+        let text = source.to_string();
+        let why = if ["InvalidAccessKeyId", "SignatureDoesNotMatch"]
             .iter()
             .any(|code| text.contains(code))
         {

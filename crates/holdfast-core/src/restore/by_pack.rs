@@ -73,6 +73,7 @@ pub(super) fn write_files(
 
     let mut packs: HashMap<PackId, HashMap<BlobId, Needed>> = HashMap::new();
     let mut remaining = Vec::with_capacity(files.len());
+    let mut sizes = Vec::with_capacity(files.len());
     for (i, (_, node)) in files.iter().enumerate() {
         let mut offset = 0u64;
         for id in &node.content {
@@ -90,6 +91,7 @@ pub(super) fn write_files(
                 .push(Dest { file: i, offset });
             offset += loc.raw_length as u64;
         }
+        sizes.push(offset);
         remaining.push(AtomicUsize::new(node.content.len()));
         if node.content.is_empty() {
             progress.files_done.fetch_add(1, Ordering::Relaxed);
@@ -125,8 +127,9 @@ pub(super) fn write_files(
                     let plain = repo.open_blob(&b.id, &b.loc, sealed)?;
                     for d in &b.dests {
                         let (rel, node) = files[d.file];
-                        let f = open_for_write(&target.join(rel), inodes[d.file])?;
-                        write_at(&f, &target.join(rel), &plain, d.offset, node.sparse)?;
+                        let path = target.join(rel);
+                        let f = open_for_write(&path, inodes[d.file])?;
+                        write_at(&f, &path, &plain, d.offset, node.sparse)?;
                         progress
                             .bytes_done
                             .fetch_add(plain.len() as u64, Ordering::Relaxed);
@@ -141,17 +144,13 @@ pub(super) fn write_files(
     })?;
 
     // Sparse files end in a hole when their last chunk ended in zeros: give them their size.
-    files
-        .par_iter()
-        .zip(&inodes)
-        .filter(|((_, node), _)| node.sparse)
-        .try_for_each(|((rel, node), inode)| {
-            let path = target.join(rel);
-            let size = node.content.iter().try_fold(0u64, |n, id| {
-                Ok::<_, Error>(n + repo.locate(id)?.raw_length as u64)
-            })?;
-            open_for_write(&path, *inode)?
-                .set_len(size)
+    (0..files.len())
+        .into_par_iter()
+        .filter(|&i| files[i].1.sparse)
+        .try_for_each(|i| {
+            let path = target.join(files[i].0);
+            open_for_write(&path, inodes[i])?
+                .set_len(sizes[i])
                 .map_err(|e| Error::io(&path, e))
         })
 }
