@@ -9,6 +9,8 @@
 //! of them. Give several versions of a data directory (yesterday's, today's) to see what an
 //! incremental backup would add. The numbers behind docs/chunking.md come from this.
 
+mod common;
+
 use std::collections::HashSet;
 use std::path::Path;
 
@@ -21,22 +23,6 @@ struct Params {
     level: Normalization,
 }
 
-fn files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .flatten()
-        .collect();
-    entries.sort_by_key(|e| e.file_name());
-    for e in entries {
-        let t = e.file_type().unwrap();
-        if t.is_dir() {
-            files(&e.path(), out);
-        } else if t.is_file() {
-            out.push(e.path());
-        }
-    }
-}
-
 fn main() {
     let dirs: Vec<String> = std::env::args().skip(1).collect();
     if dirs.is_empty() {
@@ -45,7 +31,7 @@ fn main() {
     }
     let mut all = Vec::new();
     for d in &dirs {
-        files(Path::new(d), &mut all);
+        common::files(Path::new(d), &mut all);
     }
     let contents: Vec<Vec<u8>> = all.iter().map(|p| std::fs::read(p).unwrap()).collect();
     let total: u64 = contents.iter().map(|c| c.len() as u64).sum();

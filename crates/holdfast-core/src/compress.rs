@@ -23,46 +23,73 @@ const SAMPLE_KEEP_RATIO: f64 = 0.99;
 
 /// `flag || payload`, where the flag says whether the payload is zstd.
 pub fn pack_payload(plain: &[u8], level: i32) -> Vec<u8> {
+    let mut out = Vec::new();
+    append_payload(plain, level, &mut out);
+    out
+}
+
+/// Appends `flag || payload` to `out`; the backup's form of [`pack_payload`], which reuses
+/// its buffers (a first backup compresses a gigabyte in half-megabyte chunks).
+pub fn append_payload(plain: &[u8], level: i32, out: &mut Vec<u8>) {
+    struct Scratch {
+        level: i32,
+        zstd: zstd::bulk::Compressor<'static>,
+        sample: Vec<u8>,
+        compressed: Vec<u8>,
+    }
     thread_local! {
         // A compression context costs more to create than to compress a small blob.
-        static CONTEXT: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { std::cell::RefCell::new(None) };
+        static SCRATCH: std::cell::RefCell<Option<Scratch>> = const { std::cell::RefCell::new(None) };
     }
     if plain.len() >= 64 {
-        let compressed = CONTEXT.with(|c| {
-            let mut c = c.borrow_mut();
-            if c.as_ref().map(|(l, _)| *l != level).unwrap_or(true) {
-                *c = zstd::bulk::Compressor::new(level).ok().map(|z| (level, z));
+        let kept = SCRATCH.with(|s| {
+            let mut s = s.borrow_mut();
+            if s.as_ref().is_none_or(|s| s.level != level) {
+                *s = zstd::bulk::Compressor::new(level).ok().map(|zstd| Scratch {
+                    level,
+                    zstd,
+                    sample: Vec::new(),
+                    compressed: Vec::new(),
+                });
             }
-            let (_, z) = c.as_mut()?;
-            // Large chunks: try a sample of pieces from all over the chunk first. Data that does not shrink there
-            // (weights, media, already-compressed files) is almost never worth compressing,
-            // and compressing it whole is the most expensive thing a backup does.
+            let Some(s) = s.as_mut() else { return false };
+            // Large chunks: try a sample of pieces from all over the chunk first. Data that
+            // does not shrink there (weights, media, already-compressed files) is almost never
+            // worth compressing, and compressing it whole is the most expensive thing a
+            // backup does.
             if plain.len() >= SAMPLE_FROM {
                 let step = plain.len() / SAMPLES;
-                let sample: Vec<u8> = (0..SAMPLES)
-                    .flat_map(|i| &plain[i * step..i * step + SAMPLE_PIECE])
-                    .copied()
-                    .collect();
-                let small = z.compress(&sample).ok()?;
-                if small.len() as f64 > sample.len() as f64 * SAMPLE_KEEP_RATIO {
-                    return None;
+                s.sample.clear();
+                for i in 0..SAMPLES {
+                    s.sample
+                        .extend_from_slice(&plain[i * step..i * step + SAMPLE_PIECE]);
+                }
+                s.compressed.clear();
+                s.compressed
+                    .reserve(zstd::zstd_safe::compress_bound(s.sample.len()));
+                match s.zstd.compress_to_buffer(&s.sample, &mut s.compressed) {
+                    Ok(n) if n as f64 <= s.sample.len() as f64 * SAMPLE_KEEP_RATIO => {}
+                    _ => return false,
                 }
             }
-            z.compress(plain).ok()
-        });
-        if let Some(c) = compressed {
-            if (c.len() as f64) <= plain.len() as f64 * KEEP_RATIO {
-                let mut out = Vec::with_capacity(c.len() + 1);
-                out.push(ZSTD);
-                out.extend_from_slice(&c);
-                return out;
+            s.compressed.clear();
+            s.compressed
+                .reserve(zstd::zstd_safe::compress_bound(plain.len()));
+            match s.zstd.compress_to_buffer(plain, &mut s.compressed) {
+                Ok(n) if n as f64 <= plain.len() as f64 * KEEP_RATIO => {
+                    out.push(ZSTD);
+                    out.extend_from_slice(&s.compressed);
+                    true
+                }
+                _ => false,
             }
+        });
+        if kept {
+            return;
         }
     }
-    let mut out = Vec::with_capacity(plain.len() + 1);
     out.push(RAW);
     out.extend_from_slice(plain);
-    out
 }
 
 /// Inverse of [`pack_payload`]; `raw_len` bounds the decompressed size.

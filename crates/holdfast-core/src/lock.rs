@@ -8,7 +8,7 @@
 //! [`REFRESH_EVERY`] by writing a new lock object and deleting the old one (objects are never
 //! modified in place).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -77,7 +77,9 @@ pub fn list_locks(storage: &Storage) -> Result<Vec<(String, Option<LockInfo>)>> 
 pub struct LockGuard {
     storage: Storage,
     current: Arc<Mutex<String>>,
-    stop: Arc<AtomicBool>,
+    /// Dropping it wakes the refresher at once (a sleeping refresher delayed the end of
+    /// every command by up to its tick).
+    stop: Option<Sender<()>>,
     refreshed: Arc<Mutex<std::time::Instant>>,
     refresher: Option<std::thread::JoinHandle<()>>,
 }
@@ -108,26 +110,17 @@ impl LockGuard {
             return Err(Error::Locked(d));
         }
         let current = Arc::new(Mutex::new(path));
-        let stop = Arc::new(AtomicBool::new(false));
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let refreshed = Arc::new(Mutex::new(std::time::Instant::now()));
         let refresher = {
-            let (storage, current, stop, command, refreshed) = (
+            let (storage, current, command, refreshed) = (
                 storage.clone(),
                 current.clone(),
-                stop.clone(),
                 command.to_string(),
                 refreshed.clone(),
             );
             std::thread::spawn(move || {
-                let tick = Duration::from_millis(200);
-                let mut waited = Duration::ZERO;
-                while !stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(tick);
-                    waited += tick;
-                    if waited < REFRESH_EVERY {
-                        continue;
-                    }
-                    waited = Duration::ZERO;
+                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(REFRESH_EVERY) {
                     if let Ok(new) = write_lock(&storage, exclusive, &command) {
                         let old = std::mem::replace(&mut *current.lock().unwrap(), new);
                         let _ = storage.delete(&old);
@@ -139,7 +132,7 @@ impl LockGuard {
         Ok(LockGuard {
             storage: storage.clone(),
             current,
-            stop,
+            stop: Some(stop),
             refreshed,
             refresher: Some(refresher),
         })
@@ -168,7 +161,7 @@ impl LockGuard {
 
 impl Drop for LockGuard {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        drop(self.stop.take());
         if let Some(t) = self.refresher.take() {
             let _ = t.join();
         }

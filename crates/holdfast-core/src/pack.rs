@@ -58,8 +58,13 @@ impl PackWriter {
     /// A writer whose buffer will not need to grow before `bytes` (avoids a copy of a whole
     /// pack, and twice its size in memory, when the buffer doubles).
     pub fn with_capacity(bytes: usize) -> Self {
+        Self::with_buffer(Vec::with_capacity(bytes))
+    }
+    /// A writer filling `buf` (emptied first), the buffer of a pack already stored.
+    pub fn with_buffer(mut buf: Vec<u8>) -> Self {
+        buf.clear();
         PackWriter {
-            buf: Vec::with_capacity(bytes),
+            buf,
             blobs: Vec::new(),
         }
     }

@@ -422,22 +422,34 @@ impl Repository {
 
     // ----- packs and blobs -----
 
-    pub fn save_pack(&self, id: &PackId, bytes: Vec<u8>, has_trees: bool) -> Result<()> {
+    /// Stores a pack; returns its buffer, emptied, when it can be reused for the next one.
+    pub fn save_pack(
+        &self,
+        id: &PackId,
+        bytes: Vec<u8>,
+        has_trees: bool,
+    ) -> Result<Option<Vec<u8>>> {
         let path = layout::pack_path(&id.to_hex());
         if has_trees {
             if let Some(c) = &self.cache {
                 c.put(&path, &bytes);
             }
         }
-        self.storage.write(&path, bytes)
+        self.storage.write_reusing(&path, bytes)
     }
 
     /// Seals a blob's plaintext for a pack.
     pub fn seal_blob(&self, plain: &[u8]) -> Vec<u8> {
-        self.key.seal(&crate::compress::pack_payload(
-            plain,
-            self.config.compression_level,
-        ))
+        let mut out = Vec::new();
+        self.seal_blob_into(plain, &mut out);
+        out
+    }
+
+    /// Seals a blob's plaintext into `out` (emptied first), reusing its allocation.
+    pub fn seal_blob_into(&self, plain: &[u8], out: &mut Vec<u8>) {
+        let level = self.config.compression_level;
+        self.key
+            .seal_into(out, |o| crate::compress::append_payload(plain, level, o));
     }
 
     /// Decrypts, decompresses and verifies one sealed blob.

@@ -30,6 +30,8 @@ pub struct BlobSaver {
     data: Mutex<PackWriter>,
     tree: Mutex<PackWriter>,
     tx: Option<SyncSender<PackWriter>>,
+    /// Buffers of packs already stored, for the next packs.
+    spare: Arc<Mutex<Vec<Vec<u8>>>>,
     uploaders: Vec<JoinHandle<(Vec<PackEntry>, Option<Error>)>>,
     failed: Arc<AtomicBool>,
     pub stats: SaverStats,
@@ -52,10 +54,12 @@ impl BlobSaver {
         let (tx, rx) = sync_channel::<PackWriter>(0);
         let rx = Arc::new(Mutex::new(rx));
         let failed = Arc::new(AtomicBool::new(false));
+        let spare = Arc::new(Mutex::new(Vec::new()));
         let handles = (0..uploaders.max(1))
             .map(|_| {
-                let (repo, rx, failed) = (repo.clone(), rx.clone(), failed.clone());
-                std::thread::spawn(move || upload_loop(&repo, &rx, &failed))
+                let (repo, rx, failed, spare) =
+                    (repo.clone(), rx.clone(), failed.clone(), spare.clone());
+                std::thread::spawn(move || upload_loop(&repo, &rx, &failed, &spare))
             })
             .collect();
         BlobSaver {
@@ -65,6 +69,7 @@ impl BlobSaver {
             data: Mutex::new(PackWriter::new()), // grows once; later packs are preallocated
             tree: Mutex::new(PackWriter::new()),
             tx: Some(tx),
+            spare,
             uploaders: handles,
             failed,
             stats: SaverStats::default(),
@@ -86,15 +91,20 @@ impl BlobSaver {
         if self.known.contains(&id) || !self.queued.lock().unwrap().insert(id) {
             return Ok(id);
         }
-        let sealed = self.repo.seal_blob(plain);
-        self.stats.blobs_added.fetch_add(1, Ordering::Relaxed);
-        self.stats
-            .bytes_added
-            .fetch_add(plain.len() as u64, Ordering::Relaxed);
-        self.stats
-            .bytes_stored
-            .fetch_add(sealed.len() as u64, Ordering::Relaxed);
-        let full = {
+        thread_local! {
+            // Sealed blobs are copied into a pack at once: one buffer per worker serves all.
+            static SEALED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        let full = SEALED.with(|sealed| {
+            let mut sealed = sealed.borrow_mut();
+            self.repo.seal_blob_into(plain, &mut sealed);
+            self.stats.blobs_added.fetch_add(1, Ordering::Relaxed);
+            self.stats
+                .bytes_added
+                .fetch_add(plain.len() as u64, Ordering::Relaxed);
+            self.stats
+                .bytes_stored
+                .fetch_add(sealed.len() as u64, Ordering::Relaxed);
             let mut w = match kind {
                 BlobKind::Data => self.data.lock().unwrap(),
                 BlobKind::Tree => self.tree.lock().unwrap(),
@@ -105,7 +115,7 @@ impl BlobSaver {
             } else {
                 None
             }
-        };
+        });
         if let Some(w) = full {
             self.send(w)?;
         }
@@ -113,6 +123,9 @@ impl BlobSaver {
     }
 
     fn new_writer(&self) -> PackWriter {
+        if let Some(buf) = self.spare.lock().unwrap().pop() {
+            return PackWriter::with_buffer(buf);
+        }
         let c = self.repo.config();
         PackWriter::with_capacity(c.pack_size as usize + c.chunker.max_size as usize + 64 * 1024)
     }
@@ -171,6 +184,7 @@ fn upload_loop(
     repo: &Repository,
     rx: &Mutex<Receiver<PackWriter>>,
     failed: &AtomicBool,
+    spare: &Mutex<Vec<Vec<u8>>>,
 ) -> (Vec<PackEntry>, Option<Error>) {
     let mut done = Vec::new();
     let mut err = None;
@@ -183,7 +197,15 @@ fn upload_loop(
         let (id, bytes, blobs) = w.finish(repo.key());
         let has_trees = blobs.iter().any(|b| b.kind == BlobKind::Tree);
         match repo.save_pack(&id, bytes, has_trees) {
-            Ok(()) => done.push(PackEntry { id, blobs }),
+            Ok(buf) => {
+                done.push(PackEntry { id, blobs });
+                // One spare is enough: a worker takes it as soon as it fills a pack, and
+                // every buffer kept is a pack's worth of memory.
+                let mut spare = spare.lock().unwrap();
+                if spare.is_empty() {
+                    spare.extend(buf);
+                }
+            }
             Err(e) => {
                 failed.store(true, Ordering::Relaxed);
                 err = Some(e);

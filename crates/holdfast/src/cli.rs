@@ -455,7 +455,8 @@ pub struct InitArgs {
     /// TB; consider 2048 for a repository heading towards 100 TB (see docs/chunking.md).
     #[arg(long, default_value_t = 512, value_name = "KIB", value_parser = parse_chunk_size)]
     pub chunk_size: u32,
-    /// zstd level (1-19)
+    /// zstd level (1-19). Compression is about half of a first backup's CPU time: level 1
+    /// is about 13% faster and stores about 11% more (table in docs/chunking.md)
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
     pub compression: i32,
 }

@@ -37,7 +37,8 @@ impl Bar {
                 pb.set_length(tb.max(b));
                 pb.set_position(b);
                 pb.set_message(format!("{f}/{tf} files"));
-                std::thread::sleep(Duration::from_millis(100));
+                // Parked, not asleep, so that the end of the work wakes it at once.
+                std::thread::park_timeout(Duration::from_millis(100));
             }
             pb.finish_and_clear();
         });
@@ -52,6 +53,7 @@ impl Drop for Bar {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
+            t.thread().unpark();
             let _ = t.join();
         }
     }

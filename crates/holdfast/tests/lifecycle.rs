@@ -205,7 +205,9 @@ fn killed_prunes_never_harm_kept_snapshots() {
         let id = env.backup(&src)["id"].as_str().unwrap().to_string();
         snaps.push((id, src.clone(), snapshot_tree(&src)));
     }
+    // A prune that finished before its kill shortens the next wait.
     let mut killed = 0;
+    let mut upper = 150;
     for round in 0..11 {
         let (gone, _, _) = snaps.remove(0);
         env.ok(&["forget", &gone[..16]]);
@@ -216,9 +218,11 @@ fn killed_prunes_never_harm_kept_snapshots() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(rng.gen_range(1..150)));
+        std::thread::sleep(Duration::from_millis(rng.gen_range(1..upper)));
         if child.try_wait().unwrap().is_none() {
             killed += 1;
+        } else {
+            upper = (upper / 2).max(5);
         }
         let _ = child.kill();
         child.wait().unwrap();
