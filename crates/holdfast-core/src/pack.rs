@@ -58,11 +58,8 @@ impl PackWriter {
     /// A writer whose buffer will not need to grow before `bytes` (avoids a copy of a whole
     /// pack, and twice its size in memory, when the buffer doubles).
     pub fn with_capacity(bytes: usize) -> Self {
-        Self::with_buffer(Vec::with_capacity(bytes))
-    }
-    /// A writer filling `buf` (emptied first), the buffer of a pack already stored.
-    pub fn with_buffer(mut buf: Vec<u8>) -> Self {
-        buf.clear();
+        let buf = Vec::with_capacity(bytes);
+        huge_pages(buf.as_ptr(), buf.capacity());
         PackWriter {
             buf,
             blobs: Vec::new(),
@@ -175,6 +172,34 @@ pub fn read_header(what: &str, key: &MasterKey, pack: &[u8]) -> Result<Vec<Packe
         return Err(bad("blobs and header do not add up to the pack size"));
     }
     Ok(blobs)
+}
+
+/// Asks the kernel to back a pack buffer with transparent huge pages where it allows them on
+/// request. Every pack is a fresh 16 MiB allocation, and faulting it in 4 KiB at a time
+/// (4,096 faults, each zeroing and charging one page) cost about 4% of a first backup's CPU;
+/// 2 MiB pages make that eight faults. Keeping buffers for reuse instead saved the same time
+/// but held one more pack in memory for the whole backup.
+fn huge_pages(allocation: *const u8, len: usize) {
+    #[cfg(target_os = "linux")]
+    {
+        const HUGE: usize = 2 << 20;
+        let start = allocation as usize;
+        let aligned = start.next_multiple_of(HUGE);
+        let end = (start + len) / HUGE * HUGE;
+        if end > aligned {
+            // SAFETY: advice only, on whole pages inside one allocation of the caller's; the
+            // kernel never changes contents for it, and an error leaves the default page size.
+            unsafe {
+                libc::madvise(
+                    aligned as *mut libc::c_void,
+                    end - aligned,
+                    libc::MADV_HUGEPAGE,
+                );
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (allocation, len);
 }
 
 #[cfg(test)]

@@ -422,20 +422,14 @@ impl Repository {
 
     // ----- packs and blobs -----
 
-    /// Stores a pack; returns its buffer, emptied, when it can be reused for the next one.
-    pub fn save_pack(
-        &self,
-        id: &PackId,
-        bytes: Vec<u8>,
-        has_trees: bool,
-    ) -> Result<Option<Vec<u8>>> {
+    pub fn save_pack(&self, id: &PackId, bytes: Vec<u8>, has_trees: bool) -> Result<()> {
         let path = layout::pack_path(&id.to_hex());
         if has_trees {
             if let Some(c) = &self.cache {
                 c.put(&path, &bytes);
             }
         }
-        self.storage.write_reusing(&path, bytes)
+        self.storage.write(&path, bytes)
     }
 
     /// Seals a blob's plaintext for a pack.

@@ -30,8 +30,6 @@ pub struct BlobSaver {
     data: Mutex<PackWriter>,
     tree: Mutex<PackWriter>,
     tx: Option<SyncSender<PackWriter>>,
-    /// Buffers of packs already stored, for the next packs.
-    spare: Arc<Mutex<Vec<Vec<u8>>>>,
     uploaders: Vec<JoinHandle<(Vec<PackEntry>, Option<Error>)>>,
     failed: Arc<AtomicBool>,
     pub stats: SaverStats,
@@ -54,12 +52,10 @@ impl BlobSaver {
         let (tx, rx) = sync_channel::<PackWriter>(0);
         let rx = Arc::new(Mutex::new(rx));
         let failed = Arc::new(AtomicBool::new(false));
-        let spare = Arc::new(Mutex::new(Vec::new()));
         let handles = (0..uploaders.max(1))
             .map(|_| {
-                let (repo, rx, failed, spare) =
-                    (repo.clone(), rx.clone(), failed.clone(), spare.clone());
-                std::thread::spawn(move || upload_loop(&repo, &rx, &failed, &spare))
+                let (repo, rx, failed) = (repo.clone(), rx.clone(), failed.clone());
+                std::thread::spawn(move || upload_loop(&repo, &rx, &failed))
             })
             .collect();
         BlobSaver {
@@ -69,7 +65,6 @@ impl BlobSaver {
             data: Mutex::new(PackWriter::new()), // grows once; later packs are preallocated
             tree: Mutex::new(PackWriter::new()),
             tx: Some(tx),
-            spare,
             uploaders: handles,
             failed,
             stats: SaverStats::default(),
@@ -123,9 +118,6 @@ impl BlobSaver {
     }
 
     fn new_writer(&self) -> PackWriter {
-        if let Some(buf) = self.spare.lock().unwrap().pop() {
-            return PackWriter::with_buffer(buf);
-        }
         let c = self.repo.config();
         PackWriter::with_capacity(c.pack_size as usize + c.chunker.max_size as usize + 64 * 1024)
     }
@@ -184,7 +176,6 @@ fn upload_loop(
     repo: &Repository,
     rx: &Mutex<Receiver<PackWriter>>,
     failed: &AtomicBool,
-    spare: &Mutex<Vec<Vec<u8>>>,
 ) -> (Vec<PackEntry>, Option<Error>) {
     let mut done = Vec::new();
     let mut err = None;
@@ -197,15 +188,7 @@ fn upload_loop(
         let (id, bytes, blobs) = w.finish(repo.key());
         let has_trees = blobs.iter().any(|b| b.kind == BlobKind::Tree);
         match repo.save_pack(&id, bytes, has_trees) {
-            Ok(buf) => {
-                done.push(PackEntry { id, blobs });
-                // One spare is enough: a worker takes it as soon as it fills a pack, and
-                // every buffer kept is a pack's worth of memory.
-                let mut spare = spare.lock().unwrap();
-                if spare.is_empty() {
-                    spare.extend(buf);
-                }
-            }
+            Ok(()) => done.push(PackEntry { id, blobs }),
             Err(e) => {
                 failed.store(true, Ordering::Relaxed);
                 err = Some(e);

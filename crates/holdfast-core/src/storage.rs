@@ -317,29 +317,11 @@ impl Storage {
     }
 
     pub fn write(&self, path: &str, bytes: Vec<u8>) -> Result<()> {
-        self.write_buffer(path, opendal::Buffer::from(bytes))
-            .map(drop)
-    }
-
-    /// Writes `bytes` and hands their allocation back, emptied, for the next object of the
-    /// same kind (`None` when the backend kept a reference). Pack buffers are 16 MiB: a fresh
-    /// one for every pack made the kernel fault in and zero every page of every pack again
-    /// (about 4% of a first backup's CPU time).
-    pub fn write_reusing(&self, path: &str, bytes: Vec<u8>) -> Result<Option<Vec<u8>>> {
-        let buf = self.write_buffer(path, opendal::Buffer::from(bytes))?;
-        let bytes = buf.to_bytes();
-        drop(buf);
-        Ok(bytes.try_into_mut().ok().map(|mut b| {
-            b.clear();
-            Vec::from(b)
-        }))
-    }
-
-    fn write_buffer(&self, path: &str, buf: opendal::Buffer) -> Result<opendal::Buffer> {
         const PART: usize = 8 << 20;
-        let big = buf.len() > PART && self.local_root.is_none();
+        let big = bytes.len() > PART && self.local_root.is_none();
         count(WRITES, 1);
-        count(BYTES_WRITTEN, buf.len() as u64);
+        count(BYTES_WRITTEN, bytes.len() as u64);
+        let buf = opendal::Buffer::from(bytes);
         let mut attempt = 0;
         loop {
             let result = self.rt.block_on(async {
@@ -351,7 +333,7 @@ impl Storage {
                 }
             });
             match result {
-                Ok(_) => return Ok(buf),
+                Ok(_) => return Ok(()),
                 // Requests are retried one by one below us; but a multipart upload the server
                 // forgot (it restarted, or a lifecycle rule aborted it) fails for good at its
                 // next part. Every name is written once with the same content, so the whole
@@ -467,31 +449,5 @@ fn storage_err(op: &'static str, path: &str, source: opendal::Error) -> Error {
         op,
         path: path.to_string(),
         source: Box::new(source),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_written_buffer_comes_back_empty_with_its_capacity() {
-        let dir = tempfile::tempdir().unwrap();
-        let storage = Storage::local(dir.path(), true).unwrap();
-        let mut bytes = Vec::with_capacity(1 << 20);
-        bytes.extend_from_slice(b"pack contents");
-        let back = storage
-            .write_reusing("data/ab/abcd", bytes)
-            .unwrap()
-            .expect("the local backend keeps no reference");
-        assert!(back.is_empty());
-        assert_eq!(back.capacity(), 1 << 20);
-        assert_eq!(storage.read("data/ab/abcd").unwrap(), b"pack contents");
-        // The next object written from the same allocation is stored whole, not the old one.
-        let mut again = back;
-        again.extend_from_slice(b"second");
-        storage.write_reusing("data/cd/cdef", again).unwrap();
-        assert_eq!(storage.read("data/cd/cdef").unwrap(), b"second");
-        assert_eq!(storage.read("data/ab/abcd").unwrap(), b"pack contents");
     }
 }
