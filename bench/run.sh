@@ -3,12 +3,13 @@
 # Backup benchmark: holdfast vs restic, borg, rustic, tar+gzip and tar+zstd on a generated
 # Dataiku-DSS-like DATA_DIR, and holdfast vs restic on a local S3 server. See bench/README.md.
 #
-#   bench/run.sh [--scale S] [--out DIR] [--seed N] [--percent P] [--keep-restores]
+#   bench/run.sh [--scale S] [--out DIR] [--seed N] [--percent P] [--repeat N] [--keep-restores]
 #                [--tools "holdfast restic borg rustic tar-gzip tar-zstd holdfast-s3 restic-s3"]
 #
-# Order: generate data once; for every tool: init, first backup, no-change backup; then
-# mutate the data once (gen_data.py --mutate); for every tool: after-change backup, stored
-# size, full restore of the latest backup into a fresh directory, verification.
+# Order: generate data once; first backups, N rounds of every tool in turn, each into a fresh
+# repository (the median is reported); for every tool: no-change backup; then mutate the data
+# once (gen_data.py --mutate); for every tool: after-change backup, stored size, full restore
+# of the latest backup into a fresh directory, verification.
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
@@ -21,9 +22,10 @@ PERCENT=1
 OUT="$BENCH_DIR/out"
 TOOLS="$ALL_TOOLS"
 KEEP_RESTORES=0
+REPEAT=3
 
 usage() {
-    sed -n '3,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '3,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
@@ -33,6 +35,8 @@ die() { printf '[bench] ERROR: %s\n' "$*" >&2; exit 1; }
 while (($#)); do
     case "$1" in
         --scale) SCALE=${2:?--scale needs a value}; shift 2 ;;
+        --repeat) REPEAT=${2:?--repeat needs a value}; shift 2 ;;
+        --repeat=*) REPEAT=${1#*=}; shift ;;
         --scale=*) SCALE=${1#*=}; shift ;;
         --out) OUT=${2:?--out needs a value}; shift 2 ;;
         --out=*) OUT=${1#*=}; shift ;;
@@ -48,6 +52,7 @@ while (($#)); do
     esac
 done
 
+[[ $REPEAT =~ ^[1-9][0-9]*$ ]] || die "--repeat needs a whole number of at least 1, not '$REPEAT'"
 read -r -a REQUESTED <<<"$TOOLS"
 ((${#REQUESTED[@]})) || die "--tools is empty"
 for t in "${REQUESTED[@]}"; do
@@ -357,14 +362,43 @@ for t in "${TOOLS_RUN[@]}"; do
     meta "version_$t" "$v"
 done
 
-log "phase 1: first and no-change backups"
+# reset_tool TOOL : an empty repository again (untimed), for another first backup
+reset_tool() {
+    local tool=$1
+    rm -rf "$OUT/cache/$tool"
+    case $tool in
+        tar-gzip | tar-zstd) rm -f "$OUT"/tar/backup-1.* ;;
+        *-s3) rm -rf "$OUT/s3/bench/$tool" ;;
+        *) rm -rf "$(repo_dir "$tool")" ;;
+    esac
+    CMD=()
+    tool_cmd "$tool" init
+    "${CMD[@]}" >"$LOGS/$tool.reinit.log" 2>&1
+}
+
+log "phase 1: first backups ($REPEAT rounds, tools in turn), then no-change backups"
+meta repeat "$REPEAT"
 for t in "${TOOLS_RUN[@]}"; do
     step "$t" init init || continue
-    for n in 1 2; do
+done
+for ((round = 1; round <= REPEAT; round++)); do
+    for t in "${TOOLS_RUN[@]}"; do
+        [[ -z ${FAILED[$t]:-} ]] || continue
+        if ((round > 1)) && ! reset_tool "$t"; then
+            FAILED[$t]=init
+            warn "$t: could not make a fresh repository (logs/$t.reinit.log)"
+            continue
+        fi
         warm_cache
-        step "$t" "backup$n" backup "$n" || continue 2
-        printf '%s\tbackup%s\t%s\n' "$t" "$n" "$(stored_bytes "$t")" >>"$SIZES"
+        step "$t" backup1 backup 1 || continue
     done
+done
+for t in "${TOOLS_RUN[@]}"; do
+    [[ -z ${FAILED[$t]:-} ]] || continue
+    printf '%s\tbackup1\t%s\n' "$t" "$(stored_bytes "$t")" >>"$SIZES"
+    warm_cache
+    step "$t" backup2 backup 2 || continue
+    printf '%s\tbackup2\t%s\n' "$t" "$(stored_bytes "$t")" >>"$SIZES"
 done
 
 log "mutating the data once (gen_data.py --mutate --percent $PERCENT)"
@@ -416,13 +450,22 @@ def num(x):
     except ValueError:
         return None
 
+runs = {}
 for tool, phase, e, u, s, m, rc in rows("results.tsv"):
     wall, user, sys_, rss = num(e), num(u), num(s), num(m)
-    res[tool]["phases"][phase] = {
+    runs.setdefault((tool, phase), []).append({
         "wall_s": wall, "user_s": user, "sys_s": sys_,
         "cpu_s": round(user + sys_, 2) if user is not None and sys_ is not None else None,
         "peak_rss_mib": round(rss / 1024, 1) if rss is not None else None,
-        "exit_code": int(rc), "ok": rc == "0"}
+        "exit_code": int(rc), "ok": rc == "0"})
+# A phase run several times (first backups) is reported by its median run by wall time; a
+# failed run wins, so that a failure is never hidden.
+for (tool, phase), rs in runs.items():
+    failed = [r for r in rs if not r["ok"]]
+    chosen = failed[0] if failed else sorted(rs, key=lambda r: r["wall_s"] or 0)[len(rs) // 2]
+    if len(rs) > 1:
+        chosen = dict(chosen, runs_wall_s=[r["wall_s"] for r in rs])
+    res[tool]["phases"][phase] = chosen
 for tool, phase, b in rows("sizes.tsv"):
     res[tool]["stored_bytes_after"][phase] = int(b)
     if phase == "backup3":
@@ -464,9 +507,18 @@ for t in tools:
         cell(t, "backup1", "peak_rss_mib", "{:.0f}"), cell(t, "backup2", "wall_s"),
         cell(t, "backup3", "wall_s"), cell(t, "restore", "wall_s"), stored, verified]) + " |")
 lines.append("")
-lines.append("Times are wall-clock seconds with a warm page cache; CPU = user + sys of the tool and "
+lines.append("Times are wall-clock seconds with a warm page cache; first backups are the median of "
+             f"{meta.get('repeat', '1')} runs, each into a fresh repository, the tools taking turns (CPU "
+             "and peak are those of the median run); CPU = user + sys of the tool and "
              "its children; peak = max RSS of the largest process; stored MB = 10^6 bytes of "
              "repository (or of the three archives for tar) after the three backups.")
+walls = []
+for t in tools:
+    w = res[t]["phases"].get("backup1", {}).get("runs_wall_s")
+    if w:
+        walls.append(f"{t} " + " / ".join(f"{x:.2f}" for x in w))
+if walls:
+    lines.append("- first backup runs, wall s: " + "; ".join(walls))
 for n in notes:
     lines.append(f"- note: {n}")
 md = "\n".join(lines) + "\n"

@@ -31,9 +31,9 @@ pub struct ImportOptions {
     pub strip_components: usize,
     /// Accept symlinks with absolute targets (relative ones climbing out are always refused).
     pub allow_absolute_symlinks: bool,
-    /// Refuse an entry whose content is larger than this. The holes of a sparse entry are
-    /// synthesised, so a few bytes of header can declare an exabyte of zeros; the fuzz target
-    /// sets a limit, the command line trusts the archive's owner.
+    /// Refuse an entry whose content is larger than this, by its declared size before any of
+    /// it is read. The holes of a sparse entry are synthesised, so a few bytes of header can
+    /// declare an exabyte of zeros, which would take years to chunk.
     pub max_file_bytes: Option<u64>,
 }
 
@@ -403,6 +403,14 @@ fn read_entries<R: Read>(
             }
             _ if kind == NodeKind::File => {
                 n.sparse = h.entry_type() == tar::EntryType::GNUSparse || pax_sparse.is_some();
+                // The tar crate reports an old GNU sparse entry's expanded size.
+                let declared = pax_sparse.unwrap_or(entry.size());
+                if let Some(max) = opts.max_file_bytes.filter(|&m| declared > m) {
+                    return Err(bad(
+                        &shown,
+                        format!("declares {declared} bytes, more than the limit of {max} bytes"),
+                    ));
+                }
                 let mut read = 0u64;
                 let mut body: Box<dyn Read + '_> = match pax_sparse {
                     Some(real) => Box::new(

@@ -358,6 +358,11 @@ pub struct ImportArgs {
     /// Accept symlinks whose targets are absolute paths (refused by default as leaving the archive)
     #[arg(long)]
     pub allow_absolute_symlinks: bool,
+    /// Refuse an archive with an entry larger than this (K, M, G, T: powers of 1024), by the
+    /// size its header declares, before reading it. A sparse entry's holes are not stored in
+    /// the archive, so a few bytes of a hostile header can declare an exabyte of zeros.
+    #[arg(long, default_value = "1T", value_name = "SIZE", value_parser = parse_byte_size)]
+    pub max_file_size: u64,
 }
 
 #[derive(Args, Debug)]
@@ -664,8 +669,41 @@ fn parse_chunk_size(s: &str) -> std::result::Result<u32, String> {
     Ok(kib)
 }
 
+/// `123`, `64K`, `10M`, `2G`, `1T` (powers of 1024).
+fn parse_byte_size(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim();
+    let (digits, shift) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let shift = match c.to_ascii_uppercase() {
+                'K' => 10,
+                'M' => 20,
+                'G' => 30,
+                'T' => 40,
+                _ => return Err(format!("'{s}': the unit must be K, M, G or T")),
+            };
+            (&t[..i], shift)
+        }
+        _ => (t, 0),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size (a number, optionally with K, M, G or T)"))?;
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("'{s}' is too large"))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn byte_sizes() {
+        assert_eq!(super::parse_byte_size("123"), Ok(123));
+        assert_eq!(super::parse_byte_size("64K"), Ok(64 << 10));
+        assert_eq!(super::parse_byte_size("1t"), Ok(1 << 40));
+        assert!(super::parse_byte_size("1X").is_err());
+        assert!(super::parse_byte_size("M").is_err());
+        assert!(super::parse_byte_size("99999999999T").is_err());
+    }
+
     #[test]
     fn cli_definition_is_consistent() {
         use clap::CommandFactory;

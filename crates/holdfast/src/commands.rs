@@ -1058,7 +1058,7 @@ fn import(ctx: &Ctx, a: ImportArgs) -> Result<i32> {
         tags,
         strip_components: a.strip_components,
         allow_absolute_symlinks: a.allow_absolute_symlinks,
-        max_file_bytes: None,
+        max_file_bytes: Some(a.max_file_size),
     };
     let mut done = Vec::new();
     for archive in &archives {

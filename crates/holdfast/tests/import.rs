@@ -183,3 +183,54 @@ fn hostile_and_broken_archives_are_refused_and_write_nothing() {
     assert_eq!(snapshot_count(&env), 1);
     env.ok(&["check"]);
 }
+
+/// A sparse entry's size is checked against --max-file-size from its header, before any of it
+/// is read: a hostile header declaring an exabyte of holes fails at once, not after years.
+#[test]
+fn entries_larger_than_the_limit_are_refused_by_their_declared_size() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("small.txt"), "fine\n").unwrap();
+    // 64 MiB of which one byte is data: a few KiB in the archive.
+    let f = std::fs::File::create(src.join("holes.img")).unwrap();
+    f.set_len(64 << 20).unwrap();
+    std::os::unix::fs::FileExt::write_at(&f, b"x", (64 << 20) - 1).unwrap();
+    for (format, flag) in [("gnu", "--format=gnu"), ("pax", "--format=pax")] {
+        let archive = env.path(&format!("{format}.tar"));
+        sh(&format!(
+            "tar -S {flag} -cf {} -C {} .",
+            archive.display(),
+            src.display()
+        ));
+        assert!(std::fs::metadata(&archive).unwrap().len() < 1 << 20);
+        let started = std::time::Instant::now();
+        let o = env.run(&["import", archive.to_str().unwrap(), "--max-file-size", "1M"]);
+        assert_eq!(code(&o), 1, "{format}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("entry './holes.img'")
+                && stderr(&o).contains("declares 67108864 bytes, more than the limit of 1048576"),
+            "{format}: {}",
+            stderr(&o)
+        );
+        assert_eq!(
+            snapshot_count(&env),
+            0,
+            "{format}: a refused import wrote a snapshot"
+        );
+        eprintln!("{format}: refused in {:?}", started.elapsed());
+    }
+    // The default limit (1 TiB) lets it in, holes and all.
+    let archive = env.path("pax.tar");
+    env.ok(&["import", archive.to_str().unwrap()]);
+    let restored = env.path("restored");
+    env.ok(&["restore", "latest", "--target", restored.to_str().unwrap()]);
+    let meta = std::fs::metadata(restored.join("holes.img")).unwrap();
+    assert_eq!(meta.len(), 64 << 20);
+    assert!(std::os::unix::fs::MetadataExt::blocks(&meta) * 512 < 1 << 20);
+    assert_eq!(
+        std::fs::read(restored.join("small.txt")).unwrap(),
+        b"fine\n"
+    );
+}
