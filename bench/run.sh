@@ -367,7 +367,8 @@ reset_tool() {
     local tool=$1
     rm -rf "$OUT/cache/$tool"
     case $tool in
-        tar-gzip | tar-zstd) rm -f "$OUT"/tar/backup-1.* ;;
+        tar-gzip) rm -f "$OUT/tar/backup-1.tar.gz" ;;
+        tar-zstd) rm -f "$OUT/tar/backup-1.tar.zst" ;;
         *-s3) rm -rf "$OUT/s3/bench/$tool" ;;
         *) rm -rf "$(repo_dir "$tool")" ;;
     esac
