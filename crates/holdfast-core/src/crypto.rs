@@ -57,15 +57,7 @@ impl MasterKey {
     /// bytes as [`MasterKey::seal`], encrypted in place, so a caller that reuses `out`
     /// allocates and copies nothing per object.
     pub fn seal_into(&self, out: &mut Vec<u8>, fill: impl FnOnce(&mut Vec<u8>)) {
-        out.clear();
-        let mut nonce = [0u8; NONCE_LEN];
-        rand::rngs::OsRng.fill_bytes(&mut nonce);
-        out.extend_from_slice(&nonce);
-        fill(out);
-        let tag = XChaCha20Poly1305::new((&self.encrypt).into())
-            .encrypt_in_place_detached(XNonce::from_slice(&nonce), b"", &mut out[NONCE_LEN..])
-            .expect("XChaCha20-Poly1305 encryption cannot fail for in-memory data");
-        out.extend_from_slice(&tag);
+        seal_into_with(&self.encrypt, out, fill)
     }
 
     pub fn open(&self, what: &str, sealed: &[u8]) -> Result<Vec<u8>> {
@@ -77,16 +69,22 @@ impl MasterKey {
 
 /// Encrypts `plaintext` as `nonce || ciphertext || tag`.
 pub fn seal_with(key: &[u8; 32], plaintext: &[u8]) -> Vec<u8> {
-    let cipher = XChaCha20Poly1305::new(key.into());
+    let mut out = Vec::with_capacity(OVERHEAD + plaintext.len());
+    seal_into_with(key, &mut out, |o| o.extend_from_slice(plaintext));
+    out
+}
+
+/// [`seal_with`] into `out` (emptied first), of what `fill` appends, encrypted in place.
+fn seal_into_with(key: &[u8; 32], out: &mut Vec<u8>, fill: impl FnOnce(&mut Vec<u8>)) {
+    out.clear();
     let mut nonce = [0u8; NONCE_LEN];
     rand::rngs::OsRng.fill_bytes(&mut nonce);
-    let ct = cipher
-        .encrypt(XNonce::from_slice(&nonce), plaintext)
-        .expect("XChaCha20-Poly1305 encryption cannot fail for in-memory data");
-    let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
     out.extend_from_slice(&nonce);
-    out.extend_from_slice(&ct);
-    out
+    fill(out);
+    let tag = XChaCha20Poly1305::new(key.into())
+        .encrypt_in_place_detached(XNonce::from_slice(&nonce), b"", &mut out[NONCE_LEN..])
+        .expect("XChaCha20-Poly1305 encryption cannot fail for in-memory data");
+    out.extend_from_slice(&tag);
 }
 
 /// Decrypts what [`seal_with`] produced; `None` when the key is wrong or the bytes changed.
