@@ -39,6 +39,8 @@ pub struct S3Settings {
     pub virtual_host_style: bool,
     /// Requests in flight at once (default 16).
     pub max_requests: Option<usize>,
+    /// Retries of a request that failed in a way worth retrying (default 8).
+    pub max_retries: Option<usize>,
     /// A profile of `~/.aws/credentials` and `~/.aws/config`; `AWS_PROFILE` wins.
     pub profile: Option<String>,
     /// An access key, with its secret inline or (better) in a file of its own.
@@ -54,6 +56,7 @@ impl std::fmt::Debug for S3Settings {
             .field("region", &self.region)
             .field("virtual_host_style", &self.virtual_host_style)
             .field("max_requests", &self.max_requests)
+            .field("max_retries", &self.max_retries)
             .field("profile", &self.profile)
             .field("access_key_id", &self.access_key_id)
             .field(
@@ -121,6 +124,7 @@ pub fn open_storage(location: &str, s3: &S3Settings, create: bool) -> Result<Sto
         opts.region = s3.region.clone();
         opts.virtual_host_style = s3.virtual_host_style;
         opts.max_requests = s3.max_requests.unwrap_or(16);
+        opts.max_retries = s3.max_retries.unwrap_or(8);
         opts.credentials = s3.credentials()?;
         if std::env::var_os("AWS_PROFILE").is_none() {
             opts.profile = s3.profile.clone();

@@ -47,6 +47,9 @@ pub struct S3Options {
     pub virtual_host_style: bool,
     /// Requests in flight at once.
     pub max_requests: usize,
+    /// Attempts after the first for a request that failed in a way worth retrying (throttled,
+    /// 5xx, timeout), with exponential backoff from 200 ms to 20 s and jitter.
+    pub max_retries: usize,
     /// A profile of the AWS shared files, instead of `AWS_PROFILE` or `default`.
     pub profile: Option<String>,
     /// Keys given explicitly (from holdfast's configuration file).
@@ -83,6 +86,7 @@ impl S3Options {
             bucket: bucket.to_string(),
             prefix: prefix.trim_matches('/').to_string(),
             max_requests: 16,
+            max_retries: 8,
             ..Default::default()
         })
     }
@@ -195,7 +199,7 @@ impl Storage {
 
     /// A repository in an S3-compatible bucket. Requests are retried with exponential
     /// backoff and jitter on throttling, 5xx and timeouts, at most `max_requests` run at
-    /// once, and objects larger than 8 MiB are uploaded in parts.
+    /// once, and objects larger than 8 MiB are uploaded in parts (aborted when they fail).
     pub fn s3(opts: &S3Options) -> Result<Storage> {
         use opendal::layers::{ConcurrentLimitLayer, RetryLayer, TimeoutLayer};
         // The HTTP client (reqwest with rustls); idempotent, first call wins.
@@ -238,7 +242,7 @@ impl Storage {
             )
             .layer(
                 RetryLayer::new()
-                    .with_max_times(8)
+                    .with_max_times(opts.max_retries)
                     .with_min_delay(std::time::Duration::from_millis(200))
                     .with_max_delay(std::time::Duration::from_secs(20))
                     .with_jitter(),
@@ -327,9 +331,17 @@ impl Storage {
             let result = self.rt.block_on(async {
                 if big {
                     // Parts go one after the other: packs already upload in parallel.
-                    self.op.write_with(path, buf.clone()).chunk(PART).await
+                    let mut w = self.op.writer_with(path).chunk(PART).await?;
+                    let mut done = w.write(buf.clone()).await;
+                    if done.is_ok() {
+                        done = w.close().await.map(drop);
+                    }
+                    if done.is_err() {
+                        abort_upload(path, &mut w).await;
+                    }
+                    done
                 } else {
-                    self.op.write(path, buf.clone()).await
+                    self.op.write(path, buf.clone()).await.map(drop)
                 }
             });
             match result {
@@ -424,6 +436,17 @@ impl Storage {
             location: self.location.clone(),
             why: why.into(),
         }
+    }
+}
+
+/// Aborts a failed multipart upload: its parts would otherwise stay on the server, invisible to
+/// listings and billed, until a lifecycle rule removes them. Bounded in time: a server that is
+/// gone refuses the abort too, and the upload's own error is the one to report.
+async fn abort_upload(path: &str, w: &mut opendal::Writer) {
+    match tokio::time::timeout(std::time::Duration::from_secs(30), w.abort()).await {
+        Ok(Ok(())) => tracing::debug!("{path}: aborted the failed multipart upload"),
+        Ok(Err(e)) => tracing::warn!("{path}: could not abort the failed multipart upload: {e}"),
+        Err(_) => tracing::warn!("{path}: aborting the failed multipart upload timed out"),
     }
 }
 

@@ -81,7 +81,6 @@ impl Ctx {
             endpoint: self.global.s3_endpoint.clone().or(cfg.endpoint),
             region: self.global.s3_region.clone().or(cfg.region),
             virtual_host_style: self.global.s3_virtual_host_style || cfg.virtual_host_style,
-            max_requests: cfg.max_requests,
             ..cfg
         }
     }

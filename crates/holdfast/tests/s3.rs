@@ -427,3 +427,34 @@ fn credentials_from_an_aws_profile_and_from_the_configuration_file() {
         "{err}"
     );
 }
+
+/// A multipart upload that fails while the server stays up is aborted, so its parts do not
+/// stay on the server (s3s-fs keeps them as `.upload_id-*` files in its root): here the
+/// server's disk holds the first 8 MiB part of a 16 MiB pack but not the second.
+#[test]
+fn a_failed_multipart_upload_is_aborted() {
+    if !is_root() {
+        eprintln!("skipped: mounting the server's small tmpfs needs root");
+        return;
+    }
+    let server = S3Server::start_on_tmpfs("12m");
+    let mut env = Env::on_s3(&server);
+    let config = env.path("holdfast.toml");
+    std::fs::write(&config, "[s3]\nmax_retries = 1\n").unwrap();
+    env.extra_env
+        .push(("HOLDFAST_CONFIG".into(), config.to_str().unwrap().into()));
+    env.init();
+    let src = env.path("src");
+    std::fs::create_dir(&src).unwrap();
+    random_file(&src.join("big"), 20 << 20, 7);
+    let o = env.run(&["backup", src.to_str().unwrap()]);
+    assert_ne!(code(&o), 0, "the backup cannot fit: {}", stderr(&o));
+    assert_eq!(env.json(&["snapshots"]).as_array().unwrap().len(), 0);
+    let parts: Vec<String> = std::fs::read_dir(server.root.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".upload"))
+        .collect();
+    assert!(parts.is_empty(), "parts left on the server: {parts:?}");
+    env.ok(&["check"]);
+}

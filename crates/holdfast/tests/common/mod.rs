@@ -29,6 +29,8 @@ pub struct S3Server {
     pub child: std::sync::Mutex<std::process::Child>,
     pub root: tempfile::TempDir,
     pub port: u16,
+    /// `root` is a tmpfs mounted for this server, unmounted when it is dropped.
+    tmpfs: bool,
 }
 
 pub const S3_BUCKET: &str = "holdfast";
@@ -37,10 +39,26 @@ pub const S3_SECRET: &str = "holdfast-test-secret-0123456789";
 
 impl S3Server {
     pub fn start() -> std::sync::Arc<S3Server> {
+        Self::start_with(None)
+    }
+
+    /// A server whose disk holds only `size` (a tmpfs, e.g. "12m"; needs root): for uploads
+    /// that fail on the server's side while it stays up.
+    pub fn start_on_tmpfs(size: &str) -> std::sync::Arc<S3Server> {
+        Self::start_with(Some(size))
+    }
+
+    fn start_with(tmpfs: Option<&str>) -> std::sync::Arc<S3Server> {
         let root = tempfile::Builder::new()
             .prefix("holdfast-s3-")
             .tempdir()
             .unwrap();
+        if let Some(size) = tmpfs {
+            sh(&format!(
+                "mount -t tmpfs -o size={size} holdfast-s3 {}",
+                root.path().display()
+            ));
+        }
         std::fs::create_dir_all(root.path().join(S3_BUCKET)).unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -51,6 +69,7 @@ impl S3Server {
             child: std::sync::Mutex::new(Self::spawn(root.path(), port)),
             root,
             port,
+            tmpfs: tmpfs.is_some(),
         };
         server.wait_ready();
         std::sync::Arc::new(server)
@@ -99,6 +118,9 @@ impl S3Server {
 impl Drop for S3Server {
     fn drop(&mut self) {
         self.stop();
+        if self.tmpfs {
+            let _ = Command::new("umount").arg(self.root.path()).status();
+        }
     }
 }
 
