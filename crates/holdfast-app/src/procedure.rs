@@ -46,6 +46,8 @@ pub struct RunOptions<'a> {
     pub one_file_system: bool,
     /// Read every file, ignoring the parent snapshot.
     pub force: bool,
+    /// Intermediate index files during the run.
+    pub checkpoints: Option<holdfast_core::saver::Checkpoints>,
 }
 
 pub struct AppOutcome {
@@ -277,6 +279,7 @@ pub fn backup_app(
                 .iter()
                 .map(|d| Arc::new(d.clone()) as Arc<dyn AttachmentSource>)
                 .collect(),
+            checkpoints: run.checkpoints.clone(),
         };
         (run.on_step)("backing up");
         Ok(backup::backup(

@@ -23,7 +23,7 @@ use crate::fsmeta::{self, Names};
 use crate::id::{BlobId, SnapshotId};
 use crate::pack::BlobKind;
 use crate::repo::Repository;
-use crate::saver::BlobSaver;
+use crate::saver::{BlobSaver, Checkpoints};
 use crate::snapshot::{Attachment, Consistency, RootLayout, Snapshot, Summary, Warning};
 use crate::tree::{Node, NodeKind, RawName, Timestamp, Tree};
 
@@ -48,6 +48,9 @@ pub struct BackupOptions {
     pub expect_vanishing: bool,
     /// Further roots produced during the same run (database dumps), stored as attachments.
     pub attachments: Vec<Arc<dyn AttachmentSource>>,
+    /// Write intermediate index files during the run (see [`crate::saver`]); without, packs
+    /// are indexed at the end only.
+    pub checkpoints: Option<Checkpoints>,
 }
 
 /// Produces one attachment (for example a database dump) into the snapshot being written.
@@ -225,14 +228,15 @@ pub fn backup(
         None => None,
     };
 
-    let saver = BlobSaver::new(
-        repo.clone(),
-        if repo.storage().local_root().is_some() {
-            1
-        } else {
-            4
-        },
-    );
+    let uploaders = if repo.storage().local_root().is_some() {
+        1
+    } else {
+        4
+    };
+    let saver = match &opts.checkpoints {
+        Some(cp) => BlobSaver::with_checkpoints(repo.clone(), uploaders, cp.clone()),
+        None => BlobSaver::new(repo.clone(), uploaders),
+    };
     let ctx = Ctx {
         repo: &repo,
         saver: &saver,

@@ -142,6 +142,32 @@ impl LockGuard {
     /// it was removed (`unlock --all`): then a prune may have deleted what this process wrote,
     /// and committing an index or snapshot that refers to it would be wrong.
     pub fn ensure_held(&self) -> Result<()> {
+        self.witness().ensure_held()
+    }
+
+    /// A handle that other threads can keep to ask whether the lock is still held (a backup's
+    /// uploaders, before writing an intermediate index).
+    pub fn witness(&self) -> LockWitness {
+        LockWitness {
+            storage: self.storage.clone(),
+            current: self.current.clone(),
+            refreshed: self.refreshed.clone(),
+        }
+    }
+}
+
+/// Answers [`LockGuard::ensure_held`] from any thread, for as long as the guard lives; after the
+/// guard is dropped the lock file is gone and the answer is an error.
+#[derive(Clone)]
+pub struct LockWitness {
+    storage: Storage,
+    current: Arc<Mutex<String>>,
+    refreshed: Arc<Mutex<std::time::Instant>>,
+}
+
+impl LockWitness {
+    /// See [`LockGuard::ensure_held`].
+    pub fn ensure_held(&self) -> Result<()> {
         let age = self.refreshed.lock().unwrap().elapsed();
         if age + REFRESH_EVERY > STALE_AFTER {
             return Err(Error::Locked(format!(

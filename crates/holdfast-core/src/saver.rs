@@ -3,12 +3,19 @@
 //! Workers hash and seal blobs in parallel; a full pack is handed to uploader threads over a
 //! bounded channel, so reading never waits for storage unless storage is the bottleneck, and
 //! memory stays bounded (a pack being filled per kind plus one queued per uploader).
+//!
+//! A long backup also writes intermediate index files (checkpoints) for the packs stored so
+//! far: a backup killed after hours of uploading then loses at most one interval of work, as
+//! the next run deduplicates against what the checkpoints list. A checkpoint is written only
+//! while the repository lock is known to be held, for the same reason as the final index: a
+//! prune that took over a stale lock may have deleted the packs it would name.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::id::{BlobId, IndexId};
@@ -23,6 +30,32 @@ pub struct SaverStats {
     pub bytes_stored: AtomicU64,
 }
 
+/// Fails when committing is no longer safe (the repository lock was lost).
+pub type CommitGuard = Arc<dyn Fn() -> Result<()> + Send + Sync>;
+
+/// When to write intermediate index files, and how to tell that it is safe.
+#[derive(Clone)]
+pub struct Checkpoints {
+    /// Time between two checkpoints; the first comes one interval after the saver starts.
+    pub every: Duration,
+    pub guard: CommitGuard,
+}
+
+impl std::fmt::Debug for Checkpoints {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Checkpoints")
+            .field("every", &self.every)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Packs stored and not yet listed in an index file, and the index files written so far.
+struct Stored {
+    unindexed: Vec<PackEntry>,
+    index_files: Vec<IndexId>,
+    last_checkpoint: Instant,
+}
+
 pub struct BlobSaver {
     repo: Arc<Repository>,
     known: Arc<MasterIndex>,
@@ -30,7 +63,8 @@ pub struct BlobSaver {
     data: Mutex<PackWriter>,
     tree: Mutex<PackWriter>,
     tx: Option<SyncSender<PackWriter>>,
-    uploaders: Vec<JoinHandle<(Vec<PackEntry>, Option<Error>)>>,
+    uploaders: Vec<JoinHandle<Option<Error>>>,
+    stored: Arc<Mutex<Stored>>,
     failed: Arc<AtomicBool>,
     pub stats: SaverStats,
 }
@@ -38,24 +72,51 @@ pub struct BlobSaver {
 impl BlobSaver {
     pub fn new(repo: Arc<Repository>, uploaders: usize) -> BlobSaver {
         let known = repo.index();
-        Self::with_known(repo, uploaders, known)
+        Self::with_known(repo, uploaders, known, None)
+    }
+
+    /// A saver that also writes an index file for the packs stored so far every
+    /// `checkpoints.every`, while `checkpoints.guard` allows it.
+    pub fn with_checkpoints(
+        repo: Arc<Repository>,
+        uploaders: usize,
+        checkpoints: Checkpoints,
+    ) -> BlobSaver {
+        let known = repo.index();
+        Self::with_known(repo, uploaders, known, Some(checkpoints))
     }
 
     /// A saver that stores every blob given to it once, even those the index already has in
     /// other packs (prune moves live blobs out of mostly-unused packs).
     pub fn for_repack(repo: Arc<Repository>, uploaders: usize) -> BlobSaver {
-        Self::with_known(repo, uploaders, Arc::new(MasterIndex::default()))
+        Self::with_known(repo, uploaders, Arc::new(MasterIndex::default()), None)
     }
 
-    fn with_known(repo: Arc<Repository>, uploaders: usize, known: Arc<MasterIndex>) -> BlobSaver {
+    fn with_known(
+        repo: Arc<Repository>,
+        uploaders: usize,
+        known: Arc<MasterIndex>,
+        checkpoints: Option<Checkpoints>,
+    ) -> BlobSaver {
         // Rendezvous: a full pack waits for a free uploader instead of piling up in memory.
         let (tx, rx) = sync_channel::<PackWriter>(0);
         let rx = Arc::new(Mutex::new(rx));
         let failed = Arc::new(AtomicBool::new(false));
+        let stored = Arc::new(Mutex::new(Stored {
+            unindexed: Vec::new(),
+            index_files: Vec::new(),
+            last_checkpoint: Instant::now(),
+        }));
         let handles = (0..uploaders.max(1))
             .map(|_| {
-                let (repo, rx, failed) = (repo.clone(), rx.clone(), failed.clone());
-                std::thread::spawn(move || upload_loop(&repo, &rx, &failed))
+                let uploader = Uploader {
+                    repo: repo.clone(),
+                    rx: rx.clone(),
+                    failed: failed.clone(),
+                    stored: stored.clone(),
+                    checkpoints: checkpoints.clone(),
+                };
+                std::thread::spawn(move || uploader.run())
             })
             .collect();
         BlobSaver {
@@ -66,6 +127,7 @@ impl BlobSaver {
             tree: Mutex::new(PackWriter::new()),
             tx: Some(tx),
             uploaders: handles,
+            stored,
             failed,
             stats: SaverStats::default(),
         }
@@ -133,13 +195,15 @@ impl BlobSaver {
             .map_err(|_| Error::Invalid("the pack uploader stopped".into()))
     }
 
-    /// Flushes partly filled packs, waits for uploads and writes index files for them.
-    /// Called on failure too, so that packs already stored are indexed and reused next time.
+    /// Flushes partly filled packs, waits for uploads and writes index files for the packs no
+    /// checkpoint listed; returns every index file written. Called on failure too, so that
+    /// packs already stored are indexed and reused next time.
     pub fn finish(self) -> Result<Vec<IndexId>> {
         self.finish_with_packs().map(|(ids, _)| ids)
     }
 
-    /// Like [`BlobSaver::finish`], also returning the packs stored.
+    /// Like [`BlobSaver::finish`], also returning the packs that the final index files list
+    /// (every pack stored, for a saver without checkpoints).
     pub fn finish_with_packs(mut self) -> Result<(Vec<IndexId>, Vec<PackEntry>)> {
         let data = std::mem::take(&mut *self.data.lock().unwrap());
         let tree = std::mem::take(&mut *self.tree.lock().unwrap());
@@ -152,16 +216,20 @@ impl BlobSaver {
             }
         }
         drop(self.tx.take());
-        let mut packs = Vec::new();
         let mut upload_err = None;
         for h in self.uploaders.drain(..) {
-            let (stored, err) = h.join().expect("uploader thread panicked");
-            packs.extend(stored);
-            if let Some(e) = err {
+            if let Some(e) = h.join().expect("uploader thread panicked") {
                 upload_err.get_or_insert(e);
             }
         }
-        let index_ids = self.repo.save_index_files(packs.clone(), Vec::new())?;
+        let (packs, mut index_ids) = {
+            let mut stored = self.stored.lock().unwrap();
+            (
+                std::mem::take(&mut stored.unindexed),
+                std::mem::take(&mut stored.index_files),
+            )
+        };
+        index_ids.extend(self.repo.save_index_files(packs.clone(), Vec::new())?);
         // An uploader's error names the cause; a refused send only says that one happened.
         match upload_err.or(send_err) {
             Some(e) => Err(e),
@@ -170,30 +238,71 @@ impl BlobSaver {
     }
 }
 
-/// Stores packs until the channel closes; returns what it stored, and the first error (after
-/// which it only drains the channel, so that senders never block).
-fn upload_loop(
-    repo: &Repository,
-    rx: &Mutex<Receiver<PackWriter>>,
-    failed: &AtomicBool,
-) -> (Vec<PackEntry>, Option<Error>) {
-    let mut done = Vec::new();
-    let mut err = None;
-    loop {
-        let next = rx.lock().unwrap().recv();
-        let Ok(w) = next else { break };
-        if err.is_some() {
-            continue;
+/// One uploader thread's share of the saver.
+struct Uploader {
+    repo: Arc<Repository>,
+    rx: Arc<Mutex<Receiver<PackWriter>>>,
+    failed: Arc<AtomicBool>,
+    stored: Arc<Mutex<Stored>>,
+    checkpoints: Option<Checkpoints>,
+}
+
+impl Uploader {
+    /// Stores packs until the channel closes; returns the first error (after which it only
+    /// drains the channel, so that senders never block).
+    fn run(self) -> Option<Error> {
+        let mut err = None;
+        loop {
+            let next = self.rx.lock().unwrap().recv();
+            let Ok(w) = next else { break };
+            if err.is_some() {
+                continue;
+            }
+            let (id, bytes, blobs) = w.finish(self.repo.key());
+            let has_trees = blobs.iter().any(|b| b.kind == BlobKind::Tree);
+            match self.repo.save_pack(&id, bytes, has_trees) {
+                Ok(()) => {
+                    self.stored
+                        .lock()
+                        .unwrap()
+                        .unindexed
+                        .push(PackEntry { id, blobs });
+                    self.checkpoint();
+                }
+                Err(e) => {
+                    self.failed.store(true, Ordering::Relaxed);
+                    err = Some(e);
+                }
+            }
         }
-        let (id, bytes, blobs) = w.finish(repo.key());
-        let has_trees = blobs.iter().any(|b| b.kind == BlobKind::Tree);
-        match repo.save_pack(&id, bytes, has_trees) {
-            Ok(()) => done.push(PackEntry { id, blobs }),
+        err
+    }
+
+    /// Writes an index file for the packs stored so far when the interval has passed. A
+    /// checkpoint that cannot be written is not an error: its packs wait for the next one, or
+    /// for the final index, which reports failures.
+    fn checkpoint(&self) {
+        let Some(cp) = &self.checkpoints else { return };
+        let packs = {
+            let mut stored = self.stored.lock().unwrap();
+            if stored.last_checkpoint.elapsed() < cp.every || stored.unindexed.is_empty() {
+                return;
+            }
+            stored.last_checkpoint = Instant::now();
+            std::mem::take(&mut stored.unindexed)
+        };
+        let written =
+            (cp.guard)().and_then(|()| self.repo.save_index_files(packs.clone(), Vec::new()));
+        let mut stored = self.stored.lock().unwrap();
+        match written {
+            Ok(ids) => {
+                tracing::debug!("checkpoint: {} packs indexed", packs.len());
+                stored.index_files.extend(ids);
+            }
             Err(e) => {
-                failed.store(true, Ordering::Relaxed);
-                err = Some(e);
+                tracing::warn!("could not write an intermediate index (retried later): {e}");
+                stored.unindexed.extend(packs);
             }
         }
     }
-    (done, err)
 }

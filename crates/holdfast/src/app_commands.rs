@@ -156,6 +156,7 @@ pub fn run_backup_app(ctx: &Ctx, a: BackupArgs, json_out: bool) -> Result<Backup
         host: a.host.clone(),
         one_file_system: a.one_file_system,
         force: a.force,
+        checkpoints: Some(crate::commands::checkpoints(&lock, a.checkpoint_interval)),
     };
     let outcome = procedure::backup_app(repo.clone(), &app, mode, &run);
     drop(bar);
@@ -580,6 +581,7 @@ pub fn upgrade(ctx: &Ctx, a: UpgradeArgs) -> Result<i32> {
         host: None,
         parent: None,
         force: false,
+        checkpoint_interval: CHECKPOINT_INTERVAL_SECS,
     };
     let code = run_backup_app(ctx, backup, false)?.code;
     if code != exit::OK {

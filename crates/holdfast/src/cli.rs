@@ -443,6 +443,10 @@ pub struct PruneArgs {
     pub repack_threshold: String,
 }
 
+/// Default of `backup --checkpoint-interval`: at most five minutes of uploads are lost to a
+/// killed backup, for one small index file per five minutes of a long run.
+pub const CHECKPOINT_INTERVAL_SECS: u64 = 300;
+
 #[derive(Args, Debug)]
 pub struct InitArgs {
     /// Argon2id memory in MiB for the new key
@@ -523,6 +527,11 @@ pub struct BackupArgs {
     /// Read every file, ignoring the parent snapshot
     #[arg(long)]
     pub force: bool,
+    /// Every this many seconds, write an index of the data stored so far. A backup killed
+    /// midway (kill -9, power loss) then keeps what it uploaded up to the last checkpoint: the
+    /// next run does not read it into the repository again. 0 writes one after every pack
+    #[arg(long, default_value_t = CHECKPOINT_INTERVAL_SECS, value_name = "SECONDS")]
+    pub checkpoint_interval: u64,
 }
 
 #[derive(Args, Debug)]

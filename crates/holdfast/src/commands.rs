@@ -12,8 +12,10 @@ use holdfast_core::error::exit;
 use holdfast_core::exclude::Excludes;
 use holdfast_core::id::{BlobId, KeyId, PackId};
 use holdfast_core::keyfile::KdfParams;
+use holdfast_core::lock::LockGuard;
 use holdfast_core::repo::{InitOptions, Repository};
 use holdfast_core::restore::{self, RestoreOptions, RestoreProgress};
+use holdfast_core::saver::Checkpoints;
 use holdfast_core::snapshot::SnapshotFilter;
 use holdfast_core::storage::layout;
 use holdfast_core::tree::NodeKind;
@@ -126,6 +128,7 @@ fn backup_cmd(ctx: &Ctx, a: BackupArgs) -> Result<i32> {
         reread_changed: 0,
         expect_vanishing: false,
         attachments: Vec::new(),
+        checkpoints: Some(checkpoints(&lock, a.checkpoint_interval)),
     };
     let progress = Arc::new(Progress::default());
     let bar = backup_bar(ctx, &progress, a.paths.clone(), excludes);
@@ -171,6 +174,15 @@ fn backup_cmd(ctx: &Ctx, a: BackupArgs) -> Result<i32> {
     } else {
         exit::PARTIAL
     })
+}
+
+/// Intermediate index files every `secs` seconds, written while `lock` is still held.
+pub fn checkpoints(lock: &LockGuard, secs: u64) -> Checkpoints {
+    let witness = lock.witness();
+    Checkpoints {
+        every: std::time::Duration::from_secs(secs),
+        guard: Arc::new(move || witness.ensure_held()),
+    }
 }
 
 /// On a terminal, a progress bar fed by the backup's counters, with a scan for the totals.

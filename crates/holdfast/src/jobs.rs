@@ -141,6 +141,7 @@ fn run_one(ctx: &Ctx, name: &str) -> RunRecord {
         host: None,
         parent: None,
         force: false,
+        checkpoint_interval: CHECKPOINT_INTERVAL_SECS,
     };
     let result = run_backup_app(ctx, backup, false);
     if let Err(e) = &result {

@@ -164,16 +164,19 @@ fn backup_that_lost_its_lock_commits_nothing() {
         random_file(&src.join(format!("f{i}")), 1024 * 1024, i);
     }
     env.init_small_packs();
+    let index_files = || std::fs::read_dir(env.repo.join("index")).unwrap().count();
     let mut caught = false;
     for _ in 0..5 {
         let child = env
             .cmd()
             .args(["backup", src.to_str().unwrap(), "--force"])
+            .args(["--checkpoint-interval", "0"])
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
         std::thread::sleep(Duration::from_millis(150));
         env.ok(&["unlock", "--all"]);
+        let indexed_before = index_files();
         let o = child.wait_with_output().unwrap();
         if o.status.success() {
             continue; // finished before the lock was removed
@@ -185,6 +188,12 @@ fn backup_that_lost_its_lock_commits_nothing() {
             stderr(&o)
         );
         assert_eq!(env.json(&["snapshots"]).as_array().unwrap().len(), 0);
+        // One checkpoint may have passed its lock check just before the lock went.
+        let indexed_after = index_files();
+        assert!(
+            indexed_after <= indexed_before + 1,
+            "checkpoints went on without the lock: {indexed_before} -> {indexed_after} index files"
+        );
         caught = true;
         break;
     }
@@ -193,4 +202,60 @@ fn backup_that_lost_its_lock_commits_nothing() {
         "every backup finished before its lock was removed: the test proved nothing"
     );
     env.ok(&["check"]);
+}
+
+/// A backup killed with -9 keeps what its checkpoints indexed: the repository checks clean,
+/// the next run stores only what no checkpoint listed, and it restores exactly.
+#[test]
+fn a_killed_backup_keeps_what_its_checkpoints_indexed() {
+    let env = Env::new();
+    let src = env.path("src");
+    std::fs::create_dir(&src).unwrap();
+    let total: u64 = 96 << 20;
+    for i in 0..96 {
+        random_file(&src.join(format!("f{i:02}")), 1 << 20, 500 + i);
+    }
+    env.init_small_packs();
+    let index_files = || {
+        std::fs::read_dir(env.repo.join("index"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    assert_eq!(index_files(), 0);
+    let mut child = env
+        .cmd()
+        .args([
+            "backup",
+            src.to_str().unwrap(),
+            "--checkpoint-interval",
+            "0",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The first checkpoint follows the first 1 MiB pack; then kill, long before the end.
+    while index_files() == 0 && child.try_wait().unwrap().is_none() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the backup ended before it could be killed"
+    );
+    let _ = child.kill(); // SIGKILL
+    child.wait().unwrap();
+    assert!(index_files() >= 1);
+    assert_eq!(env.json(&["snapshots"]).as_array().unwrap().len(), 0);
+    env.ok(&["check"]);
+
+    let b = env.backup(&src);
+    let added = b["snapshot"]["summary"]["bytes_added"].as_u64().unwrap();
+    assert!(
+        added < total,
+        "the next backup stored all {added} bytes again: the checkpoints were not used"
+    );
+    env.ok(&["check", "--read-data"]);
+    let out = env.path("restored");
+    env.ok(&["restore", "latest", "--target", out.to_str().unwrap()]);
+    assert_same_tree(&snapshot_tree(&src), &src, &out);
 }
