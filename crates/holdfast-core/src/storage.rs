@@ -2,9 +2,11 @@
 //!
 //! The repository only ever writes whole objects once, reads whole objects or byte ranges,
 //! lists a folder, and deletes. That is all object storage offers, so nothing above this layer
-//! can come to depend on rename, append or listing order. The local filesystem is reached
-//! through OpenDAL's fs service with an atomic-write directory, which gives temp file + fsync +
-//! rename, so a crash never leaves a half-written object under its final name.
+//! can come to depend on rename, append or listing order. On the local filesystem, objects are
+//! written as temp file + fsync + rename, so a crash never leaves a half-written object under
+//! its final name. Local reads and writes go straight to `std::fs` (one exactly sized buffer,
+//! no copy through an async runtime: that took a tenth of a first backup's system time);
+//! listing and deleting go through OpenDAL's fs service like everything on S3.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -338,6 +340,9 @@ impl Storage {
         let big = bytes.len() > PART && self.local_root.is_none();
         count(WRITES, 1);
         count(BYTES_WRITTEN, bytes.len() as u64);
+        if let Some(root) = &self.local_root {
+            return write_local(root, path, &bytes);
+        }
         let buf = opendal::Buffer::from(bytes);
         let mut attempt = 0;
         loop {
@@ -475,6 +480,41 @@ fn read_local_range(root: &Path, path: &str, offset: u64, len: u64) -> Result<Ve
         }
     })?;
     Ok(buf)
+}
+
+/// Writes an object of a local repository: a new file in `tmp/`, written in one call, flushed
+/// to disk, then renamed into place, so that a reader sees the whole object or none of it.
+/// (OpenDAL's fs service does the same through tokio's file, which copies every write into its
+/// own buffer and hands it to a blocking thread 2 MiB at a time.)
+fn write_local(root: &Path, path: &str, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let target = root.join(path);
+    let tmp = root.join(layout::TMP).join(format!(
+        "{:016x}{:016x}",
+        rand::random::<u64>(),
+        rand::random::<u64>()
+    ));
+    let written = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_data()?;
+        match std::fs::rename(&tmp, &target) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && tmp.exists() => {
+                if let Some(dir) = target.parent() {
+                    std::fs::create_dir_all(dir)?;
+                }
+                std::fs::rename(&tmp, &target)
+            }
+            other => other,
+        }
+    })();
+    written.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io(target, e)
+    })
 }
 
 fn local_err(root: &Path, path: &str, e: std::io::Error) -> Error {
