@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::id::{BlobId, SnapshotId};
 use crate::pack::BlobKind;
 use crate::repo::Repository;
-use crate::saver::BlobSaver;
+use crate::saver::{BlobSaver, Checkpoints};
 use crate::snapshot::Snapshot;
 use crate::tree::Tree;
 
@@ -90,13 +90,14 @@ impl Copier<'_> {
 
 /// Copies `wanted` snapshots of `src` (all when empty) into `dst`, skipping those `dst`
 /// has. Both indexes must be loaded; the caller holds a shared lock on `dst`.
-/// `before_commit` runs before each snapshot is written (the lock check).
+/// Intermediate index files are written as `checkpoints` says, and its guard (the lock check)
+/// runs before the final index and the snapshots are written.
 pub fn copy(
     src: &Repository,
     dst: Arc<Repository>,
     wanted: &[(SnapshotId, Snapshot)],
     cancel: &AtomicBool,
-    before_commit: &dyn Fn() -> Result<()>,
+    checkpoints: &Checkpoints,
 ) -> Result<CopyReport> {
     let mut report = CopyReport::default();
     let dst_snaps = dst.list_snapshots()?;
@@ -105,7 +106,7 @@ pub fn copy(
     } else {
         4
     };
-    let saver = BlobSaver::new(dst.clone(), uploaders);
+    let saver = BlobSaver::with_checkpoints(dst.clone(), uploaders, checkpoints.clone());
     let mut copier = Copier {
         src,
         saver: &saver,
@@ -144,7 +145,7 @@ pub fn copy(
         pending.push((*id, new));
     }
     // Data first (packs and index), then the snapshots that refer to it.
-    before_commit()?;
+    (checkpoints.guard)()?;
     report.bytes_added = saver.stats.bytes_added.load(Ordering::Relaxed);
     report.bytes_stored = saver.stats.bytes_stored.load(Ordering::Relaxed);
     saver.finish()?;

@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::id::{BlobId, SnapshotId};
 use crate::pack::BlobKind;
 use crate::repo::Repository;
-use crate::saver::BlobSaver;
+use crate::saver::{BlobSaver, Checkpoints};
 use crate::snapshot::{RootLayout, Snapshot, Summary, Warning};
 use crate::tree::{Node, NodeKind, RawName, Timestamp, Tree, Xattr};
 
@@ -35,6 +35,9 @@ pub struct ImportOptions {
     /// it is read. The holes of a sparse entry are synthesised, so a few bytes of header can
     /// declare an exabyte of zeros, which would take years to chunk.
     pub max_file_bytes: Option<u64>,
+    /// Intermediate index files during the import; their guard is also asked before the
+    /// final index and snapshot are written, which are skipped when it fails (lock lost).
+    pub checkpoints: Option<Checkpoints>,
 }
 
 pub struct Imported {
@@ -142,7 +145,14 @@ pub fn import_stream(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let mut tar = tar::Archive::new(stream);
-    let saver = BlobSaver::new(repo.clone(), 2);
+    let saver = match &opts.checkpoints {
+        Some(cp) => BlobSaver::with_checkpoints(repo.clone(), 2, cp.clone()),
+        None => BlobSaver::new(repo.clone(), 2),
+    };
+    let commit_check = || match &opts.checkpoints {
+        Some(cp) => (cp.guard)(),
+        None => Ok(()),
+    };
     let result = read_entries(&repo, &saver, &mut tar, archive, opts);
     let bytes_added = saver
         .stats
@@ -165,11 +175,16 @@ pub fn import_stream(
     } = match result {
         Ok(r) => r,
         Err(e) => {
-            let _ = saver.finish();
+            // Index what was stored so that the next attempt reuses it, unless the lock
+            // was lost (a prune may have deleted some of it meanwhile).
+            if commit_check().is_ok() {
+                let _ = saver.finish();
+            }
             return Err(e);
         }
     };
     let tree = save_dir(&saver, root.children, &link_counts)?;
+    commit_check()?;
     saver.finish()?;
     summary.bytes_added = bytes_added;
     summary.bytes_stored = bytes_stored;

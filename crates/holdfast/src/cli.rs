@@ -255,6 +255,10 @@ pub struct CopyArgs {
     /// S3 region of the source, when it differs
     #[arg(long, value_name = "REGION")]
     pub from_s3_region: Option<String>,
+    /// Every this many seconds, write an index of the data copied so far, so that a copy
+    /// killed midway keeps it (as `backup --checkpoint-interval`)
+    #[arg(long, default_value_t = CHECKPOINT_INTERVAL_SECS, value_name = "SECONDS")]
+    pub checkpoint_interval: u64,
     #[command(flatten)]
     pub filter: Filter,
 }
@@ -363,6 +367,10 @@ pub struct ImportArgs {
     /// the archive, so a few bytes of a hostile header can declare an exabyte of zeros.
     #[arg(long, default_value = "1T", value_name = "SIZE", value_parser = parse_byte_size)]
     pub max_file_size: u64,
+    /// Every this many seconds, write an index of the data stored so far, so that an import
+    /// killed midway keeps it (as `backup --checkpoint-interval`)
+    #[arg(long, default_value_t = CHECKPOINT_INTERVAL_SECS, value_name = "SECONDS")]
+    pub checkpoint_interval: u64,
 }
 
 #[derive(Args, Debug)]

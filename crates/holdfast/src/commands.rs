@@ -917,8 +917,13 @@ fn copy_cmd(ctx: &Ctx, a: CopyArgs) -> Result<i32> {
             .map(|p| src.find_snapshot(p, &f))
             .collect::<Result<_, _>>()?
     };
-    let report =
-        holdfast_core::copy::copy(&src, dst, &wanted, &ctx.cancel, &|| lock.ensure_held())?;
+    let report = holdfast_core::copy::copy(
+        &src,
+        dst,
+        &wanted,
+        &ctx.cancel,
+        &checkpoints(&lock, a.checkpoint_interval),
+    )?;
     if ctx.global.json {
         ctx.json(&json!({
             "copied": report.copied.iter().map(|(s, d)| json!({"from": s, "to": d})).collect::<Vec<_>>(),
@@ -1053,7 +1058,7 @@ fn export(ctx: &Ctx, a: ExportArgs) -> Result<i32> {
 }
 
 fn import(ctx: &Ctx, a: ImportArgs) -> Result<i32> {
-    let (repo, _lock) = ctx.open_locked(false, "import")?;
+    let (repo, lock) = ctx.open_locked(false, "import")?;
     let mut archives = a.archives.clone();
     archives.sort_by_key(|p| {
         let name = p
@@ -1071,6 +1076,7 @@ fn import(ctx: &Ctx, a: ImportArgs) -> Result<i32> {
         strip_components: a.strip_components,
         allow_absolute_symlinks: a.allow_absolute_symlinks,
         max_file_bytes: Some(a.max_file_size),
+        checkpoints: Some(checkpoints(&lock, a.checkpoint_interval)),
     };
     let mut done = Vec::new();
     for archive in &archives {

@@ -234,3 +234,23 @@ fn entries_larger_than_the_limit_are_refused_by_their_declared_size() {
         b"fine\n"
     );
 }
+
+/// An import whose lock was removed under it (`unlock --all`, as if a prune took over)
+/// writes no snapshot, no final index and no further checkpoints: exit code 11.
+#[test]
+fn an_import_that_lost_its_lock_commits_nothing() {
+    let env = Env::new();
+    let src = env.path("src");
+    std::fs::create_dir(&src).unwrap();
+    for i in 0..100 {
+        random_file(&src.join(format!("f{i}")), 1024 * 1024, 900 + i);
+    }
+    let archive = env.path("big.tar");
+    sh(&format!(
+        "tar -cf {} -C {} .",
+        archive.display(),
+        src.display()
+    ));
+    env.init_small_packs();
+    assert_losing_the_lock_commits_nothing(&env, &["import", archive.to_str().unwrap()]);
+}

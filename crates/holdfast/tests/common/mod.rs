@@ -237,6 +237,49 @@ impl Env {
     }
 }
 
+/// Runs `holdfast ARGS --checkpoint-interval 0` and removes its lock 150 ms in (`unlock
+/// --all`, as if others judged it stale and a prune took over), up to five times until one
+/// run is caught before it finished. That run must fail with exit code 11 saying nothing was
+/// committed, write no snapshot, and write at most one more index file after the lock went
+/// (a checkpoint may have passed its lock check just before). Panics when no run was caught.
+pub fn assert_losing_the_lock_commits_nothing(env: &Env, args: &[&str]) {
+    let index_files = || std::fs::read_dir(env.repo.join("index")).unwrap().count();
+    for _ in 0..5 {
+        let child = env
+            .cmd()
+            .args(args)
+            .args(["--checkpoint-interval", "0"])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(150));
+        env.ok(&["unlock", "--all"]);
+        let indexed_before = index_files();
+        let o = child.wait_with_output().unwrap();
+        if o.status.success() {
+            continue; // finished before the lock was removed
+        }
+        assert_eq!(code(&o), 11, "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("nothing was committed"),
+            "{}",
+            stderr(&o)
+        );
+        assert_eq!(env.json(&["snapshots"]).as_array().unwrap().len(), 0);
+        let indexed_after = index_files();
+        assert!(
+            indexed_after <= indexed_before + 1,
+            "checkpoints went on without the lock: {indexed_before} -> {indexed_after} index files"
+        );
+        env.ok(&["check"]);
+        return;
+    }
+    panic!(
+        "every `{}` finished before its lock was removed: the test proved nothing",
+        args[0]
+    );
+}
+
 pub fn code(o: &Output) -> i32 {
     o.status.code().unwrap_or(-1)
 }
