@@ -3,8 +3,8 @@
 //! The repository only ever writes whole objects once, reads whole objects or byte ranges,
 //! lists a folder, and deletes. That is all object storage offers, so nothing above this layer
 //! can come to depend on rename, append or listing order. On the local filesystem, objects are
-//! written as temp file + fsync + rename, so a crash never leaves a half-written object under
-//! its final name. Local reads and writes go straight to `std::fs` (one exactly sized buffer,
+//! written as temp file + fsync + rename + directory fsync, so a crash never leaves a
+//! half-written object under its final name, nor an index naming a pack whose rename was lost. Local reads and writes go straight to `std::fs` (one exactly sized buffer,
 //! no copy through an async runtime: that took a tenth of a first backup's system time);
 //! listing and deleting go through OpenDAL's fs service like everything on S3.
 
@@ -501,20 +501,30 @@ fn write_local(root: &Path, path: &str, bytes: &[u8]) -> Result<()> {
             .open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_data()?;
+        let dir = target.parent().unwrap_or(root);
         match std::fs::rename(&tmp, &target) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && tmp.exists() => {
-                if let Some(dir) = target.parent() {
-                    std::fs::create_dir_all(dir)?;
+                std::fs::create_dir_all(dir)?;
+                std::fs::rename(&tmp, &target)?;
+                // The new directory's own entry must be durable too.
+                if let Some(parent) = dir.parent() {
+                    sync_dir(parent)?;
                 }
-                std::fs::rename(&tmp, &target)
             }
-            other => other,
+            other => other?,
         }
+        // The rename is durable only once its directory is: without this, a power cut could
+        // keep an index (or snapshot) written later while losing the pack it names.
+        sync_dir(dir)
     })();
     written.map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         Error::io(target, e)
     })
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
 }
 
 fn local_err(root: &Path, path: &str, e: std::io::Error) -> Error {
