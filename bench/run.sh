@@ -120,6 +120,12 @@ fi
 S3_PORT=""
 S3_PID=""
 if wants holdfast-s3 || wants restic-s3; then
+    if ! command -v s3s-fs >/dev/null 2>&1 && command -v cargo >/dev/null 2>&1; then
+        log "installing s3s-fs 0.14.1 (cargo install, about 2 minutes)"
+        cargo install s3s-fs --version 0.14.1 --features binary --locked >"$LOGS/s3s-fs.install.log" 2>&1 \
+            || warn "cargo install s3s-fs failed; see $LOGS/s3s-fs.install.log"
+        PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+    fi
     if ! command -v s3s-fs >/dev/null 2>&1; then
         for t in holdfast-s3 restic-s3; do
             SKIP[$t]="s3s-fs not on PATH (cargo install s3s-fs --version 0.14.1 --features binary --locked)"

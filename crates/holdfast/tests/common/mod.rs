@@ -22,15 +22,21 @@ pub struct Env {
     pub s3: Option<std::sync::Arc<S3Server>>,
 }
 
-/// A real S3-compatible server (s3s-fs: SigV4, objects on disk) on a free loopback port,
-/// killed when dropped. `cargo install s3s-fs --version 0.14.1 --features binary` (done by
-/// .ci/run) puts it on PATH.
+/// A real S3-compatible server (s3s-fs: SigV4, multipart, objects on disk) on a free loopback
+/// port, served from a thread of the test process with a runtime of its own, so that the tests
+/// need nothing installed; stopped when dropped.
 pub struct S3Server {
-    pub child: std::sync::Mutex<std::process::Child>,
+    running: std::sync::Mutex<Option<Running>>,
     pub root: tempfile::TempDir,
     pub port: u16,
     /// `root` is a tmpfs mounted for this server, unmounted when it is dropped.
     tmpfs: bool,
+}
+
+/// A serving thread and the switch that stops it.
+struct Running {
+    stop: tokio::sync::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
 }
 
 pub const S3_BUCKET: &str = "holdfast";
@@ -60,54 +66,72 @@ impl S3Server {
             ));
         }
         std::fs::create_dir_all(root.path().join(S3_BUCKET)).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
         let server = S3Server {
-            child: std::sync::Mutex::new(Self::spawn(root.path(), port)),
+            running: std::sync::Mutex::new(Some(Self::serve(root.path(), listener))),
             root,
             port,
             tmpfs: tmpfs.is_some(),
         };
-        server.wait_ready();
         std::sync::Arc::new(server)
     }
 
-    fn spawn(root: &Path, port: u16) -> std::process::Child {
-        Command::new("s3s-fs")
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--access-key", S3_KEY, "--secret-key", S3_SECRET])
-            .arg(root)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect(
-                "s3s-fs is needed for the S3 tests: cargo install s3s-fs --version 0.14.1 --features binary",
-            )
+    /// Serves `root` on `listener` (already bound, so the port accepts connections as soon as
+    /// this returns) until stopped.
+    fn serve(root: &Path, listener: std::net::TcpListener) -> Running {
+        use hyper_util::rt::{TokioExecutor, TokioIo};
+        use hyper_util::server::conn::auto::Builder;
+        let service = {
+            let mut b = s3s::service::S3ServiceBuilder::new(s3s_fs::FileSystem::new(root).unwrap());
+            b.set_auth(s3s::auth::SimpleAuth::from_single(S3_KEY, S3_SECRET));
+            b.build()
+        };
+        listener.set_nonblocking(true).unwrap();
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                loop {
+                    let socket = tokio::select! {
+                        accepted = listener.accept() => match accepted {
+                            Ok((socket, _)) => socket,
+                            Err(_) => continue,
+                        },
+                        _ = &mut stopped => break,
+                    };
+                    let conn = Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(socket), service.clone())
+                        .into_owned();
+                    tokio::spawn(async move {
+                        let _ = conn.await;
+                    });
+                }
+            });
+            // Dropping the runtime drops every connection, mid-request or not.
+            rt.shutdown_timeout(std::time::Duration::from_secs(5));
+        });
+        Running { stop, thread }
     }
 
-    fn wait_ready(&self) {
-        let t = std::time::Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(t.elapsed().as_secs() < 20, "s3s-fs did not start");
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-    }
-
-    /// Kills the server (connections drop mid-request).
+    /// Stops the server: the port refuses connections, open ones drop mid-request.
     pub fn stop(&self) {
-        let mut c = self.child.lock().unwrap();
-        let _ = c.kill();
-        let _ = c.wait();
+        if let Some(r) = self.running.lock().unwrap().take() {
+            let _ = r.stop.send(());
+            r.thread.join().unwrap();
+        }
     }
 
     /// Starts it again on the same port and data.
     pub fn restart(&self) {
         self.stop();
-        *self.child.lock().unwrap() = Self::spawn(self.root.path(), self.port);
-        self.wait_ready();
+        let listener = std::net::TcpListener::bind(("127.0.0.1", self.port)).unwrap();
+        *self.running.lock().unwrap() = Some(Self::serve(self.root.path(), listener));
     }
 
     pub fn endpoint(&self) -> String {
