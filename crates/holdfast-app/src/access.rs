@@ -100,6 +100,7 @@ impl S3Settings {
 }
 
 fn read_secret_file(path: &Path) -> Result<String> {
+    warn_if_world_readable(path, "S3 secret access key file");
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     let secret = text.lines().next().unwrap_or("").trim().to_string();
     if secret.is_empty() {
@@ -109,6 +110,25 @@ fn read_secret_file(path: &Path) -> Result<String> {
         )));
     }
     Ok(secret)
+}
+
+/// Whether a secret file can be read by every user (the "other" read bit). Group access is
+/// left alone: a `backup` group sharing the file is a deliberate setup.
+pub fn world_readable(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o7777;
+    (mode & 0o004 != 0).then_some(mode)
+}
+
+/// A secret that every local user can read is not a secret: say so on every use (as ssh
+/// does for keys), but go on, since refusing would break a scheduled backup at night.
+fn warn_if_world_readable(path: &Path, what: &str) {
+    if let Some(mode) = world_readable(path) {
+        tracing::warn!(
+            "{what} {} is readable by every user (mode {mode:04o}): chmod o-r it",
+            path.display()
+        );
+    }
 }
 
 /// Storage for a repository location: a local directory, or `s3://bucket/prefix`.
@@ -147,6 +167,7 @@ pub fn read_password(
 ) -> Result<Vec<u8>> {
     let pw = match source {
         PasswordSource::File(p) => {
+            warn_if_world_readable(p, "password file");
             let s = std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?;
             s.lines().next().unwrap_or("").to_string()
         }

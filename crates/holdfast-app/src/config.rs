@@ -393,6 +393,11 @@ pub struct PostgresConfig {
     /// Parallel jobs for the directory format.
     #[serde(default = "default_jobs")]
     pub jobs: u32,
+    /// How long pg_dump may wait for its table locks before failing (`--lock-wait-timeout`):
+    /// a transaction holding an exclusive lock would otherwise hang a nightly run until
+    /// morning. `0` waits forever.
+    #[serde(default = "default_lock_wait_timeout")]
+    pub lock_wait_timeout: String,
     /// Also dump roles and tablespaces (`pg_dumpall --globals-only`).
     #[serde(default)]
     pub globals: bool,
@@ -408,6 +413,27 @@ pub struct PostgresConfig {
 
 fn default_jobs() -> u32 {
     2
+}
+
+impl PostgresConfig {
+    /// A server given by URL alone (`--postgres URL`), every other setting at its default.
+    pub fn for_url(url: &str) -> PostgresConfig {
+        PostgresConfig {
+            url: url.to_string(),
+            name: None,
+            format: DumpFormat::default(),
+            jobs: default_jobs(),
+            lock_wait_timeout: default_lock_wait_timeout(),
+            globals: false,
+            role_passwords: false,
+            bin_dir: None,
+            passfile: None,
+        }
+    }
+}
+
+fn default_lock_wait_timeout() -> String {
+    "10m".into()
 }
 
 impl Config {
@@ -615,6 +641,9 @@ impl AppConfig {
             }
             if pg.jobs == 0 {
                 out.push(("postgres.jobs", "must be at least 1".into()));
+            }
+            if let Err(e) = parse_duration(&pg.lock_wait_timeout) {
+                out.push(("postgres.lock_wait_timeout", e));
             }
         }
         out

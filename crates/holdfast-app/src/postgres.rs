@@ -110,19 +110,7 @@ impl Postgres {
 
     /// A server given on the command line (`--postgres URL`).
     pub fn from_url(url: &str, scratch: &Path) -> Result<Postgres> {
-        Postgres::new(
-            &PostgresConfig {
-                url: url.to_string(),
-                name: None,
-                format: DumpFormat::Custom,
-                jobs: 2,
-                globals: false,
-                role_passwords: false,
-                bin_dir: None,
-                passfile: None,
-            },
-            scratch,
-        )
+        Postgres::new(&PostgresConfig::for_url(url), scratch)
     }
 
     pub fn tool(&self, name: &str) -> Command {
@@ -136,6 +124,17 @@ impl Postgres {
             c.env("PGPASSFILE", p).env_remove("PGPASSWORD");
         }
         c.env_remove("HOLDFAST_PASSWORD").stdin(Stdio::null());
+        c
+    }
+
+    /// `pg_dump` with the configured lock wait timeout.
+    fn pg_dump(&self) -> Command {
+        let mut c = self.tool("pg_dump");
+        let wait = crate::config::parse_duration(&self.config.lock_wait_timeout)
+            .unwrap_or(std::time::Duration::ZERO);
+        if !wait.is_zero() {
+            c.arg(format!("--lock-wait-timeout={}", wait.as_millis()));
+        }
         c
     }
 
@@ -311,6 +310,8 @@ fn explain(stderr: &str) -> String {
     } else if msg.contains("no password supplied") || msg.contains("password authentication failed")
     {
         format!("{msg} (give the password in a PGPASSFILE: postgres.passfile or the PGPASSFILE environment variable)")
+    } else if msg.contains("LOCK TABLE") || msg.contains("could not obtain lock") {
+        format!("{msg} (another transaction held a table lock for longer than postgres.lock_wait_timeout)")
     } else if msg.is_empty() {
         "failed without a message".into()
     } else {
@@ -335,7 +336,7 @@ impl AttachmentSource for Postgres {
         let mut details = std::collections::BTreeMap::new();
         let kind = match self.config.format {
             DumpFormat::Custom => {
-                let mut c = self.tool("pg_dump");
+                let mut c = self.pg_dump();
                 c.args(["-Fc", "-w", "-d"])
                     .arg(self.url.to_string())
                     .stdout(Stdio::piped())
@@ -371,7 +372,7 @@ impl AttachmentSource for Postgres {
                     .tempdir_in(&self.scratch)
                     .map_err(|e| holdfast_core::Error::io(&self.scratch, e))?;
                 let dir = tmp.path().join("dump");
-                let mut c = self.tool("pg_dump");
+                let mut c = self.pg_dump();
                 c.args(["-Fd", "-w", "-j"])
                     .arg(self.config.jobs.to_string())
                     .arg("-f")

@@ -70,16 +70,7 @@ fn resolve_app(ctx: &Ctx, a: &BackupArgs) -> Result<(Resolved, Mode)> {
         app_cfg.exclude_tiers = Some(a.exclude_tier.clone());
     }
     for url in &a.postgres {
-        app_cfg.postgres.push(PostgresConfig {
-            url: url.clone(),
-            name: None,
-            format: Default::default(),
-            jobs: 2,
-            globals: false,
-            role_passwords: false,
-            bin_dir: None,
-            passfile: None,
-        });
+        app_cfg.postgres.push(PostgresConfig::for_url(url));
     }
     let mode = match &a.consistency {
         Some(m) => Mode::parse(m)?,

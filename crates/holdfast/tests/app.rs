@@ -1148,6 +1148,59 @@ fn postgres_directory_format_and_missing_tools() {
     assert!(stderr(&o).contains("/nonexistent/bin"), "{}", stderr(&o));
 }
 
+/// A transaction holding an exclusive lock on a table must not hang a nightly run: pg_dump
+/// gives up after `lock_wait_timeout`, the run fails with the database's exit code and says
+/// why, and no snapshot is written (the pair would not match).
+#[test]
+fn a_table_lock_held_too_long_fails_the_dump_instead_of_hanging() {
+    let env = Env::new();
+    let Some(pg) = Pg::start(&env) else { return };
+    env.init();
+    let data = make_dss(&env, "13.2.0");
+    pg.psql("govern", "CREATE TABLE t (id int)");
+    let bindir = std::fs::read_to_string(pg.state.join("bindir")).unwrap();
+    let mut holder = Command::new(format!("{}/psql", bindir.trim()))
+        .env("PGPASSFILE", pg.passfile())
+        .args(["-X", "-q", "-d", &pg.url(), "-c"])
+        .arg("BEGIN; LOCK TABLE t IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(60); COMMIT;")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let held = "SELECT count(*) FROM pg_locks WHERE relation = 't'::regclass AND mode = 'AccessExclusiveLock' AND granted";
+    let t = std::time::Instant::now();
+    while pg.psql("govern", held) != "1" {
+        assert!(t.elapsed().as_secs() < 20, "the lock was never taken");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let cfg = write_config(
+        &env,
+        &dss_config(
+            &data,
+            &format!(
+                "consistency = \"live\"\n[[app.design.postgres]]\nurl = \"{}\"\npassfile = \"{}\"\nlock_wait_timeout = \"1s\"\n",
+                pg.url(),
+                pg.passfile().display()
+            ),
+        ),
+    );
+    let started = std::time::Instant::now();
+    let o = with_config(&env, &cfg, &["backup", "--app", "design"]);
+    let took = started.elapsed();
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(code(&o), 5, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("lock_wait_timeout"),
+        "the error should name the setting: {}",
+        stderr(&o)
+    );
+    assert!(
+        took.as_secs() < 30,
+        "pg_dump waited {took:?} for a lock held for 60 s"
+    );
+    assert_eq!(env.json(&["snapshots"]).as_array().unwrap().len(), 0);
+}
+
 #[test]
 fn schedules_list_and_install_units() {
     let env = Env::new();

@@ -63,16 +63,35 @@ fn wrong_password_missing_repo_not_a_repo_newer_format() {
         .unwrap();
     assert_eq!(code(&o), 1);
     assert!(one_line_error(&o).contains("no password"));
-    // Password from a file and from a command.
+    // Password from a file and from a command. A file every user can read works, with a
+    // warning naming it; one only its owner (and group) can read, silently.
     let pw = env.path("pw");
     std::fs::write(&pw, "test-password\n").unwrap();
-    let o = env
-        .cmd()
-        .env_remove("HOLDFAST_PASSWORD")
-        .args(["snapshots", "--password-file", pw.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let with_mode = |mode: u32| {
+        std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(mode)).unwrap();
+        env.cmd()
+            .env_remove("HOLDFAST_PASSWORD")
+            .args(["snapshots", "--password-file", pw.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let o = with_mode(0o644);
     assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!(
+            "password file {} is readable by every user (mode 0644)",
+            pw.display()
+        )),
+        "{}",
+        stderr(&o)
+    );
+    let o = with_mode(0o640);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        !stderr(&o).contains("readable by every user"),
+        "{}",
+        stderr(&o)
+    );
     let o = env
         .cmd()
         .env_remove("HOLDFAST_PASSWORD")
