@@ -72,30 +72,50 @@ impl S3Settings {
     /// The keys named here, unless the AWS variables name some (they win, as flags do over
     /// the file); an id without a secret, or a secret given twice, is a configuration error.
     pub fn credentials(&self) -> Result<Option<S3Credentials>> {
+        if let Some(p) = self.problems().into_iter().next() {
+            return Err(Error::Invalid(format!("[s3] {p}")));
+        }
         let set = |k: &str| std::env::var_os(k).is_some_and(|v| !v.is_empty());
         let env_has_keys = set("AWS_ACCESS_KEY_ID") && set("AWS_SECRET_ACCESS_KEY");
         let secret = match (&self.secret_access_key, &self.secret_access_key_file) {
-            (Some(_), Some(_)) => {
-                return Err(Error::Invalid(
-                    "[s3] has both secret_access_key and secret_access_key_file: keep one".into(),
-                ))
-            }
-            (Some(s), None) => Some(s.clone()),
+            (Some(s), _) => Some(s.clone()),
             (None, Some(f)) => Some(read_secret_file(f)?),
             (None, None) => None,
         };
         match (&self.access_key_id, secret) {
-            (None, None) => Ok(None),
-            (Some(_), None) | (None, Some(_)) => Err(Error::Invalid(
-                "[s3] needs both access_key_id and secret_access_key (or secret_access_key_file)"
-                    .into(),
-            )),
             (Some(_), Some(_)) if env_has_keys => Ok(None),
             (Some(id), Some(secret)) => Ok(Some(S3Credentials {
                 access_key_id: id.clone(),
                 secret_access_key: secret,
             })),
+            _ => Ok(None),
         }
+    }
+
+    /// What is wrong with these settings, found without reading any file: checked when the
+    /// configuration is loaded, so `config check` reports it rather than the first night's run.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let has_secret = self.secret_access_key.is_some() || self.secret_access_key_file.is_some();
+        if self.secret_access_key.is_some() && self.secret_access_key_file.is_some() {
+            out.push("has both secret_access_key and secret_access_key_file: keep one".into());
+        }
+        if self.access_key_id.is_some() != has_secret {
+            out.push(
+                "needs both access_key_id and secret_access_key (or secret_access_key_file)".into(),
+            );
+        }
+        if self.max_requests == Some(0) {
+            out.push("max_requests must be at least 1".into());
+        }
+        if let Some(e) = &self.endpoint {
+            if !(e.starts_with("http://") || e.starts_with("https://")) {
+                out.push(format!(
+                    "endpoint '{e}' must start with http:// or https://"
+                ));
+            }
+        }
+        out
     }
 }
 

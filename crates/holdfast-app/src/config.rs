@@ -498,6 +498,9 @@ impl Config {
                 errors.push(format!("{}: {}", at(e.0), e.1));
             }
         }
+        for p in self.s3.problems() {
+            errors.push(format!("{}: [s3] {p}", path.display()));
+        }
         if errors.is_empty() {
             Ok(())
         } else {

@@ -73,8 +73,9 @@ fn kdf(memory_mib: u32, iterations: u32) -> KdfParams {
 
 fn init(ctx: &Ctx, a: InitArgs) -> Result<i32> {
     let location = ctx.repo_location()?;
-    let storage = holdfast_app::open_storage(&location, &ctx.s3_settings(), true)?;
-    let pw = holdfast_app::access::read_password(&ctx.password_source(), &new_password_prompt, "")?;
+    let storage = holdfast_app::open_storage(&location, &ctx.s3_settings(&location)?, true)?;
+    let pw =
+        holdfast_app::access::read_password(&ctx.password_source()?, &new_password_prompt, "")?;
     let opts = InitOptions {
         kdf: kdf(a.argon2_memory, a.argon2_iterations),
         pack_size: a.pack_size.max(1) * 1024 * 1024,
@@ -664,11 +665,11 @@ fn cat(ctx: &Ctx, a: CatArgs) -> Result<i32> {
     let location = ctx.repo_location()?;
     let out: serde_json::Value = match a.what.as_str() {
         "config" => {
-            let storage = holdfast_app::open_storage(&location, &ctx.s3_settings(), false)?;
+            let storage = holdfast_app::open_storage(&location, &ctx.s3_settings(&location)?, false)?;
             serde_json::to_value(holdfast_core::repo::read_config(&storage)?)?
         }
         "locks" => {
-            let storage = holdfast_app::open_storage(&location, &ctx.s3_settings(), false)?;
+            let storage = holdfast_app::open_storage(&location, &ctx.s3_settings(&location)?, false)?;
             let v: Vec<_> = holdfast_core::lock::list_locks(&storage)?.into_iter().map(|(p, i)| json!({"path": p, "lock": i})).collect();
             serde_json::to_value(v)?
         }
@@ -717,7 +718,8 @@ fn cat(ctx: &Ctx, a: CatArgs) -> Result<i32> {
 }
 
 fn unlock(ctx: &Ctx, a: UnlockArgs) -> Result<i32> {
-    let storage = holdfast_app::open_storage(&ctx.repo_location()?, &ctx.s3_settings(), false)?;
+    let location = ctx.repo_location()?;
+    let storage = holdfast_app::open_storage(&location, &ctx.s3_settings(&location)?, false)?;
     holdfast_core::repo::read_config(&storage)?;
     let removed = holdfast_core::lock::unlock(&storage, a.all)?;
     if ctx.global.json {
@@ -876,7 +878,7 @@ fn say_prune(ctx: &Ctx, r: &holdfast_core::prune::PruneReport) {
 }
 
 fn copy_cmd(ctx: &Ctx, a: CopyArgs) -> Result<i32> {
-    let mut s3 = ctx.s3_settings();
+    let mut s3 = ctx.s3_settings(&a.from_repo)?;
     if a.from_s3_endpoint.is_some() {
         s3.endpoint = a.from_s3_endpoint.clone();
     }
@@ -890,7 +892,7 @@ fn copy_cmd(ctx: &Ctx, a: CopyArgs) -> Result<i32> {
     } else if let Ok(p) = std::env::var("HOLDFAST_FROM_PASSWORD") {
         holdfast_app::PasswordSource::Value(p)
     } else {
-        ctx.password_source()
+        ctx.password_source()?
     };
     let src = holdfast_app::open_repository(
         &holdfast_app::Access {

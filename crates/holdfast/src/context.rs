@@ -74,44 +74,52 @@ impl Ctx {
             })
     }
 
-    /// S3 settings: flags and environment first, then the configuration's `[s3]`.
-    pub fn s3_settings(&self) -> holdfast_app::access::S3Settings {
-        let cfg = self.config().map(|c| c.s3.clone()).unwrap_or_default();
-        holdfast_app::access::S3Settings {
+    /// S3 settings for `location`: flags and environment first, then the configuration's
+    /// `[s3]`. A configuration file that does not load is an error here only when it is
+    /// needed (an s3:// location), not for a local repository.
+    pub fn s3_settings(&self, location: &str) -> Result<holdfast_app::access::S3Settings> {
+        let cfg = if location.starts_with("s3://") {
+            self.config()?.s3.clone()
+        } else {
+            Default::default()
+        };
+        Ok(holdfast_app::access::S3Settings {
             endpoint: self.global.s3_endpoint.clone().or(cfg.endpoint),
             region: self.global.s3_region.clone().or(cfg.region),
             virtual_host_style: self.global.s3_virtual_host_style || cfg.virtual_host_style,
             ..cfg
-        }
+        })
     }
 
-    pub fn password_source(&self) -> PasswordSource {
+    /// Where the password comes from. The configuration is read only when no flag or
+    /// variable gives one, and then a file that does not load is an error, not a prompt.
+    pub fn password_source(&self) -> Result<PasswordSource> {
         if let Some(f) = &self.global.password_file {
-            return PasswordSource::File(f.clone());
+            return Ok(PasswordSource::File(f.clone()));
         }
         if let Ok(p) = std::env::var("HOLDFAST_PASSWORD") {
-            return PasswordSource::Value(p);
+            return Ok(PasswordSource::Value(p));
         }
         if let Some(c) = &self.global.password_command {
-            return PasswordSource::Command(c.clone());
+            return Ok(PasswordSource::Command(c.clone()));
         }
-        if let Ok(cfg) = self.config() {
-            if let Some(f) = &cfg.password_file {
-                return PasswordSource::File(f.clone());
-            }
-            if let Some(c) = &cfg.password_command {
-                return PasswordSource::Command(c.clone());
-            }
+        let cfg = self.config()?;
+        if let Some(f) = &cfg.password_file {
+            return Ok(PasswordSource::File(f.clone()));
         }
-        PasswordSource::Prompt
+        if let Some(c) = &cfg.password_command {
+            return Ok(PasswordSource::Command(c.clone()));
+        }
+        Ok(PasswordSource::Prompt)
     }
 
     pub fn open(&self) -> Result<Arc<Repository>> {
+        let repo = self.repo_location()?;
         let access = Access {
-            repo: self.repo_location()?,
-            password: self.password_source(),
+            s3: self.s3_settings(&repo)?,
+            password: self.password_source()?,
             use_cache: !self.global.no_cache,
-            s3: self.s3_settings(),
+            repo,
         };
         let repo = holdfast_app::open_repository(&access, &prompt)?;
         Ok(Arc::new(repo))

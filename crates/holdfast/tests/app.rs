@@ -242,6 +242,34 @@ fn config_check_names_file_line_and_key() {
         v["apps"][0]["excluded_tiers"],
         serde_json::json!(["temporary", "logs"])
     );
+
+    // An [s3] section that could never authenticate is found by `config check`, not by the
+    // first night's run.
+    for (s3, problem) in [
+        (
+            "access_key_id = \"AKIA1\"\n",
+            "[s3] needs both access_key_id and secret_access_key",
+        ),
+        (
+            "access_key_id = \"AKIA1\"\nsecret_access_key = \"x\"\nsecret_access_key_file = \"/etc/s\"\n",
+            "[s3] has both secret_access_key and secret_access_key_file",
+        ),
+        (
+            "endpoint = \"minio.local:9000\"\n",
+            "[s3] endpoint 'minio.local:9000' must start with http:// or https://",
+        ),
+    ] {
+        let cfg = write_config(
+            &env,
+            &format!(
+                "[s3]\n{s3}{}",
+                dss_config(Path::new("/srv/dss/data"), "")
+            ),
+        );
+        let o = with_config(&env, &cfg, &["config", "check"]);
+        assert_eq!(code(&o), 4, "{}", stderr(&o));
+        assert!(stderr(&o).contains(problem), "{}", stderr(&o));
+    }
 }
 
 #[test]

@@ -63,6 +63,24 @@ fn wrong_password_missing_repo_not_a_repo_newer_format() {
         .unwrap();
     assert_eq!(code(&o), 1);
     assert!(one_line_error(&o).contains("no password"));
+    // A configuration file that should give the password but does not load is named, not
+    // skipped on the way to a prompt.
+    let broken = env.path("broken.toml");
+    std::fs::write(&broken, "password_file = \"/etc/pw\"\nrepository = [\n").unwrap();
+    let o = env
+        .cmd()
+        .env_remove("HOLDFAST_PASSWORD")
+        .env("HOLDFAST_CONFIG", &broken)
+        .args(["snapshots"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+    assert!(
+        one_line_error(&o).contains(&broken.display().to_string()),
+        "{}",
+        stderr(&o)
+    );
     // Password from a file and from a command. A file every user can read works, with a
     // warning naming it; one only its owner (and group) can read, silently.
     let pw = env.path("pw");

@@ -419,12 +419,18 @@ fn credentials_from_an_aws_profile_and_from_the_configuration_file() {
     )
     .unwrap();
     assert!(count_snapshots(&env).is_err());
-    // An id without a secret is a mistake in the file, named as such.
+    // An id without a secret is a mistake in the file, named as such (a configuration
+    // error, exit code 4).
     std::fs::write(&config, format!("[s3]\naccess_key_id = \"{S3_KEY}\"\n")).unwrap();
-    let err = count_snapshots(&env).unwrap_err();
+    let o = env.run(&["snapshots"]);
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
     assert!(
-        err.contains("access_key_id") && err.contains("secret_access_key"),
-        "{err}"
+        stderr(&o).contains(&format!(
+            "{}: [s3] needs both access_key_id and secret_access_key",
+            config.display()
+        )),
+        "{}",
+        stderr(&o)
     );
 }
 
