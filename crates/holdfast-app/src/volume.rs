@@ -204,8 +204,21 @@ impl Volume {
         if let Some(name) = state.name {
             tracing::warn!("volume snapshot {name} was left by an earlier run; removing it");
             let _ = self.unmount(&name);
-            if self.list()?.contains(&name) || self.cfg.provider == ProviderName::Custom {
-                self.destroy(&name)?;
+            // Without a way to list them, a custom provider's leftover may or may not exist:
+            // its destroy command is asked. Otherwise, one that is gone (removed by hand) is
+            // simply forgotten.
+            let unlistable = self.cfg.provider == ProviderName::Custom && self.cfg.list.is_none();
+            if unlistable || self.list()?.contains(&name) {
+                self.destroy(&name).map_err(|e| match e {
+                    Error::Step { step, message } => Error::Step {
+                        step,
+                        message: format!(
+                            "{message} (snapshot {name}, left by an earlier run: remove it by hand, then delete {} so that runs go on)",
+                            self.state_file().display()
+                        ),
+                    },
+                    other => other,
+                })?;
             }
             cleaned.push(name);
             self.write_state(&InFlight::default())?;

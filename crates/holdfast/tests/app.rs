@@ -1497,4 +1497,48 @@ fn custom_provider_runs_the_administrators_commands() {
         "{}",
         stderr(&o)
     );
+    let working = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("create = \"false && cp -a", "create = \"cp -a");
+    std::fs::write(&cfg, &working).unwrap();
+
+    // A leftover of a crashed run that someone already removed by hand is forgotten: the
+    // provider's list does not show it, so its destroy command (which, like lvremove, fails
+    // on a snapshot that is not there) is not run.
+    let state = env.path("state/volumes/design.json");
+    std::fs::write(
+        &state,
+        r#"{"name": "holdfast-design-20260101T000000.000Z"}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        &cfg,
+        working.replace("destroy = \"rm -rf", "destroy = \"rm -r"),
+    )
+    .unwrap();
+    json_config(&env, &cfg, &["backup", "--app", "design"]);
+    // One that is still there but cannot be destroyed stops the run, saying what to do.
+    let stuck = "holdfast-design-20260102T000000.000Z";
+    std::fs::create_dir(store.join(stuck)).unwrap();
+    std::fs::write(&state, format!(r#"{{"name": "{stuck}"}}"#)).unwrap();
+    std::fs::write(
+        &cfg,
+        working.replace("destroy = \"rm -rf", "destroy = \"false && rm -rf"),
+    )
+    .unwrap();
+    let o = with_config(&env, &cfg, &["backup", "--app", "design"]);
+    assert_eq!(code(&o), 5, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!(
+            "snapshot {stuck}, left by an earlier run: remove it by hand, then delete {}",
+            state.display()
+        )),
+        "{}",
+        stderr(&o)
+    );
+    // Done as told, runs go on.
+    std::fs::remove_dir(store.join(stuck)).unwrap();
+    std::fs::remove_file(&state).unwrap();
+    std::fs::write(&cfg, &working).unwrap();
+    json_config(&env, &cfg, &["backup", "--app", "design"]);
 }
