@@ -47,6 +47,10 @@ pub struct S3Settings {
     pub access_key_id: Option<String>,
     pub secret_access_key: Option<String>,
     pub secret_access_key_file: Option<PathBuf>,
+    /// Keys given for this one repository (the source of a `copy`): they win over the
+    /// environment and the file, which describe the main repository.
+    #[serde(skip)]
+    pub explicit: Option<S3Credentials>,
 }
 
 impl std::fmt::Debug for S3Settings {
@@ -64,6 +68,7 @@ impl std::fmt::Debug for S3Settings {
                 &self.secret_access_key.as_ref().map(|_| "<redacted>"),
             )
             .field("secret_access_key_file", &self.secret_access_key_file)
+            .field("explicit", &self.explicit)
             .finish()
     }
 }
@@ -72,6 +77,9 @@ impl S3Settings {
     /// The keys named here, unless the AWS variables name some (they win, as flags do over
     /// the file); an id without a secret, or a secret given twice, is a configuration error.
     pub fn credentials(&self) -> Result<Option<S3Credentials>> {
+        if let Some(c) = &self.explicit {
+            return Ok(Some(c.clone()));
+        }
         if let Some(p) = self.problems().into_iter().next() {
             return Err(Error::Invalid(format!("[s3] {p}")));
         }

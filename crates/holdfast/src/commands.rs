@@ -885,6 +885,22 @@ fn copy_cmd(ctx: &Ctx, a: CopyArgs) -> Result<i32> {
     if a.from_s3_region.is_some() {
         s3.region = a.from_s3_region.clone();
     }
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    match (
+        var("HOLDFAST_FROM_AWS_ACCESS_KEY_ID"),
+        var("HOLDFAST_FROM_AWS_SECRET_ACCESS_KEY"),
+    ) {
+        (Some(access_key_id), Some(secret_access_key)) => {
+            s3.explicit = Some(holdfast_core::storage::S3Credentials {
+                access_key_id,
+                secret_access_key,
+            })
+        }
+        (None, None) => {}
+        _ => bail!(
+            "set both HOLDFAST_FROM_AWS_ACCESS_KEY_ID and HOLDFAST_FROM_AWS_SECRET_ACCESS_KEY, or neither"
+        ),
+    }
     let password = if let Some(f) = &a.from_password_file {
         holdfast_app::PasswordSource::File(f.clone())
     } else if let Some(c) = &a.from_password_command {

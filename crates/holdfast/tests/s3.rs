@@ -288,6 +288,62 @@ fn copy_between_a_local_repository_and_s3_deduplicates_and_skips() {
     assert_same_tree(&expected, &src, &out);
 }
 
+/// A copy between two S3 services with different keys (an on-site server to an off-site one):
+/// the source's keys come from HOLDFAST_FROM_AWS_*, the destination's from AWS_*.
+#[test]
+fn copy_between_two_s3_services_with_their_own_keys() {
+    let onsite = S3Server::start_with_keys("onsite-key", "onsite-secret-0123456789");
+    let offsite = S3Server::start();
+    let src_env = Env::on_s3(&onsite);
+    src_env.init();
+    let src = src_env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    random_file(&src.join("data.bin"), 3 << 20, 11);
+    std::fs::write(src.join("small"), "small").unwrap();
+    src_env.backup(&src);
+
+    let dst = Env::on_s3(&offsite);
+    dst.init();
+    let copy = |from_keys: &[(&str, &str)]| {
+        let mut c = dst.cmd();
+        c.args(["copy", "--from-repo", &src_env.repo_url]).args([
+            "--from-s3-endpoint",
+            &onsite.endpoint(),
+            "--json",
+        ]);
+        for (k, v) in from_keys {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    };
+    // Without the source's own keys, the destination's are refused by the source's server.
+    let o = copy(&[]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains(&src_env.repo_url), "{}", stderr(&o));
+    // Half a key pair is a mistake, said as such.
+    let o = copy(&[("HOLDFAST_FROM_AWS_ACCESS_KEY_ID", "onsite-key")]);
+    assert_eq!(code(&o), 1);
+    assert!(
+        stderr(&o).contains("HOLDFAST_FROM_AWS_SECRET_ACCESS_KEY"),
+        "{}",
+        stderr(&o)
+    );
+    let o = copy(&[
+        ("HOLDFAST_FROM_AWS_ACCESS_KEY_ID", "onsite-key"),
+        (
+            "HOLDFAST_FROM_AWS_SECRET_ACCESS_KEY",
+            "onsite-secret-0123456789",
+        ),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["copied"].as_array().unwrap().len(), 1, "{v}");
+    dst.ok(&["check", "--read-data"]);
+    let out = dst.path("out");
+    dst.ok(&["restore", "latest", "--target", out.to_str().unwrap()]);
+    assert_same_tree(&snapshot_tree(&src), &src, &out);
+}
+
 /// The `reads` figure of the `-v` storage summary on stderr.
 fn storage_reads(stderr: &str) -> u64 {
     let line = stderr

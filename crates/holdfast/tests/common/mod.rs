@@ -29,6 +29,9 @@ pub struct S3Server {
     running: std::sync::Mutex<Option<Running>>,
     pub root: tempfile::TempDir,
     pub port: u16,
+    /// The one access key the server accepts.
+    pub key: String,
+    pub secret: String,
     /// `root` is a tmpfs mounted for this server, unmounted when it is dropped.
     tmpfs: bool,
 }
@@ -48,6 +51,11 @@ impl S3Server {
         Self::start_with(None)
     }
 
+    /// A server accepting another access key than the usual one (a second S3 service).
+    pub fn start_with_keys(key: &str, secret: &str) -> std::sync::Arc<S3Server> {
+        Self::start_full(None, key, secret)
+    }
+
     /// A server whose disk holds only `size` (a tmpfs, e.g. "12m"; needs root): for uploads
     /// that fail on the server's side while it stays up.
     pub fn start_on_tmpfs(size: &str) -> std::sync::Arc<S3Server> {
@@ -55,6 +63,10 @@ impl S3Server {
     }
 
     fn start_with(tmpfs: Option<&str>) -> std::sync::Arc<S3Server> {
+        Self::start_full(tmpfs, S3_KEY, S3_SECRET)
+    }
+
+    fn start_full(tmpfs: Option<&str>, key: &str, secret: &str) -> std::sync::Arc<S3Server> {
         let root = tempfile::Builder::new()
             .prefix("holdfast-s3-")
             .tempdir()
@@ -69,9 +81,11 @@ impl S3Server {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let server = S3Server {
-            running: std::sync::Mutex::new(Some(Self::serve(root.path(), listener))),
+            running: std::sync::Mutex::new(Some(Self::serve(root.path(), listener, key, secret))),
             root,
             port,
+            key: key.to_string(),
+            secret: secret.to_string(),
             tmpfs: tmpfs.is_some(),
         };
         std::sync::Arc::new(server)
@@ -79,12 +93,12 @@ impl S3Server {
 
     /// Serves `root` on `listener` (already bound, so the port accepts connections as soon as
     /// this returns) until stopped.
-    fn serve(root: &Path, listener: std::net::TcpListener) -> Running {
+    fn serve(root: &Path, listener: std::net::TcpListener, key: &str, secret: &str) -> Running {
         use hyper_util::rt::{TokioExecutor, TokioIo};
         use hyper_util::server::conn::auto::Builder;
         let service = {
             let mut b = s3s::service::S3ServiceBuilder::new(s3s_fs::FileSystem::new(root).unwrap());
-            b.set_auth(s3s::auth::SimpleAuth::from_single(S3_KEY, S3_SECRET));
+            b.set_auth(s3s::auth::SimpleAuth::from_single(key, secret));
             b.build()
         };
         listener.set_nonblocking(true).unwrap();
@@ -131,7 +145,12 @@ impl S3Server {
     pub fn restart(&self) {
         self.stop();
         let listener = std::net::TcpListener::bind(("127.0.0.1", self.port)).unwrap();
-        *self.running.lock().unwrap() = Some(Self::serve(self.root.path(), listener));
+        *self.running.lock().unwrap() = Some(Self::serve(
+            self.root.path(),
+            listener,
+            &self.key,
+            &self.secret,
+        ));
     }
 
     pub fn endpoint(&self) -> String {
@@ -180,8 +199,8 @@ impl Env {
         env.repo_url = format!("s3://{S3_BUCKET}/{prefix}");
         env.extra_env = vec![
             ("HOLDFAST_S3_ENDPOINT".into(), server.endpoint()),
-            ("AWS_ACCESS_KEY_ID".into(), S3_KEY.into()),
-            ("AWS_SECRET_ACCESS_KEY".into(), S3_SECRET.into()),
+            ("AWS_ACCESS_KEY_ID".into(), server.key.clone()),
+            ("AWS_SECRET_ACCESS_KEY".into(), server.secret.clone()),
         ];
         env.s3 = Some(server.clone());
         env
