@@ -100,8 +100,8 @@ impl S3Settings {
         }
     }
 
-    /// What is wrong with these settings, found without reading any file: checked when the
-    /// configuration is loaded, so `config check` reports it rather than the first night's run.
+    /// What is wrong with these settings, found without reading any file: `config check`
+    /// reports it, so that it is not the first night's run against S3 that finds it.
     pub fn problems(&self) -> Vec<String> {
         let mut out = Vec::new();
         let has_secret = self.secret_access_key.is_some() || self.secret_access_key_file.is_some();
@@ -115,13 +115,6 @@ impl S3Settings {
         }
         if self.max_requests == Some(0) {
             out.push("max_requests must be at least 1".into());
-        }
-        if let Some(e) = &self.endpoint {
-            if !(e.starts_with("http://") || e.starts_with("https://")) {
-                out.push(format!(
-                    "endpoint '{e}' must start with http:// or https://"
-                ));
-            }
         }
         out
     }

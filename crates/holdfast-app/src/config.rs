@@ -498,9 +498,6 @@ impl Config {
                 errors.push(format!("{}: {}", at(e.0), e.1));
             }
         }
-        for p in self.s3.problems() {
-            errors.push(format!("{}: [s3] {p}", path.display()));
-        }
         if errors.is_empty() {
             Ok(())
         } else {

@@ -205,7 +205,7 @@ impl Postgres {
 
     /// Dumps `url` to a custom-format file (a safety copy before a pristine restore).
     pub fn dump_to_file(&self, url: &PgUrl, file: &Path) -> Result<()> {
-        let mut c = self.tool("pg_dump");
+        let mut c = self.pg_dump();
         c.args(["-Fc", "-w", "-f"])
             .arg(file)
             .arg("-d")
@@ -310,7 +310,7 @@ fn explain(stderr: &str) -> String {
     } else if msg.contains("no password supplied") || msg.contains("password authentication failed")
     {
         format!("{msg} (give the password in a PGPASSFILE: postgres.passfile or the PGPASSFILE environment variable)")
-    } else if msg.contains("LOCK TABLE") || msg.contains("could not obtain lock") {
+    } else if msg.contains("statement timeout") && msg.contains("LOCK TABLE") {
         format!("{msg} (another transaction held a table lock for longer than postgres.lock_wait_timeout)")
     } else if msg.is_empty() {
         "failed without a message".into()

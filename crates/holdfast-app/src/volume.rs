@@ -212,10 +212,16 @@ impl Volume {
                 self.destroy(&name).map_err(|e| match e {
                     Error::Step { step, message } => Error::Step {
                         step,
-                        message: format!(
-                            "{message} (snapshot {name}, left by an earlier run: remove it by hand, then delete {} so that runs go on)",
-                            self.state_file().display()
-                        ),
+                        message: if unlistable {
+                            format!(
+                                "{message} (snapshot {name}, left by an earlier run: remove it by hand, then delete {} so that runs go on)",
+                                self.state_file().display()
+                            )
+                        } else {
+                            format!(
+                                "{message} (snapshot {name}, left by an earlier run: remove it by hand; the next run then finds it gone and goes on)"
+                            )
+                        },
                     },
                     other => other,
                 })?;

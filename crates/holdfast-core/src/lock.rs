@@ -8,6 +8,7 @@
 //! [`REFRESH_EVERY`] by writing a new lock object and deleting the old one (objects are never
 //! modified in place).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -81,11 +82,22 @@ pub struct LockGuard {
     /// every command by up to its tick).
     stop: Option<Sender<()>>,
     refreshed: Arc<Mutex<std::time::Instant>>,
+    /// Set for good when the refresher found this lock removed by someone else.
+    lost: Arc<AtomicBool>,
     refresher: Option<std::thread::JoinHandle<()>>,
 }
 
 impl LockGuard {
     pub fn acquire(storage: &Storage, exclusive: bool, command: &str) -> Result<LockGuard> {
+        Self::acquire_refreshing(storage, exclusive, command, REFRESH_EVERY)
+    }
+
+    fn acquire_refreshing(
+        storage: &Storage,
+        exclusive: bool,
+        command: &str,
+        every: Duration,
+    ) -> Result<LockGuard> {
         let conflict = |storage: &Storage, own: Option<&str>| -> Result<Option<String>> {
             for (path, info) in list_locks(storage)? {
                 if Some(path.as_str()) == own {
@@ -112,19 +124,26 @@ impl LockGuard {
         let current = Arc::new(Mutex::new(path));
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let refreshed = Arc::new(Mutex::new(std::time::Instant::now()));
+        let lost = Arc::new(AtomicBool::new(false));
         let refresher = {
-            let (storage, current, command, refreshed) = (
+            let (storage, current, command, refreshed, lost) = (
                 storage.clone(),
                 current.clone(),
                 command.to_string(),
                 refreshed.clone(),
+                lost.clone(),
             );
             std::thread::spawn(move || {
-                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(REFRESH_EVERY) {
-                    if let Ok(new) = write_lock(&storage, exclusive, &command) {
-                        let old = std::mem::replace(&mut *current.lock().unwrap(), new);
-                        let _ = storage.delete(&old);
-                        *refreshed.lock().unwrap() = std::time::Instant::now();
+                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
+                    match refresh(&storage, &current, exclusive, &command) {
+                        Ok(true) => *refreshed.lock().unwrap() = std::time::Instant::now(),
+                        // Removed under us (`unlock --all`, or judged stale): writing a new
+                        // lock would hide that from the checks before every commit.
+                        Ok(false) => {
+                            lost.store(true, Ordering::SeqCst);
+                            return;
+                        }
+                        Err(_) => {} // tried again next tick; too many misses make it stale
                     }
                 }
             })
@@ -134,6 +153,7 @@ impl LockGuard {
             current,
             stop: Some(stop),
             refreshed,
+            lost,
             refresher: Some(refresher),
         })
     }
@@ -152,6 +172,7 @@ impl LockGuard {
             storage: self.storage.clone(),
             current: self.current.clone(),
             refreshed: self.refreshed.clone(),
+            lost: self.lost.clone(),
         }
     }
 }
@@ -163,11 +184,17 @@ pub struct LockWitness {
     storage: Storage,
     current: Arc<Mutex<String>>,
     refreshed: Arc<Mutex<std::time::Instant>>,
+    lost: Arc<AtomicBool>,
 }
 
 impl LockWitness {
     /// See [`LockGuard::ensure_held`].
     pub fn ensure_held(&self) -> Result<()> {
+        if self.lost.load(Ordering::SeqCst) {
+            return Err(Error::Locked(
+                "by nobody: this process's lock was removed (unlock --all?), so a prune may have run; nothing was committed".into(),
+            ));
+        }
         let age = self.refreshed.lock().unwrap().elapsed();
         if age + REFRESH_EVERY > STALE_AFTER {
             return Err(Error::Locked(format!(
@@ -176,7 +203,12 @@ impl LockWitness {
             )));
         }
         let path = self.current.lock().unwrap().clone();
-        if !self.storage.exists(&path)? {
+        // A refresh may have replaced the lock between reading its name and asking for it.
+        let held = self.storage.exists(&path)? || {
+            let now = self.current.lock().unwrap().clone();
+            now != path && self.storage.exists(&now)?
+        };
+        if !held {
             return Err(Error::Locked(format!(
                 "by nobody: this process's lock {path} was removed (unlock --all?), so a prune may have run; nothing was committed"
             )));
@@ -194,6 +226,30 @@ impl Drop for LockGuard {
         let path = self.current.lock().unwrap().clone();
         let _ = self.storage.delete(&path);
     }
+}
+
+/// Replaces the held lock `current` with a fresh one; `Ok(false)` when the held one is gone
+/// (then nothing is left behind). The old lock is checked before and after the new one is
+/// written: a removal that lands after the second check also finds the new lock, which then
+/// keeps any exclusive locker out as the old one did.
+fn refresh(
+    storage: &Storage,
+    current: &Mutex<String>,
+    exclusive: bool,
+    command: &str,
+) -> Result<bool> {
+    let old = current.lock().unwrap().clone();
+    if !storage.exists(&old)? {
+        return Ok(false);
+    }
+    let new = write_lock(storage, exclusive, command)?;
+    if !storage.exists(&old)? {
+        let _ = storage.delete(&new);
+        return Ok(false);
+    }
+    *current.lock().unwrap() = new;
+    let _ = storage.delete(&old);
+    Ok(true)
 }
 
 fn write_lock(storage: &Storage, exclusive: bool, command: &str) -> Result<String> {
@@ -221,4 +277,37 @@ pub fn unlock(storage: &Storage, all: bool) -> Result<Vec<String>> {
         }
     }
     Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A lock removed by someone else (`unlock --all`) must stay lost: the refresher used to
+    /// write a new one at its next tick, and the check before a commit then passed again.
+    #[test]
+    fn a_removed_lock_is_not_brought_back_by_its_refresher() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::local(&dir.path().join("repo"), true).unwrap();
+        let guard =
+            LockGuard::acquire_refreshing(&storage, false, "test", Duration::from_millis(20))
+                .unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        guard.ensure_held().expect("held while refreshed");
+        assert_eq!(
+            list_locks(&storage).unwrap().len(),
+            1,
+            "refreshing replaces, never adds"
+        );
+        unlock(&storage, true).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(
+            guard.ensure_held().is_err(),
+            "still reported held after removal"
+        );
+        assert!(
+            list_locks(&storage).unwrap().is_empty(),
+            "the refresher wrote the removed lock back"
+        );
+    }
 }

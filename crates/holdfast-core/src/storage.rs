@@ -506,16 +506,22 @@ fn write_local(root: &Path, path: &str, bytes: &[u8]) -> Result<()> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && tmp.exists() => {
                 std::fs::create_dir_all(dir)?;
                 std::fs::rename(&tmp, &target)?;
-                // The new directory's own entry must be durable too.
-                if let Some(parent) = dir.parent() {
-                    sync_dir(parent)?;
-                }
             }
             other => other?,
         }
-        // The rename is durable only once its directory is: without this, a power cut could
-        // keep an index (or snapshot) written later while losing the pack it names.
-        sync_dir(dir)
+        // The rename is durable only once its directory is, and a directory created on the
+        // way (`data/`, `data/XX/`, by this or a concurrent writer) only once its parent is:
+        // without this, a power cut could keep an index (or snapshot) written later while
+        // losing the pack it names. Syncing a directory with nothing new in it is cheap.
+        let mut d = dir;
+        loop {
+            sync_dir(d)?;
+            match d.parent() {
+                Some(p) if d != root && p.starts_with(root) => d = p,
+                _ => break,
+            }
+        }
+        Ok(())
     })();
     written.map_err(|e| {
         let _ = std::fs::remove_file(&tmp);

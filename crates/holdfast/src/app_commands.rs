@@ -333,6 +333,11 @@ pub fn config_check(ctx: &Ctx) -> Result<i32> {
         .clone()
         .unwrap_or_else(|| PathBuf::from(holdfast_app::config::DEFAULT_PATH));
     let cfg = Config::load(&path)?;
+    // Checked here rather than on every load: a half-written [s3] must not stop backups to a
+    // local repository, but it would stop the first one to S3.
+    if let Some(p) = cfg.s3.problems().into_iter().next() {
+        return Err(holdfast_app::Error::Config(format!("{}: [s3] {p}", path.display())).into());
+    }
     let apps: Vec<_> = cfg
         .app
         .iter()

@@ -254,10 +254,6 @@ fn config_check_names_file_line_and_key() {
             "access_key_id = \"AKIA1\"\nsecret_access_key = \"x\"\nsecret_access_key_file = \"/etc/s\"\n",
             "[s3] has both secret_access_key and secret_access_key_file",
         ),
-        (
-            "endpoint = \"minio.local:9000\"\n",
-            "[s3] endpoint 'minio.local:9000' must start with http:// or https://",
-        ),
     ] {
         let cfg = write_config(
             &env,
@@ -1530,15 +1526,14 @@ fn custom_provider_runs_the_administrators_commands() {
     assert_eq!(code(&o), 5, "{}", stderr(&o));
     assert!(
         stderr(&o).contains(&format!(
-            "snapshot {stuck}, left by an earlier run: remove it by hand, then delete {}",
-            state.display()
+            "snapshot {stuck}, left by an earlier run: remove it by hand; the next run then finds it gone"
         )),
         "{}",
         stderr(&o)
     );
-    // Done as told, runs go on.
+    // Done as told (the provider lists snapshots, so the record needs no hand), runs go on.
     std::fs::remove_dir(store.join(stuck)).unwrap();
-    std::fs::remove_file(&state).unwrap();
     std::fs::write(&cfg, &working).unwrap();
     json_config(&env, &cfg, &["backup", "--app", "design"]);
+    assert!(!state.exists() || std::fs::read_to_string(&state).unwrap().contains("null"));
 }
