@@ -135,7 +135,7 @@ fn read_secret_file(path: &Path) -> Result<String> {
 
 /// Whether a secret file can be read by every user (the "other" read bit). Group access is
 /// left alone: a `backup` group sharing the file is a deliberate setup.
-pub fn world_readable(path: &Path) -> Option<u32> {
+fn world_readable(path: &Path) -> Option<u32> {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o7777;
     (mode & 0o004 != 0).then_some(mode)

@@ -209,19 +209,20 @@ impl Volume {
             // simply forgotten.
             let unlistable = self.cfg.provider == ProviderName::Custom && self.cfg.list.is_none();
             if unlistable || self.list()?.contains(&name) {
+                let then = if unlistable {
+                    format!(
+                        "then delete {} so that runs go on",
+                        self.state_file().display()
+                    )
+                } else {
+                    "the next run then finds it gone and goes on".into()
+                };
                 self.destroy(&name).map_err(|e| match e {
                     Error::Step { step, message } => Error::Step {
                         step,
-                        message: if unlistable {
-                            format!(
-                                "{message} (snapshot {name}, left by an earlier run: remove it by hand, then delete {} so that runs go on)",
-                                self.state_file().display()
-                            )
-                        } else {
-                            format!(
-                                "{message} (snapshot {name}, left by an earlier run: remove it by hand; the next run then finds it gone and goes on)"
-                            )
-                        },
+                        message: format!(
+                            "{message} (snapshot {name}, left by an earlier run: remove it by hand; {then})"
+                        ),
                     },
                     other => other,
                 })?;

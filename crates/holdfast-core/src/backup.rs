@@ -233,10 +233,7 @@ pub fn backup(
     } else {
         4
     };
-    let saver = match &opts.checkpoints {
-        Some(cp) => BlobSaver::with_checkpoints(repo.clone(), uploaders, cp.clone()),
-        None => BlobSaver::new(repo.clone(), uploaders),
-    };
+    let saver = BlobSaver::with_checkpoints(repo.clone(), uploaders, opts.checkpoints.clone());
     let ctx = Ctx {
         repo: &repo,
         saver: &saver,

@@ -106,7 +106,7 @@ pub fn copy(
     } else {
         4
     };
-    let saver = BlobSaver::with_checkpoints(dst.clone(), uploaders, checkpoints.clone());
+    let saver = BlobSaver::with_checkpoints(dst.clone(), uploaders, Some(checkpoints.clone()));
     let mut copier = Copier {
         src,
         saver: &saver,
@@ -145,7 +145,7 @@ pub fn copy(
         pending.push((*id, new));
     }
     // Data first (packs and index), then the snapshots that refer to it.
-    (checkpoints.guard)()?;
+    saver.ensure_committable()?;
     report.bytes_added = saver.stats.bytes_added.load(Ordering::Relaxed);
     report.bytes_stored = saver.stats.bytes_stored.load(Ordering::Relaxed);
     saver.finish()?;

@@ -145,14 +145,7 @@ pub fn import_stream(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let mut tar = tar::Archive::new(stream);
-    let saver = match &opts.checkpoints {
-        Some(cp) => BlobSaver::with_checkpoints(repo.clone(), 2, cp.clone()),
-        None => BlobSaver::new(repo.clone(), 2),
-    };
-    let commit_check = || match &opts.checkpoints {
-        Some(cp) => (cp.guard)(),
-        None => Ok(()),
-    };
+    let saver = BlobSaver::with_checkpoints(repo.clone(), 2, opts.checkpoints.clone());
     let result = read_entries(&repo, &saver, &mut tar, archive, opts);
     let bytes_added = saver
         .stats
@@ -177,14 +170,14 @@ pub fn import_stream(
         Err(e) => {
             // Index what was stored so that the next attempt reuses it, unless the lock
             // was lost (a prune may have deleted some of it meanwhile).
-            if commit_check().is_ok() {
+            if saver.ensure_committable().is_ok() {
                 let _ = saver.finish();
             }
             return Err(e);
         }
     };
     let tree = save_dir(&saver, root.children, &link_counts)?;
-    commit_check()?;
+    saver.ensure_committable()?;
     saver.finish()?;
     summary.bytes_added = bytes_added;
     summary.bytes_stored = bytes_stored;

@@ -190,11 +190,6 @@ pub struct LockWitness {
 impl LockWitness {
     /// See [`LockGuard::ensure_held`].
     pub fn ensure_held(&self) -> Result<()> {
-        if self.lost.load(Ordering::SeqCst) {
-            return Err(Error::Locked(
-                "by nobody: this process's lock was removed (unlock --all?), so a prune may have run; nothing was committed".into(),
-            ));
-        }
         let age = self.refreshed.lock().unwrap().elapsed();
         if age + REFRESH_EVERY > STALE_AFTER {
             return Err(Error::Locked(format!(
@@ -204,10 +199,11 @@ impl LockWitness {
         }
         let path = self.current.lock().unwrap().clone();
         // A refresh may have replaced the lock between reading its name and asking for it.
-        let held = self.storage.exists(&path)? || {
-            let now = self.current.lock().unwrap().clone();
-            now != path && self.storage.exists(&now)?
-        };
+        let held = !self.lost.load(Ordering::SeqCst)
+            && (self.storage.exists(&path)? || {
+                let now = self.current.lock().unwrap().clone();
+                now != path && self.storage.exists(&now)?
+            });
         if !held {
             return Err(Error::Locked(format!(
                 "by nobody: this process's lock {path} was removed (unlock --all?), so a prune may have run; nothing was committed"

@@ -66,6 +66,8 @@ pub struct BlobSaver {
     uploaders: Vec<JoinHandle<Option<Error>>>,
     stored: Arc<Mutex<Stored>>,
     failed: Arc<AtomicBool>,
+    /// The checkpoints' guard, also asked by [`BlobSaver::ensure_committable`].
+    guard: Option<CommitGuard>,
     pub stats: SaverStats,
 }
 
@@ -76,14 +78,15 @@ impl BlobSaver {
     }
 
     /// A saver that also writes an index file for the packs stored so far every
-    /// `checkpoints.every`, while `checkpoints.guard` allows it.
+    /// `checkpoints.every`, while `checkpoints.guard` allows it (as [`BlobSaver::new`] when
+    /// there are none).
     pub fn with_checkpoints(
         repo: Arc<Repository>,
         uploaders: usize,
-        checkpoints: Checkpoints,
+        checkpoints: Option<Checkpoints>,
     ) -> BlobSaver {
         let known = repo.index();
-        Self::with_known(repo, uploaders, known, Some(checkpoints))
+        Self::with_known(repo, uploaders, known, checkpoints)
     }
 
     /// A saver that stores every blob given to it once, even those the index already has in
@@ -107,6 +110,7 @@ impl BlobSaver {
             index_files: Vec::new(),
             last_checkpoint: Instant::now(),
         }));
+        let guard = checkpoints.as_ref().map(|cp| cp.guard.clone());
         let handles = (0..uploaders.max(1))
             .map(|_| {
                 let uploader = Uploader {
@@ -129,7 +133,17 @@ impl BlobSaver {
             uploaders: handles,
             stored,
             failed,
+            guard,
             stats: SaverStats::default(),
+        }
+    }
+
+    /// Fails when the checkpoints' guard says committing is no longer safe (the lock was
+    /// lost); asked before the final index and the snapshot are written.
+    pub fn ensure_committable(&self) -> Result<()> {
+        match &self.guard {
+            Some(guard) => guard(),
+            None => Ok(()),
         }
     }
 

@@ -4,8 +4,9 @@
 //! lists a folder, and deletes. That is all object storage offers, so nothing above this layer
 //! can come to depend on rename, append or listing order. On the local filesystem, objects are
 //! written as temp file + fsync + rename + directory fsync, so a crash never leaves a
-//! half-written object under its final name, nor an index naming a pack whose rename was lost. Local reads and writes go straight to `std::fs` (one exactly sized buffer,
-//! no copy through an async runtime: that took a tenth of a first backup's system time);
+//! half-written object under its final name, nor an index naming a pack whose rename was
+//! lost. Local reads and writes go straight to `std::fs` (one exactly sized buffer, no copy
+//! through an async runtime: that took a tenth of a first backup's system time);
 //! listing and deleting go through OpenDAL's fs service like everything on S3.
 
 use std::path::{Path, PathBuf};

@@ -231,7 +231,8 @@ the destination does not have yet (or only the SNAPSHOTs named), deduplicating a
 already holds. The source password comes from --from-password-file, --from-password-command or \
 HOLDFAST_FROM_PASSWORD, else the destination's password is tried; --from-s3-* default to the destination's \
 settings, and so do the source's S3 keys unless HOLDFAST_FROM_AWS_ACCESS_KEY_ID and \
-HOLDFAST_FROM_AWS_SECRET_ACCESS_KEY give its own (e.g. from an on-site MinIO to AWS). Every blob is decrypted from the source and re-encrypted for the destination (keys differ); a copy \
+HOLDFAST_FROM_AWS_SECRET_ACCESS_KEY give its own (e.g. from an on-site MinIO to AWS). Every blob is \
+decrypted from the source and re-encrypted for the destination (keys differ); a copy \
 interrupted at any point leaves both repositories consistent and is finished by running it again."
     )]
     Copy(CopyArgs),
