@@ -560,7 +560,7 @@ impl Ctx<'_> {
             if !same_version(node, &before) {
                 refresh_from(node, &before);
             }
-            let (content, read) = self.read_content(path, &file, node.size)?;
+            let (content, read) = self.read_content(path, &file)?;
             self.bytes_read.fetch_add(read, Ordering::Relaxed);
             self.progress.bytes_done.fetch_add(read, Ordering::Relaxed);
             let after = file.metadata().map_err(|e| Error::io(path, e))?;
@@ -595,39 +595,10 @@ impl Ctx<'_> {
         }
     }
 
-    /// Reads and stores the content of an open file: small files in one go, large ones
-    /// streamed so that memory stays bounded. Returns the chunk ids and the bytes read.
-    fn read_content(&self, path: &Path, file: &File, size: u64) -> Result<(Vec<BlobId>, u64)> {
-        let chunker = self.repo.config().chunker;
-        if size <= chunker.max_size as u64 {
-            let mut buf = Vec::with_capacity(size as usize + 1);
-            (&mut &*file)
-                .take(chunker.max_size as u64 + 1)
-                .read_to_end(&mut buf)
-                .map_err(|e| Error::io(path, e))?;
-            if buf.len() as u64 <= chunker.max_size as u64 {
-                let mut content = Vec::new();
-                for c in fastcdc::v2020::FastCDC::new(
-                    &buf,
-                    chunker.min_size,
-                    chunker.avg_size,
-                    chunker.max_size,
-                ) {
-                    content.push(
-                        self.saver
-                            .save(BlobKind::Data, &buf[c.offset..c.offset + c.length])?,
-                    );
-                }
-                return Ok((content, buf.len() as u64));
-            }
-            // Grew since stat: stream it from the start.
-            use std::io::Seek;
-            (&mut &*file)
-                .seek(std::io::SeekFrom::Start(0))
-                .map_err(|e| Error::io(path, e))?;
-        }
+    /// Reads, chunks and stores the content of an open file with bounded memory; returns the
+    /// chunk ids and the bytes read (the caller counts them once the file is done).
+    fn read_content(&self, path: &Path, file: &File) -> Result<(Vec<BlobId>, u64)> {
         let (content, read) = self.store_stream(path, &mut &*file)?;
-        // The caller counts the bytes once the file is done.
         self.progress.bytes_done.fetch_sub(read, Ordering::Relaxed);
         Ok((content, read))
     }
@@ -635,21 +606,20 @@ impl Ctx<'_> {
     /// Chunks and stores everything `reader` yields, with bounded memory; returns the chunk
     /// ids and the byte count. Errors name `path`.
     fn store_stream(&self, path: &Path, reader: &mut dyn Read) -> Result<(Vec<BlobId>, u64)> {
-        let c = self.repo.config().chunker;
         let mut content = Vec::new();
-        let mut read = 0u64;
-        for chunk in fastcdc::v2020::StreamCDC::new(reader, c.min_size, c.avg_size, c.max_size) {
-            self.check_cancel()?;
-            let chunk = chunk.map_err(|e| match e {
-                fastcdc::v2020::Error::IoError(io) => Error::io(path, io),
-                other => Error::io(path, std::io::Error::other(other.to_string())),
-            })?;
-            read += chunk.length as u64;
-            self.progress
-                .bytes_done
-                .fetch_add(chunk.length as u64, Ordering::Relaxed);
-            content.push(self.saver.save(BlobKind::Data, &chunk.data)?);
-        }
+        let read = crate::chunker::for_each_chunk(
+            reader,
+            &self.repo.config().chunker,
+            |e| Error::io(path, e),
+            |chunk| {
+                self.check_cancel()?;
+                self.progress
+                    .bytes_done
+                    .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                content.push(self.saver.save(BlobKind::Data, chunk)?);
+                Ok(())
+            },
+        )?;
         Ok((content, read))
     }
 

@@ -12,17 +12,85 @@ pub fn cut<'a>(buf: &'a [u8], p: &ChunkerParams) -> impl Iterator<Item = Range<u
         .map(|c| c.offset..c.offset + c.length)
 }
 
-/// Chunks of a stream, each owned; memory is bounded by the maximum chunk size.
-pub fn stream<R: Read>(
-    r: R,
+/// How many maximum-size chunks the streaming window holds. Each refill moves the unfinished
+/// tail (less than one maximum chunk) to the front: a window of two copies some data once
+/// more (a memmove, cheap next to hashing it), and four cost 8 MiB more memory per reading
+/// thread for no measurable gain.
+const WINDOW_CHUNKS: usize = 2;
+
+/// Calls `f` with each chunk of `r`, cut exactly where FastCDC over the whole stream cuts,
+/// and returns the bytes read; read errors go through `read_error`.
+///
+/// Reads into one buffer per thread, kept between calls. fastcdc's own `StreamCDC` copies
+/// every chunk into a fresh vector and zero-fills its buffer after each chunk; on a first
+/// backup that allocation, zeroing and page faulting cost about a tenth of the CPU time.
+pub fn for_each_chunk<E>(
+    r: &mut dyn Read,
     p: &ChunkerParams,
-) -> impl Iterator<Item = std::io::Result<Vec<u8>>> + use<R> {
-    fastcdc::v2020::StreamCDC::new(r, p.min_size, p.avg_size, p.max_size).map(|c| {
-        c.map(|c| c.data).map_err(|e| match e {
-            fastcdc::v2020::Error::IoError(io) => io,
-            other => std::io::Error::other(other.to_string()),
-        })
-    })
+    read_error: impl Fn(std::io::Error) -> E,
+    f: impl FnMut(&[u8]) -> Result<(), E>,
+) -> Result<u64, E> {
+    thread_local! {
+        static WINDOW: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+    }
+    // Taken out rather than borrowed, so that a nested call (none today) gets its own buffer
+    // instead of a panic.
+    let mut window = WINDOW.take();
+    let result = chunk_through(&mut window, r, p, read_error, f);
+    WINDOW.set(window);
+    result
+}
+
+fn chunk_through<E>(
+    window: &mut Vec<u8>,
+    r: &mut dyn Read,
+    p: &ChunkerParams,
+    read_error: impl Fn(std::io::Error) -> E,
+    mut f: impl FnMut(&[u8]) -> Result<(), E>,
+) -> Result<u64, E> {
+    let max = p.max_size as usize;
+    let size = WINDOW_CHUNKS * max;
+    if window.len() != size {
+        *window = vec![0; size];
+    }
+    let (mut start, mut end, mut total, mut eof) = (0usize, 0usize, 0u64, false);
+    loop {
+        if !eof {
+            window.copy_within(start..end, 0);
+            end -= start;
+            start = 0;
+            while end < size {
+                match r.read(&mut window[end..]) {
+                    Ok(0) => {
+                        eof = true;
+                        break;
+                    }
+                    Ok(n) => {
+                        end += n;
+                        total += n as u64;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(read_error(e)),
+                }
+            }
+        }
+        if start == end {
+            return Ok(total);
+        }
+        let base = start;
+        for c in
+            fastcdc::v2020::FastCDC::new(&window[base..end], p.min_size, p.avg_size, p.max_size)
+        {
+            let at = base + c.offset;
+            // FastCDC looks at most one maximum chunk ahead: with that much in the window (or
+            // the stream's end), the cut is the one the whole stream would get.
+            if !eof && end - at < max {
+                break;
+            }
+            f(&window[at..at + c.length])?;
+            start = at + c.length;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -36,6 +104,47 @@ mod tests {
         avg_size: 1024,
         max_size: 4096,
     };
+
+    /// A reader that hands out its data in reads of the given sizes, in turn.
+    struct ShortReads<'a> {
+        data: &'a [u8],
+        at: usize,
+        sizes: Vec<usize>,
+        turn: usize,
+    }
+
+    impl Read for ShortReads<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let want = self.sizes[self.turn % self.sizes.len()];
+            self.turn += 1;
+            let n = want.min(buf.len()).min(self.data.len() - self.at);
+            buf[..n].copy_from_slice(&self.data[self.at..self.at + n]);
+            self.at += n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_read_error_stops_chunking_and_is_returned() {
+        struct Failing;
+        impl Read for Failing {
+            fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+                Err(std::io::Error::other("disk on fire"))
+            }
+        }
+        let mut called = false;
+        let r = for_each_chunk(
+            &mut Failing,
+            &SMALL,
+            |e| e.to_string(),
+            |_| {
+                called = true;
+                Ok(())
+            },
+        );
+        assert_eq!(r, Err("disk on fire".to_string()));
+        assert!(!called);
+    }
 
     fn data(seed: u64, len: usize) -> Vec<u8> {
         let mut b = vec![0u8; len];
@@ -56,9 +165,20 @@ mod tests {
                 pos = r.end;
             }
             prop_assert_eq!(pos, len);
-            // Streaming cuts at the same places.
-            let streamed: Vec<Vec<u8>> = stream(&d[..], &SMALL).collect::<Result<_, _>>().unwrap();
-            let sliced: Vec<Vec<u8>> = ranges.iter().map(|r| d[r.clone()].to_vec()).collect();
+        }
+
+        /// Streaming cuts where slicing the whole input does, however the reads are split.
+        #[test]
+        fn streaming_cuts_like_the_whole_input(seed in any::<u64>(), len in 0usize..60_000, reads in proptest::collection::vec(1usize..20_000, 1..8)) {
+            let d = data(seed, len);
+            let sliced: Vec<&[u8]> = cut(&d, &SMALL).map(|r| &d[r]).collect();
+            let mut reader = ShortReads { data: &d, at: 0, sizes: reads, turn: 0 };
+            let mut streamed: Vec<Vec<u8>> = Vec::new();
+            let total = for_each_chunk(&mut reader, &SMALL, |e| e, |c| {
+                streamed.push(c.to_vec());
+                Ok(())
+            }).unwrap();
+            prop_assert_eq!(total, len as u64);
             prop_assert_eq!(streamed, sliced);
         }
 

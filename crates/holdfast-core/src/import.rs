@@ -427,14 +427,14 @@ fn read_entries<R: Read>(
                     ),
                     None => Box::new(&mut entry),
                 };
-                for chunk in crate::chunker::stream(&mut body, &chunker) {
-                    let chunk = chunk.map_err(io)?;
+                crate::chunker::for_each_chunk(&mut body, &chunker, io, |chunk| {
                     read += chunk.len() as u64;
                     if let Some(max) = opts.max_file_bytes.filter(|&m| read > m) {
                         return Err(bad(&shown, format!("larger than the limit of {max} bytes")));
                     }
-                    n.content.push(saver.save(BlobKind::Data, &chunk)?);
-                }
+                    n.content.push(saver.save(BlobKind::Data, chunk)?);
+                    Ok(())
+                })?;
                 n.size = read;
                 summary.total_files += 1;
                 summary.files_new += 1;

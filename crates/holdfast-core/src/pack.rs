@@ -65,6 +65,15 @@ impl PackWriter {
             blobs: Vec::new(),
         }
     }
+    /// A writer filling `buf` (emptied first): a buffer of an earlier pack, given back by
+    /// the storage, costs no new pages.
+    pub fn with_buffer(mut buf: Vec<u8>) -> Self {
+        buf.clear();
+        PackWriter {
+            buf,
+            blobs: Vec::new(),
+        }
+    }
     pub fn len(&self) -> usize {
         self.buf.len()
     }
@@ -177,8 +186,8 @@ pub fn read_header(what: &str, key: &MasterKey, pack: &[u8]) -> Result<Vec<Packe
 /// Asks the kernel to back a pack buffer with transparent huge pages where it allows them on
 /// request. Every pack is a fresh 16 MiB allocation, and faulting it in 4 KiB at a time
 /// (4,096 faults, each zeroing and charging one page) cost about 4% of a first backup's CPU;
-/// 2 MiB pages make that eight faults. Keeping buffers for reuse instead saved the same time
-/// but held one more pack in memory for the whole backup.
+/// 2 MiB pages make that eight faults. The saver also reuses the buffer of a pack once it is
+/// stored locally, which avoids the zeroing as well (see `SpareBuffers`).
 fn huge_pages(allocation: *const u8, len: usize) {
     #[cfg(target_os = "linux")]
     {

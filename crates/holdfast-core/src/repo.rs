@@ -422,14 +422,20 @@ impl Repository {
 
     // ----- packs and blobs -----
 
-    pub fn save_pack(&self, id: &PackId, bytes: Vec<u8>, has_trees: bool) -> Result<()> {
+    /// Stores a pack; gives its buffer back for reuse when the storage did not keep it.
+    pub fn save_pack(
+        &self,
+        id: &PackId,
+        bytes: Vec<u8>,
+        has_trees: bool,
+    ) -> Result<Option<Vec<u8>>> {
         let path = layout::pack_path(&id.to_hex());
         if has_trees {
             if let Some(c) = &self.cache {
                 c.put(&path, &bytes);
             }
         }
-        self.storage.write(&path, bytes)
+        self.storage.write_reusing(&path, bytes)
     }
 
     /// Seals a blob's plaintext for a pack.

@@ -65,6 +65,7 @@ pub struct BlobSaver {
     tx: Option<SyncSender<PackWriter>>,
     uploaders: Vec<JoinHandle<Option<Error>>>,
     stored: Arc<Mutex<Stored>>,
+    spare: Arc<SpareBuffers>,
     failed: Arc<AtomicBool>,
     /// The checkpoints' guard, also asked by [`BlobSaver::ensure_committable`].
     guard: Option<CommitGuard>,
@@ -111,6 +112,7 @@ impl BlobSaver {
             last_checkpoint: Instant::now(),
         }));
         let guard = checkpoints.as_ref().map(|cp| cp.guard.clone());
+        let spare = Arc::new(SpareBuffers::default());
         let handles = (0..uploaders.max(1))
             .map(|_| {
                 let uploader = Uploader {
@@ -118,6 +120,7 @@ impl BlobSaver {
                     rx: rx.clone(),
                     failed: failed.clone(),
                     stored: stored.clone(),
+                    spare: spare.clone(),
                     checkpoints: checkpoints.clone(),
                 };
                 std::thread::spawn(move || uploader.run())
@@ -132,6 +135,7 @@ impl BlobSaver {
             tx: Some(tx),
             uploaders: handles,
             stored,
+            spare,
             failed,
             guard,
             stats: SaverStats::default(),
@@ -194,6 +198,9 @@ impl BlobSaver {
     }
 
     fn new_writer(&self) -> PackWriter {
+        if let Some(buf) = self.spare.take() {
+            return PackWriter::with_buffer(buf);
+        }
         let c = self.repo.config();
         PackWriter::with_capacity(c.pack_size as usize + c.chunker.max_size as usize + 64 * 1024)
     }
@@ -252,12 +259,35 @@ impl BlobSaver {
     }
 }
 
+/// The buffer of a stored pack, kept for the next pack. A new pack buffer is a fresh mapping
+/// whose every page the kernel zeroes on first touch: for a first backup's hundreds of MiB of
+/// packs that zeroing was about 4% of the CPU time. One is kept, not more: a second spare
+/// made peak memory 10-25 MiB higher without being faster.
+#[derive(Default)]
+struct SpareBuffers(Mutex<Vec<Vec<u8>>>);
+
+impl SpareBuffers {
+    const KEPT: usize = 1;
+
+    fn take(&self) -> Option<Vec<u8>> {
+        self.0.lock().unwrap().pop()
+    }
+
+    fn give(&self, buf: Vec<u8>) {
+        let mut spare = self.0.lock().unwrap();
+        if spare.len() < Self::KEPT {
+            spare.push(buf);
+        }
+    }
+}
+
 /// One uploader thread's share of the saver.
 struct Uploader {
     repo: Arc<Repository>,
     rx: Arc<Mutex<Receiver<PackWriter>>>,
     failed: Arc<AtomicBool>,
     stored: Arc<Mutex<Stored>>,
+    spare: Arc<SpareBuffers>,
     checkpoints: Option<Checkpoints>,
 }
 
@@ -275,7 +305,10 @@ impl Uploader {
             let (id, bytes, blobs) = w.finish(self.repo.key());
             let has_trees = blobs.iter().any(|b| b.kind == BlobKind::Tree);
             match self.repo.save_pack(&id, bytes, has_trees) {
-                Ok(()) => {
+                Ok(reusable) => {
+                    if let Some(buf) = reusable {
+                        self.spare.give(buf);
+                    }
                     self.stored
                         .lock()
                         .unwrap()

@@ -336,6 +336,21 @@ impl Storage {
         Ok(buf.to_vec())
     }
 
+    /// Like [`Storage::write`], and gives the buffer back when the backend did not keep it
+    /// (local files), so that the caller can fill it again instead of allocating and zeroing
+    /// another one.
+    pub fn write_reusing(&self, path: &str, bytes: Vec<u8>) -> Result<Option<Vec<u8>>> {
+        match &self.local_root {
+            Some(root) => {
+                count(WRITES, 1);
+                count(BYTES_WRITTEN, bytes.len() as u64);
+                write_local(root, path, &bytes)?;
+                Ok(Some(bytes))
+            }
+            None => self.write(path, bytes).map(|()| None),
+        }
+    }
+
     pub fn write(&self, path: &str, bytes: Vec<u8>) -> Result<()> {
         const PART: usize = 8 << 20;
         let big = bytes.len() > PART && self.local_root.is_none();
