@@ -4,12 +4,11 @@
 //! created by us, and when overwriting, anything in the way that is not what we expect (a
 //! symlink where a directory goes, say) is removed rather than followed, so nothing is ever
 //! written outside the target. Links and special files are created after all file content, so
-//! no write can pass through a link the snapshot itself contains.
+//! no write can pass through a link the snapshot itself contains. File content is written
+//! under a temporary name and renamed into place when complete (see `pending`).
 
 use std::collections::HashMap;
-use std::fs::OpenOptions;
 use std::io::{Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -17,6 +16,10 @@ use std::sync::Mutex;
 use rayon::prelude::*;
 
 mod by_pack;
+mod pending;
+
+use pending::PendingFile;
+pub use pending::TEMP_PREFIX;
 
 use crate::error::{Error, Result};
 use crate::exclude::Excludes;
@@ -323,17 +326,6 @@ fn make_dir(path: &Path, overwrite: bool) -> Result<()> {
 
 const ZERO_BLOCK: usize = 4096;
 
-/// A new, private file (metadata is applied at the end); never follows a symlink.
-fn create_file(path: &Path) -> Result<std::fs::File> {
-    OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| Error::io(path, e))
-}
-
 /// Packs fetched at once from object storage during a restore: enough to hide round trips,
 /// few enough that reads in flight (at most 2 MiB each, plus their plaintext) keep a restore
 /// near 100 MiB (16 with 4 MiB reads took 200 MiB, and no less time on loopback).
@@ -357,8 +349,7 @@ fn write_file(
     overwrite: bool,
     progress: &RestoreProgress,
 ) -> Result<()> {
-    clear_way(path, overwrite)?;
-    let mut f = create_file(path)?;
+    let (pending, mut f) = PendingFile::create(path, overwrite)?;
     let mut written = 0u64;
     for id in &node.content {
         let data = repo.read_blob(id)?;
@@ -382,7 +373,8 @@ fn write_file(
     if node.sparse {
         f.set_len(written).map_err(|e| Error::io(path, e))?;
     }
-    Ok(())
+    drop(f);
+    pending.place(overwrite)
 }
 
 fn make_special(path: &Path, node: &Node) -> std::result::Result<(), String> {

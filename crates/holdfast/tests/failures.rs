@@ -278,6 +278,15 @@ fn full_disk_fails_cleanly_and_harms_nothing() {
     assert_eq!(std::fs::read(out.join("a")).unwrap(), b"first backup");
 }
 
+/// A restore that runs out of space fails with one line and leaves no file half written,
+/// not even one that --overwrite was replacing.
+#[test]
+fn restore_onto_a_full_disk_keeps_every_file_whole() {
+    let env = Env::new();
+    env.init();
+    assert_restore_onto_a_full_disk_keeps_files_whole(&env);
+}
+
 #[test]
 fn tampered_config_and_interrupted_init_are_clear_errors() {
     let env = Env::new();

@@ -384,6 +384,15 @@ fn restoring_many_small_files_from_s3_reads_packs_not_chunks() {
     assert!(reads < 40, "{reads} reads to restore 401 files:\n{err}");
 }
 
+/// Restoring pack by pack (the S3 path) onto a full disk: no file left half written.
+#[test]
+fn restore_from_s3_onto_a_full_disk_keeps_every_file_whole() {
+    let server = S3Server::start();
+    let env = Env::on_s3(&server);
+    env.init();
+    assert_restore_onto_a_full_disk_keeps_files_whole(&env);
+}
+
 /// The same S3 repository reached with credentials from each place a user may keep them; a
 /// wrong key fails with exit 1 and a line naming the repository; no secret is ever printed.
 #[test]

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use rayon::prelude::*;
 
-use super::{clear_way, create_file, RestoreProgress, ZERO_BLOCK};
+use super::{PendingFile, RestoreProgress, ZERO_BLOCK};
 use crate::error::{Error, Result};
 use crate::id::{BlobId, PackId};
 use crate::index::BlobLocation;
@@ -56,20 +56,22 @@ pub(super) fn write_files(
     // Each file is opened again by path for every chunk it receives; the inode recorded here
     // must be the one opened then, so that a path swapped for a symlink, a FIFO or another
     // file while the restore runs is an error, never a write somewhere else.
-    let inodes: Vec<(u64, u64)> = files
+    // Content goes to temporary files, renamed into place once all of it is written; on an
+    // error, dropping them removes them.
+    let (pending, inodes): (Vec<PendingFile>, Vec<(u64, u64)>) = files
         .par_iter()
         .map(|(rel, _)| {
             let path = target.join(rel);
             if cancel.load(Ordering::Relaxed) {
                 return Err(Error::Interrupted);
             }
-            clear_way(&path, overwrite)?;
-            let meta = create_file(&path)?
-                .metadata()
-                .map_err(|e| Error::io(&path, e))?;
-            Ok((meta.dev(), meta.ino()))
+            let (pending, f) = PendingFile::create(&path, overwrite)?;
+            let meta = f.metadata().map_err(|e| Error::io(&path, e))?;
+            Ok((pending, (meta.dev(), meta.ino())))
         })
-        .collect::<Result<_>>()?;
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .unzip();
 
     let mut packs: HashMap<PackId, HashMap<BlobId, Needed>> = HashMap::new();
     let mut remaining = Vec::with_capacity(files.len());
@@ -128,7 +130,7 @@ pub(super) fn write_files(
                     for d in &b.dests {
                         let (rel, node) = files[d.file];
                         let path = target.join(rel);
-                        let f = open_for_write(&path, inodes[d.file])?;
+                        let f = open_for_write(pending[d.file].tmp(), &path, inodes[d.file])?;
                         write_at(&f, &path, &plain, d.offset, node.sparse)?;
                         progress
                             .bytes_done
@@ -149,10 +151,11 @@ pub(super) fn write_files(
         .filter(|&i| files[i].1.sparse)
         .try_for_each(|i| {
             let path = target.join(files[i].0);
-            open_for_write(&path, inodes[i])?
+            open_for_write(pending[i].tmp(), &path, inodes[i])?
                 .set_len(sizes[i])
                 .map_err(|e| Error::io(&path, e))
-        })
+        })?;
+    pending.into_par_iter().try_for_each(|p| p.place(overwrite))
 }
 
 /// Splits a pack's needed chunks (sorted by offset) into runs read with one request each.
@@ -175,13 +178,14 @@ fn ranges(blobs: &[Needed]) -> Vec<&[Needed]> {
     out
 }
 
-/// Opens a file this restore created, checking that it still is that file (same device and
-/// inode, a regular file); never blocks on a FIFO put in its place.
-fn open_for_write(path: &Path, (dev, ino): (u64, u64)) -> Result<std::fs::File> {
+/// Opens the temporary file this restore created for `path`, checking that it still is that
+/// file (same device and inode, a regular file); never blocks on a FIFO put in its place.
+/// Errors name `path`.
+fn open_for_write(tmp: &Path, path: &Path, (dev, ino): (u64, u64)) -> Result<std::fs::File> {
     let f = OpenOptions::new()
         .write(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
+        .open(tmp)
         .map_err(|e| Error::io(path, e))?;
     let meta = f.metadata().map_err(|e| Error::io(path, e))?;
     if !meta.is_file() || meta.dev() != dev || meta.ino() != ino {

@@ -330,6 +330,79 @@ pub fn assert_losing_the_lock_commits_nothing(env: &Env, args: &[&str]) {
     );
 }
 
+/// Restores, with `--overwrite`, a snapshot of two 3 MiB files onto a 4 MiB tmpfs that holds
+/// older versions of both: the restore must fail with exit code 1 and one line naming a file
+/// and the full disk, and leave every file whole, either the snapshot's version or the older
+/// one (never partly written), with no temporary file behind. Needs root (for the mount);
+/// returns false, having done nothing, without it.
+pub fn assert_restore_onto_a_full_disk_keeps_files_whole(env: &Env) -> bool {
+    if !is_root() {
+        eprintln!("skipped: needs root to mount a small tmpfs");
+        return false;
+    }
+    let src = env.path("full-disk-src");
+    std::fs::create_dir(&src).unwrap();
+    random_file(&src.join("r1"), 3 << 20, 1);
+    random_file(&src.join("r2"), 3 << 20, 2);
+    env.backup(&src);
+    let target = env.path("full-disk-target");
+    std::fs::create_dir(&target).unwrap();
+    sh(&format!(
+        "mount -t tmpfs -o size=4m holdfast-test {}",
+        target.display()
+    ));
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(target.clone());
+    for name in ["r1", "r2"] {
+        std::fs::write(target.join(name), format!("old {name}")).unwrap();
+    }
+    let o = env.run(&[
+        "restore",
+        "latest",
+        "--target",
+        target.to_str().unwrap(),
+        "--overwrite",
+    ]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    let errors: Vec<String> = stderr(&o)
+        .lines()
+        .filter(|l| l.starts_with("holdfast: error:"))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(errors.len(), 1, "{}", stderr(&o));
+    assert!(
+        errors[0].contains("No space left on device")
+            && errors[0].contains(&format!("{}/r", target.display())),
+        "{}",
+        errors[0]
+    );
+    let mut restored = 0;
+    for name in ["r1", "r2"] {
+        let got = std::fs::read(target.join(name)).unwrap();
+        if got == std::fs::read(src.join(name)).unwrap() {
+            restored += 1;
+        } else {
+            assert!(
+                got == format!("old {name}").into_bytes(),
+                "{name} was left partly written ({} bytes)",
+                got.len()
+            );
+        }
+    }
+    assert!(restored < 2, "both files fitted: the disk was not full");
+    let names: Vec<String> = std::fs::read_dir(&target)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 2, "temporary files left behind: {names:?}");
+    true
+}
+
 pub fn code(o: &Output) -> i32 {
     o.status.code().unwrap_or(-1)
 }
