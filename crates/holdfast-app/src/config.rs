@@ -398,6 +398,11 @@ pub struct PostgresConfig {
     /// morning. `0` waits forever.
     #[serde(default = "default_lock_wait_timeout")]
     pub lock_wait_timeout: String,
+    /// How long the PostgreSQL tools may take to connect (libpq's `connect_timeout`, given as
+    /// PGCONNECT_TIMEOUT): a server that accepts connections and never answers would
+    /// otherwise hang a run. Default: PGCONNECT_TIMEOUT from the environment, else 30s.
+    /// `0` waits forever.
+    pub connect_timeout: Option<String>,
     /// Also dump roles and tablespaces (`pg_dumpall --globals-only`).
     #[serde(default)]
     pub globals: bool,
@@ -424,6 +429,7 @@ impl PostgresConfig {
             format: DumpFormat::default(),
             jobs: default_jobs(),
             lock_wait_timeout: default_lock_wait_timeout(),
+            connect_timeout: None,
             globals: false,
             role_passwords: false,
             bin_dir: None,
@@ -644,6 +650,9 @@ impl AppConfig {
             }
             if let Err(e) = parse_duration(&pg.lock_wait_timeout) {
                 out.push(("postgres.lock_wait_timeout", e));
+            }
+            if let Some(Err(e)) = pg.connect_timeout.as_deref().map(parse_duration) {
+                out.push(("postgres.connect_timeout", e));
             }
         }
         out

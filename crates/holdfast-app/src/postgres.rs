@@ -80,6 +80,10 @@ impl std::fmt::Display for PgUrl {
     }
 }
 
+/// libpq's connect timeout when neither the configuration nor PGCONNECT_TIMEOUT sets one:
+/// long enough for a server under load, short enough that a hung one fails the run in time.
+const DEFAULT_CONNECT_TIMEOUT_SECS: u64 = 30;
+
 /// A configured PostgreSQL source with its tools located.
 #[derive(Clone, Debug)]
 pub struct Postgres {
@@ -122,6 +126,25 @@ impl Postgres {
         if let Some(p) = &self.config.passfile {
             // libpq prefers PGPASSWORD to the file: the configured file must win.
             c.env("PGPASSFILE", p).env_remove("PGPASSWORD");
+        }
+        match self
+            .config
+            .connect_timeout
+            .as_deref()
+            .map(crate::config::parse_duration)
+        {
+            Some(Ok(t)) => {
+                // libpq counts whole seconds and treats 1 as 2; 0 means no limit.
+                c.env("PGCONNECT_TIMEOUT", t.as_secs().to_string());
+            }
+            Some(Err(_)) => {} // reported by `config check` and before a run
+            None if std::env::var_os("PGCONNECT_TIMEOUT").is_none() => {
+                c.env(
+                    "PGCONNECT_TIMEOUT",
+                    DEFAULT_CONNECT_TIMEOUT_SECS.to_string(),
+                );
+            }
+            None => {}
         }
         c.env_remove("HOLDFAST_PASSWORD").stdin(Stdio::null());
         c
@@ -310,6 +333,10 @@ fn explain(stderr: &str) -> String {
     } else if msg.contains("no password supplied") || msg.contains("password authentication failed")
     {
         format!("{msg} (give the password in a PGPASSFILE: postgres.passfile or the PGPASSFILE environment variable)")
+    } else if msg.contains("timeout expired") {
+        format!(
+            "{msg} (the server did not complete the connection within postgres.connect_timeout)"
+        )
     } else if msg.contains("statement timeout") && msg.contains("LOCK TABLE") {
         format!("{msg} (another transaction held a table lock for longer than postgres.lock_wait_timeout)")
     } else if msg.is_empty() {

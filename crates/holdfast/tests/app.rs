@@ -1225,6 +1225,69 @@ fn a_table_lock_held_too_long_fails_the_dump_instead_of_hanging() {
     assert_eq!(env.json(&["snapshots"]).as_array().unwrap().len(), 0);
 }
 
+/// A server that accepts connections and never answers must not hang a nightly run either:
+/// the tools give up after `connect_timeout`, the run fails with the database's exit code and
+/// names the setting, and no snapshot is written.
+#[test]
+fn a_server_that_never_answers_fails_the_dump_after_connect_timeout() {
+    if !Path::new("/usr/lib/postgresql").exists() {
+        eprintln!("skipped: no PostgreSQL client tools in /usr/lib/postgresql");
+        return;
+    }
+    let env = Env::new();
+    env.init();
+    let data = make_dss(&env, "13.2.0");
+    // The kernel completes the handshake for the backlog; nobody ever reads or answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let url = format!("postgresql://holdfast@127.0.0.1:{port}/govern");
+    // A value that is not a duration is refused before anything runs, naming the key.
+    let bad = write_config(
+        &env,
+        &dss_config(
+            &data,
+            &format!("[[app.design.postgres]]\nurl = \"{url}\"\nconnect_timeout = \"soon\"\n"),
+        ),
+    );
+    let o = with_config(&env, &bad, &["config", "check"]);
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+    assert!(stderr(&o).contains("connect_timeout"), "{}", stderr(&o));
+    let cfg = write_config(
+        &env,
+        &dss_config(
+            &data,
+            &format!(
+                "consistency = \"live\"\n[[app.design.postgres]]\nurl = \"{url}\"\nconnect_timeout = \"2s\"\n"
+            ),
+        ),
+    );
+    let started = std::time::Instant::now();
+    let mut child = env
+        .cmd()
+        .env("HOLDFAST_CONFIG", &cfg)
+        .args(["backup", "--app", "design"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed().as_secs() > 60 {
+            let _ = child.kill();
+            panic!("the run still waited for the silent server after 60 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(code(&o), 5, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("connect_timeout"),
+        "the error should name the setting: {}",
+        stderr(&o)
+    );
+    assert_eq!(env.json(&["snapshots"]).as_array().unwrap().len(), 0);
+    drop(silent);
+}
+
 #[test]
 fn schedules_list_and_install_units() {
     let env = Env::new();
