@@ -335,7 +335,7 @@ fn explain(stderr: &str) -> String {
         format!("{msg} (give the password in a PGPASSFILE: postgres.passfile or the PGPASSFILE environment variable)")
     } else if msg.contains("timeout expired") {
         format!(
-            "{msg} (the server did not complete the connection within postgres.connect_timeout)"
+            "{msg} (the server did not complete the connection in time: postgres.connect_timeout, else PGCONNECT_TIMEOUT, else 30s; a connect_timeout in the URL wins over both)"
         )
     } else if msg.contains("statement timeout") && msg.contains("LOCK TABLE") {
         format!("{msg} (another transaction held a table lock for longer than postgres.lock_wait_timeout)")

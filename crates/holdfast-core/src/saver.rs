@@ -113,6 +113,7 @@ impl BlobSaver {
         }));
         let guard = checkpoints.as_ref().map(|cp| cp.guard.clone());
         let spare = Arc::new(SpareBuffers::default());
+        let checkpointing = Arc::new(Mutex::new(()));
         let handles = (0..uploaders.max(1))
             .map(|_| {
                 let uploader = Uploader {
@@ -122,6 +123,7 @@ impl BlobSaver {
                     stored: stored.clone(),
                     spare: spare.clone(),
                     checkpoints: checkpoints.clone(),
+                    checkpointing: checkpointing.clone(),
                 };
                 std::thread::spawn(move || uploader.run())
             })
@@ -289,6 +291,9 @@ struct Uploader {
     stored: Arc<Mutex<Stored>>,
     spare: Arc<SpareBuffers>,
     checkpoints: Option<Checkpoints>,
+    /// Held while a checkpoint is written: one at a time, so that at most one index file
+    /// can follow a lock check that passed just before the lock was lost.
+    checkpointing: Arc<Mutex<()>>,
 }
 
 impl Uploader {
@@ -330,6 +335,10 @@ impl Uploader {
     /// for the final index, which reports failures.
     fn checkpoint(&self) {
         let Some(cp) = &self.checkpoints else { return };
+        // Another uploader is writing one: these packs wait for the next.
+        let Ok(_writing) = self.checkpointing.try_lock() else {
+            return;
+        };
         let packs = {
             let mut stored = self.stored.lock().unwrap();
             if stored.last_checkpoint.elapsed() < cp.every || stored.unindexed.is_empty() {

@@ -1277,8 +1277,11 @@ fn a_server_that_never_answers_fails_the_dump_after_connect_timeout() {
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+    let took = started.elapsed();
     let o = child.wait_with_output().unwrap();
     assert_eq!(code(&o), 5, "{}", stderr(&o));
+    // The configured 2 s, not the 30 s default.
+    assert!(took.as_secs() < 20, "gave up only after {took:?}");
     assert!(
         stderr(&o).contains("connect_timeout"),
         "the error should name the setting: {}",

@@ -12,6 +12,7 @@ use std::fs::OpenOptions;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use rayon::prelude::*;
 
@@ -56,22 +57,29 @@ pub(super) fn write_files(
     // Each file is opened again by path for every chunk it receives; the inode recorded here
     // must be the one opened then, so that a path swapped for a symlink, a FIFO or another
     // file while the restore runs is an error, never a write somewhere else.
-    // Content goes to temporary files, renamed into place once all of it is written; on an
-    // error, dropping them removes them.
-    let (pending, inodes): (Vec<PendingFile>, Vec<(u64, u64)>) = files
+    // Content goes to temporary files, each renamed into place as soon as all of it is
+    // written (so that --overwrite never needs room for two copies of the tree); on an
+    // error, dropping the ones not yet placed removes them.
+    let pending: Vec<Mutex<Option<PendingFile>>> = files
         .par_iter()
         .map(|(rel, _)| {
-            let path = target.join(rel);
             if cancel.load(Ordering::Relaxed) {
                 return Err(Error::Interrupted);
             }
-            let (pending, f) = PendingFile::create(&path, overwrite)?;
-            let meta = f.metadata().map_err(|e| Error::io(&path, e))?;
-            Ok((pending, (meta.dev(), meta.ino())))
+            let (pending, _) = PendingFile::create(&target.join(rel), overwrite)?;
+            Ok(Mutex::new(Some(pending)))
         })
-        .collect::<Result<Vec<_>>>()?
-        .into_iter()
-        .unzip();
+        .collect::<Result<_>>()?;
+    let inodes: Vec<(u64, u64)> = pending
+        .iter()
+        .map(|p| {
+            p.lock()
+                .unwrap()
+                .as_ref()
+                .map(PendingFile::inode)
+                .unwrap_or_default()
+        })
+        .collect();
 
     let mut packs: HashMap<PackId, HashMap<BlobId, Needed>> = HashMap::new();
     let mut remaining = Vec::with_capacity(files.len());
@@ -95,8 +103,26 @@ pub(super) fn write_files(
         }
         sizes.push(offset);
         remaining.push(AtomicUsize::new(node.content.len()));
+    }
+    // Gives a file whose content is all written its size (a sparse file may end in a hole)
+    // and its real name.
+    let finish = |i: usize| -> Result<()> {
+        let Some(p) = pending[i].lock().unwrap().take() else {
+            return Ok(());
+        };
+        let path = target.join(files[i].0);
+        if files[i].1.sparse {
+            open_for_write(p.tmp(), &path, inodes[i])?
+                .set_len(sizes[i])
+                .map_err(|e| Error::io(&path, e))?;
+        }
+        p.place(overwrite)?;
+        progress.files_done.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    };
+    for (i, (_, node)) in files.iter().enumerate() {
         if node.content.is_empty() {
-            progress.files_done.fetch_add(1, Ordering::Relaxed);
+            finish(i)?;
         }
     }
 
@@ -130,13 +156,25 @@ pub(super) fn write_files(
                     for d in &b.dests {
                         let (rel, node) = files[d.file];
                         let path = target.join(rel);
-                        let f = open_for_write(pending[d.file].tmp(), &path, inodes[d.file])?;
+                        let tmp = pending[d.file]
+                            .lock()
+                            .unwrap()
+                            .as_ref()
+                            .map(|p| p.tmp().to_path_buf())
+                            .ok_or_else(|| {
+                                Error::Invalid(format!(
+                                    "{}: written after it was complete",
+                                    path.display()
+                                ))
+                            })?;
+                        let f = open_for_write(&tmp, &path, inodes[d.file])?;
                         write_at(&f, &path, &plain, d.offset, node.sparse)?;
+                        drop(f);
                         progress
                             .bytes_done
                             .fetch_add(plain.len() as u64, Ordering::Relaxed);
                         if remaining[d.file].fetch_sub(1, Ordering::AcqRel) == 1 {
-                            progress.files_done.fetch_add(1, Ordering::Relaxed);
+                            finish(d.file)?;
                         }
                     }
                 }
@@ -145,17 +183,7 @@ pub(super) fn write_files(
         })
     })?;
 
-    // Sparse files end in a hole when their last chunk ended in zeros: give them their size.
-    (0..files.len())
-        .into_par_iter()
-        .filter(|&i| files[i].1.sparse)
-        .try_for_each(|i| {
-            let path = target.join(files[i].0);
-            open_for_write(pending[i].tmp(), &path, inodes[i])?
-                .set_len(sizes[i])
-                .map_err(|e| Error::io(&path, e))
-        })?;
-    pending.into_par_iter().try_for_each(|p| p.place(overwrite))
+    Ok(())
 }
 
 /// Splits a pack's needed chunks (sorted by offset) into runs read with one request each.

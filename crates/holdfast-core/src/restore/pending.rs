@@ -7,9 +7,8 @@
 //! in one step, which also means a program reading the target never sees half a file.
 
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
 
@@ -22,6 +21,8 @@ pub const TEMP_PREFIX: &str = ".holdfast-restore-";
 pub struct PendingFile {
     tmp: PathBuf,
     path: PathBuf,
+    /// Device and inode of the temporary file, checked before it is renamed.
+    inode: (u64, u64),
     placed: bool,
 }
 
@@ -30,12 +31,12 @@ impl PendingFile {
     /// checking that `path` may be written: free, or a non-directory when overwriting.
     pub fn create(path: &Path, overwrite: bool) -> Result<(PendingFile, File)> {
         check_free(path, overwrite)?;
-        static NEXT: AtomicU64 = AtomicU64::new(0);
         let dir = path.parent().unwrap_or(Path::new("."));
         loop {
-            // A fixed-length name: the real one may already be as long as names can be.
-            let n = NEXT.fetch_add(1, Ordering::Relaxed);
-            let tmp = dir.join(format!("{TEMP_PREFIX}{}-{n}", std::process::id()));
+            // Random, so that it never meets a name in the snapshot (which may hold files
+            // left by a killed restore) or another restore's; fixed-length, since the real
+            // name may already be as long as names can be.
+            let tmp = dir.join(format!("{TEMP_PREFIX}{:016x}", rand::random::<u64>()));
             let opened = OpenOptions::new()
                 .write(true)
                 .create_new(true)
@@ -44,9 +45,11 @@ impl PendingFile {
                 .open(&tmp);
             match opened {
                 Ok(f) => {
+                    let meta = f.metadata().map_err(|e| Error::io(path, e))?;
                     let pending = PendingFile {
                         tmp,
                         path: path.to_path_buf(),
+                        inode: (meta.dev(), meta.ino()),
                         placed: false,
                     };
                     return Ok((pending, f));
@@ -57,18 +60,56 @@ impl PendingFile {
         }
     }
 
+    /// Device and inode of the temporary file, for checking that a path still names it.
+    pub fn inode(&self) -> (u64, u64) {
+        self.inode
+    }
+
     /// Where the content is being written.
     pub fn tmp(&self) -> &Path {
         &self.tmp
     }
 
-    /// Renames the complete file to its real name, replacing a file there when overwriting.
+    /// Renames the complete file to its real name, replacing a file there when overwriting;
+    /// without `overwrite`, a name taken since [`PendingFile::create`] is an error, never
+    /// replaced.
     pub fn place(mut self, overwrite: bool) -> Result<()> {
         check_free(&self.path, overwrite)?;
-        std::fs::rename(&self.tmp, &self.path).map_err(|e| Error::io(&self.path, e))?;
+        let still_ours = self
+            .tmp
+            .symlink_metadata()
+            .is_ok_and(|m| m.is_file() && (m.dev(), m.ino()) == self.inode);
+        if !still_ours {
+            return Err(Error::Invalid(format!(
+                "{}: its temporary file {} was replaced while the restore was writing it; restore again into a directory nobody else writes to",
+                self.path.display(),
+                self.tmp.display()
+            )));
+        }
+        rename(&self.tmp, &self.path, overwrite).map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => {
+                Error::Invalid(format!("{} already exists", self.path.display()))
+            }
+            _ => Error::io(&self.path, e),
+        })?;
         self.placed = true;
         Ok(())
     }
+}
+
+/// `rename`, refusing to replace anything unless `overwrite` (where the file system can tell
+/// atomically; elsewhere the check before is what stands).
+fn rename(from: &Path, to: &Path, overwrite: bool) -> std::io::Result<()> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if !overwrite {
+        use nix::fcntl::{renameat2, RenameFlags};
+        match renameat2(None, from, None, to, RenameFlags::RENAME_NOREPLACE) {
+            Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOSYS) => {}
+            other => return other.map_err(std::io::Error::from),
+        }
+    }
+    let _ = overwrite;
+    std::fs::rename(from, to)
 }
 
 impl Drop for PendingFile {
@@ -106,6 +147,30 @@ mod tests {
         assert!(tmp.exists());
         drop(pending);
         assert!(!tmp.exists() && !path.exists());
+    }
+
+    #[test]
+    fn a_name_taken_after_creation_is_not_replaced_without_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let (pending, _f) = PendingFile::create(&path, false).unwrap();
+        std::fs::write(&path, "someone else's").unwrap();
+        let e = pending.place(false).unwrap_err().to_string();
+        assert!(e.contains("already exists"), "{e}");
+        assert_eq!(std::fs::read(&path).unwrap(), b"someone else's");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_swapped_temporary_file_is_not_placed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let (pending, _f) = PendingFile::create(&path, true).unwrap();
+        std::fs::remove_file(pending.tmp()).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", pending.tmp()).unwrap();
+        let e = pending.place(true).unwrap_err().to_string();
+        assert!(e.contains("was replaced"), "{e}");
+        assert!(path.symlink_metadata().is_err());
     }
 
     #[test]
