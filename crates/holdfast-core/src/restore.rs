@@ -18,8 +18,8 @@ use rayon::prelude::*;
 mod by_pack;
 mod pending;
 
-use pending::PendingFile;
 pub use pending::TEMP_PREFIX;
+use pending::{put_entry, PendingFile};
 
 use crate::error::{Error, Result};
 use crate::exclude::Excludes;
@@ -155,25 +155,28 @@ pub fn restore(
 
     for (rel, first) in &link_later {
         let path = target.join(rel);
-        clear_way(&path, opts.overwrite)?;
-        std::fs::hard_link(target.join(first), &path).map_err(|e| Error::io(&path, e))?;
+        put_entry(&path, opts.overwrite, |tmp| {
+            std::fs::hard_link(target.join(first), tmp)
+        })?
+        .map_err(|e| Error::io(&path, e))?;
         report.files += 1;
     }
     for (rel, node) in &plan.links {
         let path = target.join(rel);
-        clear_way(&path, opts.overwrite)?;
         let t = node
             .target
             .as_ref()
             .map(|t| t.as_os_str().to_owned())
             .unwrap_or_default();
-        std::os::unix::fs::symlink(&t, &path).map_err(|e| Error::io(&path, e))?;
+        put_entry(&path, opts.overwrite, |tmp| {
+            std::os::unix::fs::symlink(&t, tmp)
+        })?
+        .map_err(|e| Error::io(&path, e))?;
         report.links += 1;
     }
     for (rel, node) in &plan.other {
         let path = target.join(rel);
-        clear_way(&path, opts.overwrite)?;
-        match make_special(&path, node) {
+        match put_entry(&path, opts.overwrite, |tmp| make_special(tmp, node))? {
             Ok(()) => report.other += 1,
             Err(e) => warnings
                 .lock()

@@ -135,11 +135,11 @@ the whole path, absolute or relative to the backed-up directory ('/srv/dss/data/
         after_long_help = "A snapshot of one directory restores that directory's content directly into \
 --target (so `restore latest --target /srv/dss/data` rebuilds a data directory in place of the original); \
 a snapshot of several paths restores each under its full path. The target must be empty unless --overwrite. \
-Nothing is ever written outside the target. Each regular file is written under a temporary name beside \
-it (.holdfast-restore-RANDOM) and renamed into place once complete: a restore that fails (full disk, damaged \
-pack, interrupt) leaves no half-written file, and --overwrite replaces a regular file only with its whole \
-new content (links and special files in the way are removed, then created). Only a restore killed outright \
-(SIGKILL, power cut) can leave such temporary files behind.\n\n\
+Nothing is ever written outside the target. Each file, link and special file is made under a temporary \
+name beside it (.holdfast-restore-RANDOM) and renamed into place once complete: a restore that fails (full \
+disk, damaged pack, interrupt) leaves no half-written file, and --overwrite replaces what is in the way only \
+with its complete replacement. Only a restore killed outright (SIGKILL, power cut) can leave such temporary \
+files behind.\n\n\
 With --app NAME --in-place (pristine restore): the service is stopped, the current databases are dumped to \
 DATA_DIR.before-restore-YYYYMMDD-HHMMSS.databases, the current content of the data directory is moved to the \
 dated sibling DATA_DIR.before-restore-YYYYMMDD-HHMMSS (never deleted), the snapshot's files and databases are restored, and the service is started. \

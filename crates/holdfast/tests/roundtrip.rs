@@ -40,6 +40,24 @@ fn every_kind_of_entry_round_trips_exactly(env: Env) {
         blocks * 512 < 1024 * 1024,
         "sparse file restored with {blocks} blocks"
     );
+    // Restored again over itself with --overwrite, after local changes: every file, hard
+    // link, symlink and special file is replaced (through a temporary name) and nothing else
+    // is left, temporary names included.
+    let edited = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.symlink_metadata().unwrap().file_type().is_symlink())
+        .expect("a symlink at the top of the tree");
+    std::fs::remove_file(&edited).unwrap();
+    std::fs::write(&edited, "not a link any more").unwrap();
+    env.ok(&[
+        "restore",
+        "latest",
+        "--target",
+        out.to_str().unwrap(),
+        "--overwrite",
+    ]);
+    assert_same_tree(&expected, &src, &out);
     // Check with full data reading passes.
     env.ok(&["check", "--read-data"]);
 }

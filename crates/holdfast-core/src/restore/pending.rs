@@ -1,5 +1,5 @@
 //! A restored file is written under a temporary name beside its real one and renamed into
-//! place only once complete.
+//! place only once complete; links and special files are made the same way.
 //!
 //! A restore that fails part-way (full disk, damaged pack, interrupt) then never leaves a
 //! partly written file under a real name, where it would pass for restored content, and
@@ -31,12 +31,8 @@ impl PendingFile {
     /// checking that `path` may be written: free, or a non-directory when overwriting.
     pub fn create(path: &Path, overwrite: bool) -> Result<(PendingFile, File)> {
         check_free(path, overwrite)?;
-        let dir = path.parent().unwrap_or(Path::new("."));
         loop {
-            // Random, so that it never meets a name in the snapshot (which may hold files
-            // left by a killed restore) or another restore's; fixed-length, since the real
-            // name may already be as long as names can be.
-            let tmp = dir.join(format!("{TEMP_PREFIX}{:016x}", rand::random::<u64>()));
+            let tmp = temp_beside(path);
             let opened = OpenOptions::new()
                 .write(true)
                 .create_new(true)
@@ -86,14 +82,51 @@ impl PendingFile {
                 self.tmp.display()
             )));
         }
-        rename(&self.tmp, &self.path, overwrite).map_err(|e| match e.kind() {
-            std::io::ErrorKind::AlreadyExists => {
-                Error::Invalid(format!("{} already exists", self.path.display()))
-            }
-            _ => Error::io(&self.path, e),
-        })?;
+        rename(&self.tmp, &self.path, overwrite).map_err(|e| placing_failed(&self.path, e))?;
         self.placed = true;
         Ok(())
+    }
+}
+
+/// Puts an entry that has no content to write (a hard link, a symlink, a FIFO or device
+/// node) at `path` the same way: `create` makes it under a temporary name, which is then
+/// renamed, so that `--overwrite` never removes what is there before its replacement exists.
+/// The outer error is about the place (taken, a directory, the rename); the inner one is
+/// `create`'s, for the caller to judge (a device node that cannot be made is a warning).
+pub fn put_entry<E>(
+    path: &Path,
+    overwrite: bool,
+    create: impl FnOnce(&Path) -> std::result::Result<(), E>,
+) -> Result<std::result::Result<(), E>> {
+    check_free(path, overwrite)?;
+    let tmp = temp_beside(path);
+    if let Err(e) = create(&tmp) {
+        return Ok(Err(e));
+    }
+    let renamed = rename(&tmp, path, overwrite);
+    // Renaming a hard link onto another link of the same file succeeds and does nothing:
+    // the temporary name must go in that case too.
+    if renamed.is_err() || tmp.symlink_metadata().is_ok() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    renamed.map_err(|e| placing_failed(path, e))?;
+    Ok(Ok(()))
+}
+
+/// A new name beside `path`: random, so that it never meets a name in the snapshot (which
+/// may hold files left by a killed restore) or another restore's; of fixed length, since the
+/// real name may already be as long as names can be.
+fn temp_beside(path: &Path) -> PathBuf {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    dir.join(format!("{TEMP_PREFIX}{:016x}", rand::random::<u64>()))
+}
+
+fn placing_failed(path: &Path, e: std::io::Error) -> Error {
+    match e.kind() {
+        std::io::ErrorKind::AlreadyExists => {
+            Error::Invalid(format!("{} already exists", path.display()))
+        }
+        _ => Error::io(path, e),
     }
 }
 
@@ -159,6 +192,38 @@ mod tests {
         assert!(e.contains("already exists"), "{e}");
         assert_eq!(std::fs::read(&path).unwrap(), b"someone else's");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn entries_replace_only_once_made_and_leave_no_temporary_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("link");
+        std::fs::write(&path, "old").unwrap();
+        // Making the entry fails: what was there stays.
+        let failed = put_entry(&path, true, |_| Err("cannot")).unwrap();
+        assert_eq!(failed, Err("cannot"));
+        assert_eq!(std::fs::read(&path).unwrap(), b"old");
+        // Without --overwrite the place must be free.
+        assert!(put_entry(&path, false, |t| std::os::unix::fs::symlink("x", t)).is_err());
+        put_entry(&path, true, |t| std::os::unix::fs::symlink("x", t))
+            .unwrap()
+            .unwrap();
+        assert_eq!(std::fs::read_link(&path).unwrap(), Path::new("x"));
+        // A hard link onto another link of the same file.
+        let file = dir.path().join("file");
+        std::fs::write(&file, "f").unwrap();
+        std::fs::hard_link(&file, dir.path().join("twin")).unwrap();
+        put_entry(&dir.path().join("twin"), true, |t| {
+            std::fs::hard_link(&file, t)
+        })
+        .unwrap()
+        .unwrap();
+        let mut names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["file", "link", "twin"]);
     }
 
     #[test]
