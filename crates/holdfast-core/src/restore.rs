@@ -4,8 +4,9 @@
 //! created by us, and when overwriting, anything in the way that is not what we expect (a
 //! symlink where a directory goes, say) is removed rather than followed, so nothing is ever
 //! written outside the target. Links and special files are created after all file content, so
-//! no write can pass through a link the snapshot itself contains. File content is written
-//! under a temporary name and renamed into place when complete (see `pending`).
+//! no write can pass through a link the snapshot itself contains. Files, links and special
+//! files are made under a temporary name and renamed into place when complete (see
+//! `pending`).
 
 use std::collections::HashMap;
 use std::io::{Seek, SeekFrom, Write};
@@ -18,7 +19,6 @@ use rayon::prelude::*;
 mod by_pack;
 mod pending;
 
-pub use pending::TEMP_PREFIX;
 use pending::{put_entry, PendingFile};
 
 use crate::error::{Error, Result};
@@ -303,28 +303,18 @@ fn prepare_target(target: &Path, overwrite: bool) -> Result<()> {
     }
 }
 
-/// Makes `path` free for a new entry: removes a non-directory in the way when overwriting.
-fn clear_way(path: &Path, overwrite: bool) -> Result<()> {
-    match path.symlink_metadata() {
-        Err(_) => Ok(()),
-        Ok(m) if m.is_dir() => Err(Error::Invalid(format!(
-            "{} is a directory in the target where the snapshot has a file",
-            path.display()
-        ))),
-        Ok(_) if overwrite => std::fs::remove_file(path).map_err(|e| Error::io(path, e)),
-        Ok(_) => Err(Error::Invalid(format!("{} already exists", path.display()))),
-    }
-}
-
+/// A directory at `path`; a file or link in the way is replaced only when overwriting
+/// (removed, never followed).
 fn make_dir(path: &Path, overwrite: bool) -> Result<()> {
     match path.symlink_metadata() {
-        Ok(m) if m.is_dir() => Ok(()),
-        Ok(_) => {
-            clear_way(path, overwrite)?;
-            std::fs::create_dir(path).map_err(|e| Error::io(path, e))
+        Ok(m) if m.is_dir() => return Ok(()),
+        Ok(_) if !overwrite => {
+            return Err(Error::Invalid(format!("{} already exists", path.display())))
         }
-        Err(_) => std::fs::create_dir(path).map_err(|e| Error::io(path, e)),
+        Ok(_) => std::fs::remove_file(path).map_err(|e| Error::io(path, e))?,
+        Err(_) => {}
     }
+    std::fs::create_dir(path).map_err(|e| Error::io(path, e))
 }
 
 const ZERO_BLOCK: usize = 4096;

@@ -340,25 +340,23 @@ impl Storage {
     /// (local files), so that the caller can fill it again instead of allocating and zeroing
     /// another one.
     pub fn write_reusing(&self, path: &str, bytes: Vec<u8>) -> Result<Option<Vec<u8>>> {
+        count(WRITES, 1);
+        count(BYTES_WRITTEN, bytes.len() as u64);
         match &self.local_root {
-            Some(root) => {
-                count(WRITES, 1);
-                count(BYTES_WRITTEN, bytes.len() as u64);
-                write_local(root, path, &bytes)?;
-                Ok(Some(bytes))
-            }
-            None => self.write(path, bytes).map(|()| None),
+            Some(root) => write_local(root, path, &bytes).map(|()| Some(bytes)),
+            None => self.write_remote(path, bytes).map(|()| None),
         }
     }
 
     pub fn write(&self, path: &str, bytes: Vec<u8>) -> Result<()> {
+        self.write_reusing(path, bytes).map(drop)
+    }
+
+    /// An object store's write: multipart above 8 MiB, started again whole when the server
+    /// lost its multipart upload.
+    fn write_remote(&self, path: &str, bytes: Vec<u8>) -> Result<()> {
         const PART: usize = 8 << 20;
-        let big = bytes.len() > PART && self.local_root.is_none();
-        count(WRITES, 1);
-        count(BYTES_WRITTEN, bytes.len() as u64);
-        if let Some(root) = &self.local_root {
-            return write_local(root, path, &bytes);
-        }
+        let big = bytes.len() > PART;
         let buf = opendal::Buffer::from(bytes);
         let mut attempt = 0;
         loop {

@@ -70,16 +70,6 @@ pub(super) fn write_files(
             Ok(Mutex::new(Some(pending)))
         })
         .collect::<Result<_>>()?;
-    let inodes: Vec<(u64, u64)> = pending
-        .iter()
-        .map(|p| {
-            p.lock()
-                .unwrap()
-                .as_ref()
-                .map(PendingFile::inode)
-                .unwrap_or_default()
-        })
-        .collect();
 
     let mut packs: HashMap<PackId, HashMap<BlobId, Needed>> = HashMap::new();
     let mut remaining = Vec::with_capacity(files.len());
@@ -112,7 +102,7 @@ pub(super) fn write_files(
         };
         let path = target.join(files[i].0);
         if files[i].1.sparse {
-            open_for_write(p.tmp(), &path, inodes[i])?
+            open_for_write(p.tmp(), &path, p.inode())?
                 .set_len(sizes[i])
                 .map_err(|e| Error::io(&path, e))?;
         }
@@ -156,18 +146,18 @@ pub(super) fn write_files(
                     for d in &b.dests {
                         let (rel, node) = files[d.file];
                         let path = target.join(rel);
-                        let tmp = pending[d.file]
+                        let (tmp, inode) = pending[d.file]
                             .lock()
                             .unwrap()
                             .as_ref()
-                            .map(|p| p.tmp().to_path_buf())
+                            .map(|p| (p.tmp().to_path_buf(), p.inode()))
                             .ok_or_else(|| {
                                 Error::Invalid(format!(
                                     "{}: written after it was complete",
                                     path.display()
                                 ))
                             })?;
-                        let f = open_for_write(&tmp, &path, inodes[d.file])?;
+                        let f = open_for_write(&tmp, &path, inode)?;
                         write_at(&f, &path, &plain, d.offset, node.sparse)?;
                         drop(f);
                         progress

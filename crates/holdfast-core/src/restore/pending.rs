@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 
 /// Prefix of the temporary names; documented, since a restore killed with SIGKILL leaves
 /// such files behind.
-pub const TEMP_PREFIX: &str = ".holdfast-restore-";
+const TEMP_PREFIX: &str = ".holdfast-restore-";
 
 /// A file being restored. Dropped before [`PendingFile::place`] succeeds, it removes its
 /// temporary file.
