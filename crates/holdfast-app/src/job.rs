@@ -50,12 +50,13 @@ pub fn apply_retention(
         forgotten += 1;
     }
     let prune = if r.prune {
-        Some(holdfast_core::prune::prune(
+        Some(holdfast_core::prune::prune_guarded(
             repo,
             &holdfast_core::prune::PruneOptions {
                 repack_threshold: r.repack_fraction().map_err(Error::Config)?,
                 dry_run: false,
             },
+            &|| lock.ensure_held(),
         )?)
     } else {
         None

@@ -61,9 +61,17 @@ pub fn check_version(
 
 /// Writes each dump of `snap` into `dir` as files (`govern.dump`, `globals.sql`, ...).
 pub fn write_dumps(repo: &Repository, snap: &Snapshot, dir: &Path) -> Result<Vec<PathBuf>> {
+    if snap.attachments.is_empty() {
+        return Err(Error::Core(holdfast_core::Error::NotFound(
+            "a database dump in this snapshot (it holds files only)".into(),
+        )));
+    }
     let mut written = Vec::new();
     for a in &snap.attachments {
         let sub = dir.join(a.name.replace('/', "-"));
+        // Whole databases: owner-only folders, whatever the umask.
+        holdfast_core::private::create_dir_all(&sub)
+            .map_err(|e| Error::Core(holdfast_core::Error::io(&sub, e)))?;
         write_attachment(repo, snap, a, &sub)?;
         written.push(sub);
     }
@@ -306,9 +314,12 @@ impl AppRestore<'_> {
                 (self.on_step)("dumping the current databases");
                 for db in &dbs {
                     if db.exists(&db.url.dbname)? {
-                        std::fs::create_dir_all(&dumps_dir)
+                        // Whole databases: owner-only, whatever the umask.
+                        holdfast_core::private::create_dir_all(&dumps_dir)
                             .map_err(|e| Error::Core(holdfast_core::Error::io(&dumps_dir, e)))?;
                         let f = dumps_dir.join(format!("{}.dump", db.name));
+                        holdfast_core::private::create(&f)
+                            .map_err(|e| Error::Core(holdfast_core::Error::io(&f, e)))?;
                         db.dump_to_file(&db.url, &f)?;
                         report.previous_dumps.push(f);
                     }

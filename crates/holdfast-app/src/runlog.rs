@@ -47,15 +47,12 @@ impl RunRecord {
 pub fn append(log: &Path, rec: &RunRecord) -> Result<()> {
     let io = |e| Error::Core(holdfast_core::Error::io(log, e));
     if let Some(dir) = log.parent() {
-        std::fs::create_dir_all(dir).map_err(io)?;
+        holdfast_core::private::create_dir_all(dir).map_err(io)?;
     }
     let mut line = serde_json::to_vec(rec).expect("serialises");
     line.push(b'\n');
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .map_err(io)?;
+    // Owner-only: runs name hosts, paths, errors and hook output.
+    let mut f = holdfast_core::private::append(log).map_err(io)?;
     f.write_all(&line).map_err(io)?;
     f.sync_data().map_err(io)
 }

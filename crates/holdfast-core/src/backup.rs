@@ -560,7 +560,10 @@ impl Ctx<'_> {
             if !same_version(node, &before) {
                 refresh_from(node, &before);
             }
-            let (content, read) = self.read_content(path, &file)?;
+            // At most what the file held when opened (as tar does): a log that a writer keeps
+            // appending to would otherwise be chased to its end, which a writer faster than
+            // the backup never lets it reach. Growth shows as a change below.
+            let (content, read) = self.read_content(path, &file, before.size())?;
             self.bytes_read.fetch_add(read, Ordering::Relaxed);
             self.progress.bytes_done.fetch_add(read, Ordering::Relaxed);
             let after = file.metadata().map_err(|e| Error::io(path, e))?;
@@ -597,8 +600,8 @@ impl Ctx<'_> {
 
     /// Reads, chunks and stores the content of an open file with bounded memory; returns the
     /// chunk ids and the bytes read (the caller counts them once the file is done).
-    fn read_content(&self, path: &Path, file: &File) -> Result<(Vec<BlobId>, u64)> {
-        let (content, read) = self.store_stream(path, &mut &*file)?;
+    fn read_content(&self, path: &Path, file: &File, limit: u64) -> Result<(Vec<BlobId>, u64)> {
+        let (content, read) = self.store_stream(path, &mut file.take(limit))?;
         self.progress.bytes_done.fetch_sub(read, Ordering::Relaxed);
         Ok((content, read))
     }

@@ -22,12 +22,14 @@ impl Cache {
             .map(PathBuf::from)
             .or_else(|| dirs::cache_dir().map(|d| d.join("holdfast")))?;
         let dir = base.join(repo_id);
-        std::fs::create_dir_all(&dir).ok()?;
+        // Cached snapshots and trees name every backed-up file: owner-only, like the repository.
+        crate::private::create_dir_all(&base).ok()?;
+        crate::private::create_dir_all(&dir).ok()?;
         let tag = base.join("CACHEDIR.TAG");
         if !tag.exists() {
-            let _ = std::fs::write(
+            let _ = crate::private::write(
                 &tag,
-                "Signature: 8a477f597d28d172789f06886806bc55\n# holdfast cache: safe to delete\n",
+                b"Signature: 8a477f597d28d172789f06886806bc55\n# holdfast cache: safe to delete\n",
             );
         }
         Some(Cache { dir })
@@ -49,11 +51,11 @@ impl Cache {
     pub fn put(&self, path: &str, bytes: &[u8]) {
         let file = self.dir.join(path);
         if let Some(parent) = file.parent() {
-            let _ = std::fs::create_dir_all(parent);
+            let _ = crate::private::create_dir_all(parent);
             static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
             let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let tmp = parent.join(format!(".tmp-{}-{seq}", std::process::id()));
-            if std::fs::write(&tmp, bytes).is_ok() {
+            if crate::private::write(&tmp, bytes).is_ok() {
                 let _ = std::fs::rename(&tmp, &file);
             }
         }

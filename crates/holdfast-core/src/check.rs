@@ -39,6 +39,8 @@ pub struct CheckReport {
     pub blobs_read: usize,
     pub errors: Vec<String>,
     pub warnings: Vec<String>,
+    /// What to do next, one command each, most urgent first.
+    pub next_steps: Vec<String>,
     /// Files and directories that cannot be restored whole.
     pub damaged: Vec<Damage>,
 }
@@ -53,20 +55,47 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
     let mut report = CheckReport::default();
     let mut bad_blobs: HashSet<BlobId> = HashSet::new();
 
+    // 0. What the storage holds besides objects: key files others can read, leftovers.
+    key_file_modes(repo, &mut report);
+    let leftovers = crate::prune::stale_temp_files(repo)?;
+    if !leftovers.is_empty() {
+        let bytes: u64 = leftovers.iter().filter_map(|l| l.size).sum();
+        report.warnings.push(format!(
+            "{} temporary file(s) of {bytes} bytes in {}/ are older than {} minutes (left by \
+             killed writers; prune removes them)",
+            leftovers.len(),
+            layout::TMP,
+            crate::lock::STALE_AFTER.as_secs() / 60
+        ));
+    }
+
     // 1. Index files decode (a corrupt one is an error, but the others still count).
+    let mut index_damaged = false;
     for l in repo.storage().list(layout::INDEX)? {
         match repo.storage().read(&l.path) {
             Ok(b) => {
                 if hex::encode(crate::id::content_hash(&b)) != l.name {
+                    index_damaged = true;
                     report
                         .errors
                         .push(format!("{}: content does not match its name", l.path));
                 } else if let Err(e) = IndexFile::open(&l.path, repo.key(), &b) {
+                    index_damaged = true;
                     report.errors.push(e.to_string());
                 }
             }
-            Err(e) => report.errors.push(e.to_string()),
+            Err(e) => {
+                index_damaged = true;
+                report.errors.push(e.to_string());
+            }
         }
+    }
+    if index_damaged {
+        report.next_steps.push(
+            "holdfast repair index: rebuild the index from the packs' own headers (do not \
+             prune before: packs listed only by a damaged index file would be deleted)"
+                .into(),
+        );
     }
     // Step 1 named every unreadable index file; load the others.
     let _ = repo.load_index_lenient()?;
@@ -91,16 +120,32 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
     }
     let indexed: HashSet<String> = index.packs().map(|(p, _)| p.to_hex()).collect();
     let orphans = stored.iter().filter(|s| !indexed.contains(*s)).count();
-    if orphans > 0 {
+    if orphans > 0 && index_damaged {
+        report.errors.push(format!(
+            "{orphans} pack(s) are not in any readable index file: they may be what the damaged \
+             index file lists (holdfast repair index adds them back)"
+        ));
+    } else if orphans > 0 {
         report.warnings.push(format!(
-            "{orphans} pack(s) are not in the index (left by an interrupted backup; prune removes them)"
+            "{orphans} pack(s) are not in the index (left by an interrupted backup; prune \
+             removes them, holdfast repair index would index them)"
         ));
     }
 
     // 3. Snapshots decode, and every tree and blob they reference is indexed.
     let snaps = match repo.list_snapshots_lenient() {
         Ok((s, problems)) => {
-            report.errors.extend(problems);
+            for p in &problems {
+                report.errors.push(p.to_string());
+            }
+            if let Some(p) = problems.first() {
+                report.next_steps.push(format!(
+                    "holdfast forget {}: remove a snapshot file that cannot be read, once no \
+                     copy of it can be put back (prune and forget --prune refuse to run until \
+                     then)",
+                    p.id.short()
+                ));
+            }
             s
         }
         Err(e) => {
@@ -186,8 +231,39 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
     // 5. Name what the damage affects.
     if !bad_blobs.is_empty() {
         report.damaged = affected(repo, &snaps, &bad_blobs);
+        if !index_damaged {
+            report.next_steps.push(
+                "holdfast repair snapshots: list the snapshots that use missing or damaged \
+                 data, and (with --apply) rewrite them without it"
+                    .into(),
+            );
+        }
     }
     Ok(report)
+}
+
+/// Key files any local user can read: an offline password guess needs nothing more.
+fn key_file_modes(repo: &Repository, report: &mut CheckReport) {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(root) = repo.storage().local_root() else {
+        return;
+    };
+    let Ok(keys) = repo.storage().list(layout::KEYS) else {
+        return;
+    };
+    for k in keys {
+        let path = root.join(&k.path);
+        if let Ok(m) = std::fs::symlink_metadata(&path) {
+            if m.permissions().mode() & 0o077 != 0 {
+                report.warnings.push(format!(
+                    "key file {} is readable by others (mode {:o}): anyone who can read it can \
+                     try passwords offline; chmod 600 it",
+                    path.display(),
+                    m.permissions().mode() & 0o777
+                ));
+            }
+        }
+    }
 }
 
 fn read_pack(

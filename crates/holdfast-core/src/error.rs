@@ -35,9 +35,7 @@ pub enum Error {
         found: u32,
         supported: u32,
     },
-    #[error(
-        "repository is locked {0}; if that process is gone, `holdfast unlock` removes stale locks"
-    )]
+    #[error("repository is locked {0}")]
     Locked(String),
     #[error("storage: {op} {path}: {source}")]
     Storage {

@@ -35,6 +35,10 @@ pub struct ImportOptions {
     /// it is read. The holes of a sparse entry are synthesised, so a few bytes of header can
     /// declare an exabyte of zeros, which would take years to chunk.
     pub max_file_bytes: Option<u64>,
+    /// Refuse an archive whose entries add up to more than this (declared, then as read): a
+    /// gzip of zeros expands a thousandfold, so without a cap a small file can claim any
+    /// amount of work and of repository space.
+    pub max_total_bytes: Option<u64>,
     /// Intermediate index files during the import; their guard is also asked before the
     /// final index and snapshot are written, which are skipped when it fails (lock lost).
     pub checkpoints: Option<Checkpoints>,
@@ -280,6 +284,16 @@ fn read_entries<R: Read>(
                         k.to_string(),
                         String::from_utf8_lossy(ext.value_bytes()).into_owned(),
                     ));
+                } else if key == "size" {
+                    // The tar crate falls back to the header's size when this does not parse,
+                    // so an impossible size (GNU tar: "out of range") would pass unseen.
+                    let v = String::from_utf8_lossy(ext.value_bytes()).into_owned();
+                    if v.trim().parse::<u64>().is_err() {
+                        return Err(bad(
+                            &shown,
+                            format!("PAX size '{v}' is not a size this archive can have"),
+                        ));
+                    }
                 } else if key == "mtime" {
                     mtime = ts(ext.value_bytes()).unwrap_or(mtime);
                 } else if key == "atime" {
@@ -419,6 +433,23 @@ fn read_entries<R: Read>(
                         format!("declares {declared} bytes, more than the limit of {max} bytes"),
                     ));
                 }
+                let before = summary.total_bytes;
+                let over_total = |n: u64| {
+                    opts.max_total_bytes
+                        .filter(|&m| before.saturating_add(n) > m)
+                        .map(|m| {
+                            bad(
+                                &shown,
+                                format!(
+                                    "the archive's entries add up to more than the limit of {m} \
+                                     bytes (--max-total-size)"
+                                ),
+                            )
+                        })
+                };
+                if let Some(e) = over_total(declared) {
+                    return Err(e);
+                }
                 let mut read = 0u64;
                 let mut body: Box<dyn Read + '_> = match pax_sparse {
                     Some(real) => Box::new(
@@ -431,6 +462,9 @@ fn read_entries<R: Read>(
                     read += chunk.len() as u64;
                     if let Some(max) = opts.max_file_bytes.filter(|&m| read > m) {
                         return Err(bad(&shown, format!("larger than the limit of {max} bytes")));
+                    }
+                    if let Some(e) = over_total(read) {
+                        return Err(e);
                     }
                     n.content.push(saver.save(BlobKind::Data, chunk)?);
                     Ok(())

@@ -7,11 +7,16 @@
 //! host, dead pid) or it was not refreshed for [`STALE_AFTER`]; holders refresh every
 //! [`REFRESH_EVERY`] by writing a new lock object and deleting the old one (objects are never
 //! modified in place).
+//!
+//! "Not refreshed" is judged by when the storage says the lock object was written (the local
+//! filesystem's or the object store's own clock), never by the time the holder wrote into it:
+//! a host whose clock runs fast would otherwise write locks that never go stale, and one whose
+//! clock runs slow locks that look stale while their holder is alive.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -34,18 +39,36 @@ pub struct LockInfo {
     pub command: String,
 }
 
+/// How long ago the storage says an object was written; `None` when it does not say, or says
+/// a time ahead of this host's clock.
+fn written_ago(written: Option<SystemTime>) -> Option<Duration> {
+    written.and_then(|w| SystemTime::now().duration_since(w).ok())
+}
+
 impl LockInfo {
-    pub fn is_stale(&self) -> bool {
-        let age = Utc::now().signed_duration_since(self.time);
-        if age.to_std().map(|a| a > STALE_AFTER).unwrap_or(false) {
+    /// Stale: its process is gone (this host), or the object was written longer than
+    /// [`STALE_AFTER`] ago by the storage's clock (`written`). The time inside the lock is
+    /// only used when the storage gives no time at all.
+    pub fn is_stale(&self, written: Option<SystemTime>) -> bool {
+        if self.hostname == host::hostname() && !host::pid_alive(self.pid) {
             return true;
         }
-        self.hostname == host::hostname() && !host::pid_alive(self.pid)
+        let age = match written {
+            Some(_) => written_ago(written),
+            None => Utc::now().signed_duration_since(self.time).to_std().ok(),
+        };
+        age.is_some_and(|a| a > STALE_AFTER)
     }
 
-    pub fn describe(&self) -> String {
+    pub fn describe(&self, written: Option<SystemTime>) -> String {
+        let refreshed = match written_ago(written) {
+            Some(a) => format!("last refreshed {} min ago", a.as_secs() / 60),
+            None => format!("written at {}", self.time.format("%Y-%m-%d %H:%M:%S UTC")),
+        };
         format!(
-            "{} by {} (pid {} on {}, {}, since {})",
+            "{} by {} (pid {} on {}, {}, {refreshed}); `holdfast unlock` removes it once it \
+             is stale (its process gone, or not refreshed for {} minutes); if you are sure \
+             that process is gone, `holdfast unlock --all` removes it now",
             if self.exclusive {
                 "exclusively"
             } else {
@@ -55,21 +78,42 @@ impl LockInfo {
             self.pid,
             self.hostname,
             self.username,
-            self.time.format("%Y-%m-%d %H:%M:%S UTC")
+            STALE_AFTER.as_secs() / 60
         )
     }
 }
 
-/// Every lock in the repository, unreadable ones included as `None`.
-pub fn list_locks(storage: &Storage) -> Result<Vec<(String, Option<LockInfo>)>> {
+/// One lock object: where, what it says (`None` when unreadable), and when the storage says
+/// it was written.
+#[derive(Debug, Clone, Serialize)]
+pub struct ListedLock {
+    pub path: String,
+    pub lock: Option<LockInfo>,
+    #[serde(skip)]
+    pub written: Option<SystemTime>,
+    /// Whether it would be ignored (and removed by `unlock`).
+    pub stale: bool,
+}
+
+/// Every lock in the repository, unreadable ones included with `lock: None`.
+pub fn list_locks(storage: &Storage) -> Result<Vec<ListedLock>> {
     let mut out = Vec::new();
     for l in storage.list(layout::LOCKS)? {
-        let info = match storage.read(&l.path) {
+        let info: Option<LockInfo> = match storage.read(&l.path) {
             Ok(b) => serde_json::from_slice(&b).ok(),
             Err(Error::NotFound(_)) => continue,
             Err(e) => return Err(e),
         };
-        out.push((l.path, info));
+        let stale = info
+            .as_ref()
+            .map(|i| i.is_stale(l.modified))
+            .unwrap_or(true);
+        out.push(ListedLock {
+            path: l.path,
+            lock: info,
+            written: l.modified,
+            stale,
+        });
     }
     Ok(out)
 }
@@ -99,15 +143,15 @@ impl LockGuard {
         every: Duration,
     ) -> Result<LockGuard> {
         let conflict = |storage: &Storage, own: Option<&str>| -> Result<Option<String>> {
-            for (path, info) in list_locks(storage)? {
-                if Some(path.as_str()) == own {
+            for l in list_locks(storage)? {
+                if Some(l.path.as_str()) == own {
                     continue;
                 }
                 // An unreadable lock is ignored here (and removed by `unlock`): it cannot name
                 // a holder, and letting it block would let any stray file stop every backup.
-                if let Some(info) = info {
-                    if !info.is_stale() && (exclusive || info.exclusive) {
-                        return Ok(Some(info.describe()));
+                if let Some(info) = &l.lock {
+                    if !l.stale && (exclusive || info.exclusive) {
+                        return Ok(Some(info.describe(l.written)));
                     }
                 }
             }
@@ -265,11 +309,10 @@ fn write_lock(storage: &Storage, exclusive: bool, command: &str) -> Result<Strin
 /// Removes stale locks, or every lock with `all`; returns the paths removed.
 pub fn unlock(storage: &Storage, all: bool) -> Result<Vec<String>> {
     let mut removed = Vec::new();
-    for (path, info) in list_locks(storage)? {
-        let stale = info.as_ref().map(|i| i.is_stale()).unwrap_or(true);
-        if all || stale {
-            storage.delete(&path)?;
-            removed.push(path);
+    for l in list_locks(storage)? {
+        if all || l.stale {
+            storage.delete(&l.path)?;
+            removed.push(l.path);
         }
     }
     Ok(removed)

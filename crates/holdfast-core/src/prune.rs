@@ -52,12 +52,35 @@ pub struct PruneReport {
     pub bytes_freed: u64,
     pub bytes_repacked: u64,
     pub index_files_replaced: usize,
+    /// Temporary files of killed writers removed from the local backend's `tmp/`.
+    pub temp_files_deleted: usize,
 }
 
-/// Every blob any snapshot refers to: root trees, subtrees and file chunks.
+/// Temporary files in the local backend's `tmp/` older than [`crate::lock::STALE_AFTER`]:
+/// writes of processes killed before their rename. Younger ones may be a live write.
+pub fn stale_temp_files(repo: &Repository) -> Result<Vec<crate::storage::Listed>> {
+    let Some(_) = repo.storage().local_root() else {
+        return Ok(Vec::new()); // object stores have no temporary names
+    };
+    let now = std::time::SystemTime::now();
+    Ok(repo
+        .storage()
+        .list(&format!("{}/", layout::TMP))?
+        .into_iter()
+        .filter(|l| {
+            l.modified
+                .and_then(|m| now.duration_since(m).ok())
+                .is_some_and(|age| age > crate::lock::STALE_AFTER)
+        })
+        .collect())
+}
+
+/// Every blob any snapshot refers to: root trees, subtrees and file chunks. Fails while any
+/// snapshot file or tree cannot be read: the blobs they use are unknown, and a prune that
+/// went on would delete them.
 pub fn used_blobs(repo: &Repository) -> Result<HashSet<BlobId>> {
     let mut used = HashSet::new();
-    for (_, snap) in repo.list_snapshots()? {
+    for (_, snap) in repo.list_snapshots_strict()? {
         let mut stack: Vec<BlobId> = snap.root_trees().filter(|t| used.insert(*t)).collect();
         while let Some(t) = stack.pop() {
             crate::walk::walk(repo, &t, Path::new(""), &mut |_, n| {
@@ -75,8 +98,27 @@ pub fn used_blobs(repo: &Repository) -> Result<HashSet<BlobId>> {
 }
 
 pub fn prune(repo: &Arc<Repository>, opts: &PruneOptions) -> Result<PruneReport> {
+    prune_guarded(repo, opts, &|| Ok(()))
+}
+
+/// [`prune`], asking `still_locked` before each step that writes or deletes (the lock's
+/// [`crate::lock::LockGuard::ensure_held`]): once the exclusive lock is lost, a backup may be
+/// adding data that this prune would take for unused.
+pub fn prune_guarded(
+    repo: &Arc<Repository>,
+    opts: &PruneOptions,
+    still_locked: &dyn Fn() -> Result<()>,
+) -> Result<PruneReport> {
     let index = repo.index();
-    let used = used_blobs(repo)?;
+    let used = used_blobs(repo).map_err(|e| match e {
+        crate::Error::Corrupt { what, why } => crate::Error::corrupt(
+            what,
+            format!(
+                "{why}; prune deleted nothing (holdfast repair snapshots shows what is affected)"
+            ),
+        ),
+        e => e,
+    })?;
     let mut report = PruneReport {
         dry_run: opts.dry_run,
         packs_total: index.pack_count(),
@@ -131,9 +173,18 @@ pub fn prune(repo: &Arc<Repository>, opts: &PruneOptions) -> Result<PruneReport>
         .map(|l| l.path)
         .collect();
     report.packs_unindexed_deleted = unindexed.len();
+    let leftovers = stale_temp_files(repo)?;
+    report.temp_files_deleted = leftovers.len();
     let old_index: Vec<IndexId> = repo.index_ids();
     report.index_files_replaced = old_index.len();
-    if opts.dry_run || (delete.is_empty() && repack.is_empty() && unindexed.is_empty()) {
+    if opts.dry_run {
+        return Ok(report);
+    }
+    still_locked()?;
+    for l in &leftovers {
+        repo.storage().delete(&l.path)?;
+    }
+    if delete.is_empty() && repack.is_empty() && unindexed.is_empty() {
         return Ok(report);
     }
 
@@ -158,6 +209,7 @@ pub fn prune(repo: &Arc<Repository>, opts: &PruneOptions) -> Result<PruneReport>
     supersedes.extend(saver_index);
     let mut packs = keep;
     packs.extend(new_packs);
+    still_locked()?;
     let new_index = repo.save_index_files(packs, supersedes.clone())?;
 
     // 3. Old index files go.
@@ -168,6 +220,7 @@ pub fn prune(repo: &Arc<Repository>, opts: &PruneOptions) -> Result<PruneReport>
         }
     }
     // 4. Then the packs nothing references.
+    still_locked()?;
     let gone: HashSet<PackId> = delete
         .iter()
         .copied()

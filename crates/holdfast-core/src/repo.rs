@@ -255,7 +255,6 @@ impl Repository {
 
     // ----- objects through the cache -----
 
-    /// Reads a content-addressed object, from the cache when it has it.
     /// [`Self::read_cached`] for many objects, fetching those not cached concurrently.
     fn read_many_cached(&self, paths: &[String]) -> Vec<Result<Vec<u8>>> {
         let mut out: Vec<Option<Result<Vec<u8>>>> = paths
@@ -265,6 +264,7 @@ impl Repository {
         let missing: Vec<usize> = (0..paths.len()).filter(|&i| out[i].is_none()).collect();
         let wanted: Vec<String> = missing.iter().map(|&i| paths[i].clone()).collect();
         for (i, r) in missing.into_iter().zip(self.storage.read_many(&wanted)) {
+            let r = r.and_then(|b| verify_addressed(&paths[i], b));
             if let (Ok(b), Some(c)) = (&r, &self.cache) {
                 c.put(&paths[i], b);
             }
@@ -275,17 +275,26 @@ impl Repository {
             .collect()
     }
 
+    /// Reads a content-addressed object, from the cache when it has it. Either way the bytes
+    /// are checked against the name: a copy under the wrong name (an older snapshot copied
+    /// over a newer one) is damage, never data.
     fn read_cached(&self, path: &str) -> Result<Vec<u8>> {
         if let Some(c) = &self.cache {
             if let Some(b) = c.get(path) {
                 return Ok(b);
             }
         }
-        let b = self.storage.read(path)?;
+        let b = verify_addressed(path, self.storage.read(path)?)?;
         if let Some(c) = &self.cache {
             c.put(path, &b);
         }
         Ok(b)
+    }
+
+    /// Whether this handle reads through a local cache (`check` opens without one, so that
+    /// it verifies what is stored rather than what was once copied).
+    pub fn uses_cache(&self) -> bool {
+        self.cache.is_some()
     }
 
     /// Writes a content-addressed object and returns its hash.
@@ -304,8 +313,17 @@ impl Repository {
     // ----- index -----
 
     /// Loads every index file into memory (from the cache where possible).
+    /// Fails on any index file that cannot be read: what it lists is then unknown, and a
+    /// backup could store again, or a prune delete, data that only it indexes.
     pub fn load_index(&self) -> Result<()> {
         match self.load_index_lenient()?.into_iter().next() {
+            Some(Error::Corrupt { what, why }) => Err(Error::corrupt(
+                what,
+                format!(
+                    "{why} (holdfast repair index rebuilds the index from the packs' own \
+                     headers; do not prune before)"
+                ),
+            )),
             Some(e) => Err(e),
             None => Ok(()),
         }
@@ -463,10 +481,24 @@ impl Repository {
         Ok(plain)
     }
 
+    /// Where a blob is stored. A blob that a tree names but no index lists is missing data
+    /// (an integrity error), not an ordinary "not found".
     pub fn locate(&self, id: &BlobId) -> Result<BlobLocation> {
-        self.index()
-            .get(id)
-            .ok_or_else(|| Error::NotFound(format!("blob {id} in the index")))
+        self.index().get(id).ok_or_else(|| {
+            Error::corrupt(
+                format!("blob {id}"),
+                "missing: no index file lists it (holdfast check names what it affects)",
+            )
+        })
+    }
+
+    /// `len` bytes at `offset` of a pack; a pack that the index lists but storage lacks is
+    /// missing data (an integrity error).
+    pub fn read_pack_range(&self, pack: &PackId, offset: u64, len: u64) -> Result<Vec<u8>> {
+        let path = layout::pack_path(&pack.to_hex());
+        self.storage
+            .read_range(&path, offset, len)
+            .map_err(|e| missing_pack(e, &path))
     }
 
     /// Reads one blob's plaintext. Tree packs come through the cache whole.
@@ -484,8 +516,7 @@ impl Repository {
             }
             pack[s..e].to_vec()
         } else {
-            self.storage
-                .read_range(&path, loc.offset as u64, loc.length as u64)?
+            self.read_pack_range(&loc.pack, loc.offset as u64, loc.length as u64)?
         };
         self.open_blob(id, &loc, &sealed)
     }
@@ -496,7 +527,7 @@ impl Repository {
         if let Some(p) = self.tree_packs.packs.lock().unwrap().get(id) {
             return Ok(p.clone());
         }
-        let bytes = Arc::new(self.read_cached(path)?);
+        let bytes = Arc::new(self.read_cached(path).map_err(|e| missing_pack(e, path))?);
         if self
             .tree_packs
             .bytes
@@ -539,7 +570,9 @@ impl Repository {
     }
 
     /// All snapshots, oldest first. One that cannot be read or decrypted is left out with a
-    /// warning (check reports it), so that a single damaged snapshot does not stop backups.
+    /// warning (check reports it), so that a single damaged snapshot does not stop backups
+    /// or listings. Commands that delete data or choose `latest` use
+    /// [`Self::list_snapshots_strict`] or [`Self::find_snapshot`] instead.
     pub fn list_snapshots(&self) -> Result<Vec<(SnapshotId, Snapshot)>> {
         let (snaps, problems) = self.list_snapshots_lenient()?;
         for p in problems {
@@ -548,8 +581,18 @@ impl Repository {
         Ok(snaps)
     }
 
-    /// All readable snapshots, oldest first, and a message for each unreadable one.
-    pub fn list_snapshots_lenient(&self) -> Result<(SnapshotList, Vec<String>)> {
+    /// Every snapshot, or an error naming the first that cannot be read: what a command that
+    /// deletes data needs, since the data an unreadable snapshot uses is unknown.
+    pub fn list_snapshots_strict(&self) -> Result<Vec<(SnapshotId, Snapshot)>> {
+        let (snaps, problems) = self.list_snapshots_lenient()?;
+        if let Some(p) = problems.into_iter().next() {
+            return Err(p.refusal("nothing was deleted, since the data it uses is unknown"));
+        }
+        Ok(snaps)
+    }
+
+    /// All readable snapshots, oldest first, and each unreadable one with why.
+    pub fn list_snapshots_lenient(&self) -> Result<(SnapshotList, Vec<UnreadableSnapshot>)> {
         let listed = self.storage.list(layout::SNAPSHOTS)?;
         let ids: Vec<SnapshotId> = listed
             .iter()
@@ -574,9 +617,9 @@ impl Repository {
         for (id, r) in results {
             match r {
                 Ok(s) => snaps.push((id, s)),
-                Err(e @ (Error::Corrupt { .. } | Error::NotFound(_))) => {
-                    problems.push(format!("snapshot {id}: {e}"))
-                }
+                // Deleted between listing and reading (a concurrent forget): simply gone.
+                Err(Error::NotFound(_)) => {}
+                Err(Error::Corrupt { why, .. }) => problems.push(UnreadableSnapshot { id, why }),
                 Err(e) => return Err(e),
             }
         }
@@ -587,6 +630,7 @@ impl Repository {
             );
         }
         snaps.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+        problems.sort_by_key(|p| p.id);
         Ok((snaps, problems))
     }
 
@@ -607,33 +651,121 @@ impl Repository {
             .delete(&format!("{}{}", layout::SNAPSHOTS, id.to_hex()))
     }
 
+    /// The ids of stored snapshot files whose hex starts with `prefix`, readable or not: how
+    /// `forget ID` names a damaged snapshot that no listing can show.
+    pub fn snapshot_ids_with_prefix(&self, prefix: &str) -> Result<Vec<SnapshotId>> {
+        let prefix = prefix.to_ascii_lowercase();
+        let mut ids: Vec<SnapshotId> = self
+            .storage
+            .list(layout::SNAPSHOTS)?
+            .iter()
+            .filter_map(|l| l.name.parse::<SnapshotId>().ok())
+            .filter(|id| id.to_hex().starts_with(&prefix))
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
     /// Resolves `latest` (newest matching `filter`) or a unique id prefix.
+    ///
+    /// An unreadable snapshot's time and host are unknown, so `latest` fails while any
+    /// snapshot cannot be read (it may be the newest that matches), naming it and the newest
+    /// readable match; a prefix naming an unreadable snapshot fails with why.
     pub fn find_snapshot(
         &self,
         spec: &str,
         filter: &SnapshotFilter,
     ) -> Result<(SnapshotId, Snapshot)> {
-        let snaps = self.list_snapshots()?;
+        let (snaps, problems) = self.list_snapshots_lenient()?;
         if spec == "latest" {
-            return snaps
-                .into_iter()
-                .rev()
-                .find(|(_, s)| filter.matches(s))
-                .ok_or_else(|| Error::NotFound("a snapshot matching the filters".into()));
+            let newest = snaps.into_iter().rev().find(|(_, s)| filter.matches(s));
+            if let Some(p) = problems.into_iter().next() {
+                let alternative = match &newest {
+                    Some((id, s)) => format!(
+                        "the newest readable match is {} of {}: name it to restore that one",
+                        id.short(),
+                        s.time.format("%Y-%m-%d %H:%M:%S UTC")
+                    ),
+                    None => "no readable snapshot matches".to_string(),
+                };
+                return Err(p.refusal(&format!(
+                    "it may be the latest, so `latest` is not chosen; {alternative}"
+                )));
+            }
+            return newest.ok_or_else(|| Error::NotFound("a snapshot matching the filters".into()));
         }
         let spec_l = spec.to_ascii_lowercase();
         let mut hits: Vec<_> = snaps
             .into_iter()
             .filter(|(id, _)| id.to_hex().starts_with(&spec_l))
             .collect();
-        match hits.len() {
-            0 => Err(Error::NotFound(format!("snapshot '{spec}'"))),
-            1 => Ok(hits.pop().unwrap()),
-            n => Err(Error::Invalid(format!(
-                "snapshot prefix '{spec}' is ambiguous ({n} snapshots match): give more characters"
+        let bad: Vec<UnreadableSnapshot> = problems
+            .into_iter()
+            .filter(|p| p.id.to_hex().starts_with(&spec_l))
+            .collect();
+        match (hits.len(), bad.len()) {
+            (0, 0) => Err(Error::NotFound(format!("snapshot '{spec}'"))),
+            (1, 0) => Ok(hits.pop().unwrap()),
+            (0, 1) => Err(bad.into_iter().next().unwrap().refusal("")),
+            (n, m) => Err(Error::Invalid(format!(
+                "snapshot prefix '{spec}' is ambiguous ({} snapshots match): give more characters",
+                n + m
             ))),
         }
     }
+}
+
+fn missing_pack(e: Error, path: &str) -> Error {
+    match e {
+        Error::NotFound(_) => Error::corrupt(
+            path,
+            "the index lists this pack but storage does not have it (holdfast check names \
+             what it affects)",
+        ),
+        e => e,
+    }
+}
+
+/// A snapshot file that cannot be read or authenticated.
+#[derive(Debug, Clone)]
+pub struct UnreadableSnapshot {
+    pub id: SnapshotId,
+    pub why: String,
+}
+
+impl UnreadableSnapshot {
+    /// The error that stops a command because of this snapshot, with what to do about it.
+    pub fn refusal(&self, consequence: &str) -> Error {
+        let sep = if consequence.is_empty() { "" } else { "; " };
+        Error::corrupt(
+            format!("snapshot file snapshots/{}", self.id),
+            format!(
+                "{}{sep}{consequence} (if it cannot be recovered, `holdfast forget {}` removes it, \
+                 or `holdfast repair snapshots` lists every damaged snapshot)",
+                self.why,
+                self.id.short()
+            ),
+        )
+    }
+}
+
+impl std::fmt::Display for UnreadableSnapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "snapshot {}: {}", self.id, self.why)
+    }
+}
+
+/// Checks that a content-addressed object's bytes hash to its name (the last component of
+/// `path`).
+pub(crate) fn verify_addressed(path: &str, bytes: Vec<u8>) -> Result<Vec<u8>> {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    if hex::encode(content_hash(&bytes)) != name {
+        return Err(Error::corrupt(
+            path,
+            "content does not match its name (damaged, or another object's content copied over it)",
+        ));
+    }
+    Ok(bytes)
 }
 
 fn key_path(id: &KeyId) -> String {

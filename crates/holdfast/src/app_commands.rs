@@ -130,7 +130,7 @@ pub fn run_backup_app(ctx: &Ctx, a: BackupArgs, json_out: bool) -> Result<Backup
     let quiet = ctx.global.json || ctx.global.quiet;
     let on_step = |s: &str| {
         if !quiet {
-            eprintln!("holdfast: {}: {s}", app.name);
+            crate::errln!("holdfast: {}: {s}", app.name);
         }
     };
     let ensure = || lock.ensure_held();
@@ -154,20 +154,20 @@ pub fn run_backup_app(ctx: &Ctx, a: BackupArgs, json_out: bool) -> Result<Backup
     let outcome = outcome.with_context(|| format!("backup of application {}", app.name))?;
     let s = &outcome.backup.snapshot;
     for w in &s.warnings {
-        eprintln!("holdfast: warning: {}: {}", w.path, w.message);
+        crate::errln!("holdfast: warning: {}: {}", w.path, w.message);
     }
     if let Some(c) = &s.consistency {
         for p in &c.inconsistent {
-            eprintln!("holdfast: warning: {p}: kept changing while read; its copy may be torn");
+            crate::errln!("holdfast: warning: {p}: kept changing while read; its copy may be torn");
         }
     }
     if let Some(e) = &outcome.start_error {
-        eprintln!(
+        crate::errln!(
             "holdfast: error: the snapshot was saved, but the service did not start again: {e}"
         );
     }
     if let Some(e) = &outcome.cleanup_error {
-        eprintln!("holdfast: error: the snapshot was saved, but cleaning up the volume snapshot failed: {e}");
+        crate::errln!("holdfast: error: the snapshot was saved, but cleaning up the volume snapshot failed: {e}");
     }
     if ctx.global.json {
         if !json_out {
@@ -315,7 +315,7 @@ pub fn provider_snapshots(ctx: &Ctx, app_name: &str) -> Result<i32> {
         ctx.json(&json!({"provider": vol.provider(), "snapshots": names}));
     } else {
         for n in &names {
-            println!("{n}");
+            crate::outln!("{n}");
         }
         ctx.say(format!(
             "{} {} volume snapshot(s) of {app_name}",
@@ -453,7 +453,7 @@ pub fn restore_app(ctx: &Ctx, a: RestoreArgs) -> Result<i32> {
     if let (Some(name), Some((recorded, _))) = (&a.app, holdfast_app::restore::recorded_app(&snap))
     {
         if &recorded != name {
-            eprintln!(
+            crate::errln!(
                 "holdfast: warning: snapshot {} is of application {recorded}, restoring it as {name}",
                 id.short()
             );
@@ -472,7 +472,7 @@ pub fn restore_app(ctx: &Ctx, a: RestoreArgs) -> Result<i32> {
     let quiet = ctx.global.json || ctx.global.quiet;
     let on_step = |s: &str| {
         if !quiet {
-            eprintln!("holdfast: {s}");
+            crate::errln!("holdfast: {s}");
         }
     };
     let r = AppRestore {
@@ -615,7 +615,7 @@ pub fn upgrade(ctx: &Ctx, a: UpgradeArgs) -> Result<i32> {
         .map_err(holdfast_app::Error::Config)?;
     let say = |s: &str| {
         if !(ctx.global.json || ctx.global.quiet) {
-            eprintln!("holdfast: {}: {s}", a.app);
+            crate::errln!("holdfast: {}: {s}", a.app);
         }
     };
     say("stopping the service for the upgrade");

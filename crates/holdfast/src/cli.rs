@@ -10,15 +10,16 @@ EXIT CODES:
     1    failure (nothing was changed or written beyond what the message says)
     2    usage error
     3    backup finished, but some files could not be read (listed; snapshot written)
-    10   no repository at the location, or not a holdfast repository
-    11   repository is locked by another process
-    12   wrong password
-    13   repository format is newer than this holdfast
-    14   check found damaged or missing data
     4    configuration file invalid (file, line and key named)
     5    an application step failed: quiesce check, stop/start, volume snapshot, database dump
          or restore, post-restore step (for a backup, no snapshot was written unless it says so)
     6    restore refused: the backup is from a newer application version than the installed one
+    10   no repository at the location, or not a holdfast repository
+    11   repository is locked by another process
+    12   wrong password
+    13   repository format is newer than this holdfast
+    14   damaged or missing data: found by check or restore, or a snapshot, index or tree that
+         a command needs cannot be read (commands that delete data then delete nothing)
     130  interrupted (SIGINT/SIGTERM); earlier snapshots are untouched";
 
 #[derive(Parser, Debug)]
@@ -151,7 +152,13 @@ an installed version older than the backup's is refused (exit code 6) unless --f
     )]
     Restore(RestoreArgs),
     /// Verify the repository: structure, and with --read-data every byte
+    #[command(
+        after_long_help = "Check reads the repository itself, not the local cache (--with-cache to use it). It reports snapshot files that cannot be read or do not match their names, damaged index files, packs missing from storage or not indexed, trees and blobs that snapshots use but the index lacks, and with --read-data every pack whose bytes, header or blobs are damaged, naming the snapshots and paths affected. It also warns about key files others can read and temporary files left by killed writers. Each kind of damage comes with the command that deals with it (repair index, repair snapshots, forget ID). Exit code 14 when anything is damaged."
+    )]
     Check(CheckArgs),
+    /// Repair a damaged repository: rebuild the index, or rewrite damaged snapshots
+    #[command(subcommand)]
+    Repair(RepairCommand),
     /// Sizes, deduplication and compression
     Stats(StatsArgs),
     /// Manage the passwords (key files) of the repository
@@ -373,6 +380,11 @@ pub struct ImportArgs {
     /// the archive, so a few bytes of a hostile header can declare an exabyte of zeros.
     #[arg(long, default_value = "1T", value_name = "SIZE", value_parser = parse_byte_size)]
     pub max_file_size: u64,
+    /// Refuse an archive whose entries add up to more than this (K, M, G, T: powers of 1024):
+    /// a compressed archive of zeros expands about a thousandfold, so a small file can claim
+    /// any amount of work. Checked against declared sizes before reading, and while reading
+    #[arg(long, default_value = "16T", value_name = "SIZE", value_parser = parse_byte_size)]
+    pub max_total_size: u64,
     /// Every this many seconds, write an index of the data stored so far, so that an import
     /// killed midway keeps it (as `backup --checkpoint-interval`)
     #[arg(long, default_value_t = CHECKPOINT_INTERVAL_SECS, value_name = "SECONDS")]
@@ -629,12 +641,37 @@ pub struct RestoreArgs {
 
 #[derive(Args, Debug)]
 pub struct CheckArgs {
+    /// Also use the local cache (by default check reads every snapshot, index file and tree
+    /// from the repository itself, so that it verifies what is stored, not an earlier copy)
+    #[arg(long)]
+    pub with_cache: bool,
     /// Read and verify all stored data
     #[arg(long)]
     pub read_data: bool,
     /// Read and verify a part of the data: a percentage (`10%`) or a fraction (`1/7`)
     #[arg(long, value_name = "SUBSET", conflicts_with = "read_data")]
     pub read_data_subset: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RepairCommand {
+    /// Rebuild the index from the packs' own headers
+    #[command(
+        after_long_help = "Packs carry their own encrypted headers, so the index can always be rebuilt. What readable index files list is kept (for packs still stored); every stored pack they do not list is indexed again from its header (two ranged reads each); packs that storage no longer has are dropped. The new index supersedes every old index file, and damaged ones are removed once it is stored. Run it when check reports a damaged index file, before any prune: packs that only a damaged index file listed look unused to prune."
+    )]
+    Index,
+    /// Find snapshots that use missing data; with --apply, rewrite them without it
+    #[command(
+        after_long_help = "Dry run by default: lists each snapshot that uses data the index does not list or storage no longer has, with the paths that are lost, and each snapshot file that cannot be read. With --apply, each such snapshot is rewritten without what is lost (a file with missing content is left out, a folder whose listing is lost becomes empty), tagged `repaired` and naming the original, which is removed once the new one is stored; snapshot files that cannot be read are removed. Run `repair index` first when check reports a damaged index file."
+    )]
+    Snapshots(RepairSnapshotsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RepairSnapshotsArgs {
+    /// Rewrite (and remove) the damaged snapshots instead of listing them
+    #[arg(long)]
+    pub apply: bool,
 }
 
 #[derive(Args, Debug)]

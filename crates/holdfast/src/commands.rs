@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use holdfast_core::backup::{self, BackupOptions, Progress};
 use holdfast_core::check::{self, CheckOptions};
 use holdfast_core::error::exit;
@@ -36,6 +36,7 @@ pub fn run(ctx: &Ctx, cmd: Command) -> Result<i32> {
         Command::Diff(a) => diff(ctx, a),
         Command::Restore(a) => restore_cmd(ctx, a),
         Command::Check(a) => check_cmd(ctx, a),
+        Command::Repair(c) => repair_cmd(ctx, c),
         Command::Stats(a) => stats(ctx, a),
         Command::Key(k) => key(ctx, k),
         Command::Cat(a) => cat(ctx, a),
@@ -145,7 +146,7 @@ fn backup_cmd(ctx: &Ctx, a: BackupArgs) -> Result<i32> {
     let outcome = outcome?;
     let s = &outcome.snapshot;
     for w in &s.warnings {
-        eprintln!("holdfast: warning: {}: {}", w.path, w.message);
+        crate::errln!("holdfast: warning: {}: {}", w.path, w.message);
     }
     if ctx.global.json {
         ctx.json(&json!({"id": outcome.id, "snapshot": s}));
@@ -282,7 +283,7 @@ fn ls(ctx: &Ctx, a: LsArgs) -> Result<i32> {
                 .as_ref()
                 .map(|t| format!(" -> {}", t.lossy()))
                 .unwrap_or_default();
-            println!(
+            crate::outln!(
                 "{} {:>8} {:>8} {:>12} {} {}{}",
                 format::mode(n.kind, n.mode),
                 owner,
@@ -293,15 +294,16 @@ fn ls(ctx: &Ctx, a: LsArgs) -> Result<i32> {
                 link
             );
         } else {
-            println!("{}", p.display());
+            crate::outln!("{}", p.display());
         }
     };
     match holdfast_core::walk::resolve(&repo, &snap.tree, &a.path)? {
         holdfast_core::walk::Resolved::Leaf(p, n) => print(&Path::new("/").join(p), &n),
         holdfast_core::walk::Resolved::Dir(p, tree) => {
+            // Once the reader is gone (`| head`), stop descending: nothing more is shown.
             holdfast_core::walk::walk(&repo, &tree, &Path::new("/").join(p), &mut |p, n| {
                 print(p, n);
-                Ok(true)
+                Ok(!crate::output::stdout_closed())
             })?;
         }
     }
@@ -332,7 +334,7 @@ fn diff(ctx: &Ctx, a: DiffArgs) -> Result<i32> {
         };
         counts[i] += 1;
         let slash = if e.kind == NodeKind::Dir { "/" } else { "" };
-        println!("{sym}    {}{slash}", e.path);
+        crate::outln!("{sym}    {}{slash}", e.path);
     }
     ctx.say(format!(
         "{} added, {} removed, {} modified, {} metadata only",
@@ -398,7 +400,7 @@ pub fn restore_files(
         )
     })?;
     for w in &report.warnings {
-        eprintln!("holdfast: warning: {w}");
+        crate::errln!("holdfast: warning: {w}");
     }
     if ctx.global.json {
         ctx.json(&json!({"snapshot": id, "target": target, "report": report}));
@@ -437,10 +439,14 @@ fn parse_subset(s: &str) -> Result<f64> {
         s.parse::<f64>()
     }
     .map_err(|_| {
-        anyhow!("--read-data-subset takes a percentage like 10% or a fraction like 1/7, not '{s}'")
+        crate::usage!(
+            "--read-data-subset takes a percentage like 10% or a fraction like 1/7, not '{s}'"
+        )
     })?;
     if !(f > 0.0 && f <= 1.0) {
-        bail!("--read-data-subset must be more than 0% and at most 100%, not '{s}'");
+        return Err(crate::usage!(
+            "--read-data-subset must be more than 0% and at most 100%, not '{s}'"
+        ));
     }
     Ok(f)
 }
@@ -451,8 +457,9 @@ fn check_cmd(ctx: &Ctx, a: CheckArgs) -> Result<i32> {
         .as_deref()
         .map(parse_subset)
         .transpose()?;
-    // Not open_locked: a damaged index file must be reported by check, not stop it.
-    let repo = ctx.open()?;
+    // Not open_locked: a damaged index file must be reported by check, not stop it. And not
+    // through the cache: check verifies what the repository holds.
+    let repo = ctx.open_cached(a.with_cache && !ctx.global.no_cache)?;
     let _lock = holdfast_core::lock::LockGuard::acquire(repo.storage(), false, "check")?;
     let report = check::check(
         &repo,
@@ -465,13 +472,16 @@ fn check_cmd(ctx: &Ctx, a: CheckArgs) -> Result<i32> {
         ctx.json(&json!({"ok": report.ok(), "report": report}));
     } else {
         for w in &report.warnings {
-            eprintln!("holdfast: warning: {w}");
+            crate::errln!("holdfast: warning: {w}");
         }
         for e in &report.errors {
-            println!("error: {e}");
+            crate::outln!("error: {e}");
         }
         for d in &report.damaged {
-            println!("damaged: snapshot {} {}", d.snapshot, d.path);
+            crate::outln!("damaged: snapshot {} {}", d.snapshot, d.path);
+        }
+        for n in &report.next_steps {
+            crate::outln!("next: {n}");
         }
         ctx.say(format!(
             "{}: {} snapshots, {} trees, {} packs indexed{}",
@@ -494,7 +504,7 @@ fn check_cmd(ctx: &Ctx, a: CheckArgs) -> Result<i32> {
         ));
     }
     if !report.ok() {
-        eprintln!(
+        crate::errln!(
             "holdfast: error: check found {} problem(s){}",
             report.errors.len(),
             if report.damaged.is_empty() {
@@ -506,6 +516,89 @@ fn check_cmd(ctx: &Ctx, a: CheckArgs) -> Result<i32> {
         return Ok(exit::INTEGRITY);
     }
     Ok(exit::OK)
+}
+
+fn repair_cmd(ctx: &Ctx, c: RepairCommand) -> Result<i32> {
+    // Exclusive: a repair replaces index files and snapshots; nothing may add to them meanwhile.
+    let repo = ctx.open_cached(false)?;
+    let lock = holdfast_core::lock::LockGuard::acquire(repo.storage(), true, "repair")?;
+    match c {
+        RepairCommand::Index => {
+            let r = holdfast_core::repair::repair_index(&repo)?;
+            drop(lock);
+            if ctx.global.json {
+                ctx.json(&r);
+                return Ok(exit::OK);
+            }
+            for p in &r.packs_recovered {
+                ctx.say(format!("indexed again from its header: pack {p}"));
+            }
+            for p in &r.packs_missing {
+                ctx.say(format!("dropped from the index (not in storage): pack {p}"));
+            }
+            for p in &r.index_files_damaged {
+                ctx.say(format!("removed damaged index file {p}"));
+            }
+            for p in &r.packs_unreadable {
+                crate::errln!("holdfast: warning: pack {p}: header unreadable, not indexed");
+            }
+            ctx.say(format!(
+                "{} packs stored: {} kept as indexed, {} indexed again, {} unreadable; {} index file(s) written",
+                r.packs_stored,
+                r.packs_kept,
+                r.packs_recovered.len(),
+                r.packs_unreadable.len(),
+                r.index_files_written
+            ));
+            Ok(exit::OK)
+        }
+        RepairCommand::Snapshots(a) => {
+            repo.load_index()
+                .context("loading the index (run `holdfast repair index` first)")?;
+            let r = holdfast_core::repair::repair_snapshots(&repo, a.apply)?;
+            drop(lock);
+            if ctx.global.json {
+                ctx.json(&r);
+                return Ok(exit::OK);
+            }
+            for d in &r.damaged {
+                let short = &d.id[..8];
+                match (&d.unreadable, a.apply) {
+                    (Some(why), true) => {
+                        ctx.say(format!("removed unreadable snapshot {short}: {why}"))
+                    }
+                    (Some(why), false) => {
+                        ctx.say(format!("snapshot {short} cannot be read: {why}"))
+                    }
+                    (None, _) => {
+                        ctx.say(format!(
+                            "snapshot {short} ({} on {}) lost {} path(s):",
+                            d.time.as_deref().unwrap_or("?"),
+                            d.hostname.as_deref().unwrap_or("?"),
+                            d.lost.len()
+                        ));
+                        for p in &d.lost {
+                            ctx.say(format!("  {p}"));
+                        }
+                        if let Some(n) = &d.replaced_by {
+                            ctx.say(format!("  replaced by snapshot {}", &n[..8]));
+                        }
+                    }
+                }
+            }
+            ctx.say(format!(
+                "{} snapshot(s) checked, {} damaged{}",
+                r.snapshots_checked,
+                r.damaged.len(),
+                if a.apply || r.damaged.is_empty() {
+                    ""
+                } else {
+                    " (dry run: nothing changed; --apply rewrites them)"
+                }
+            ));
+            Ok(exit::OK)
+        }
+    }
 }
 
 fn stats(ctx: &Ctx, a: StatsArgs) -> Result<i32> {
@@ -660,7 +753,7 @@ fn key(ctx: &Ctx, k: KeyCommand) -> Result<i32> {
 fn cat(ctx: &Ctx, a: CatArgs) -> Result<i32> {
     let need_id = || {
         a.id.clone()
-            .ok_or_else(|| anyhow!("`cat {}` needs an id", a.what))
+            .ok_or_else(|| crate::usage!("`cat {}` needs an id", a.what))
     };
     let location = ctx.repo_location()?;
     let out: serde_json::Value = match a.what.as_str() {
@@ -670,7 +763,7 @@ fn cat(ctx: &Ctx, a: CatArgs) -> Result<i32> {
         }
         "locks" => {
             let storage = holdfast_app::open_storage(&location, &ctx.s3_settings(&location)?, false)?;
-            let v: Vec<_> = holdfast_core::lock::list_locks(&storage)?.into_iter().map(|(p, i)| json!({"path": p, "lock": i})).collect();
+            let v: Vec<_> = holdfast_core::lock::list_locks(&storage)?;
             serde_json::to_value(v)?
         }
         "keys" => {
@@ -711,9 +804,9 @@ fn cat(ctx: &Ctx, a: CatArgs) -> Result<i32> {
                 return Ok(exit::OK);
             }
         }
-        other => bail!("cannot cat '{other}': use config, snapshot ID, index, pack ID, tree ID, blob ID, keys or locks"),
+        other => return Err(crate::usage!("cannot cat '{other}': use config, snapshot ID, index, pack ID, tree ID, blob ID, keys or locks")),
     };
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    crate::outln!("{}", serde_json::to_string_pretty(&out)?);
     Ok(exit::OK)
 }
 
@@ -735,9 +828,9 @@ fn parse_percent(s: &str) -> Result<f64> {
         .trim()
         .trim_end_matches('%')
         .parse()
-        .map_err(|_| anyhow!("'{s}' is not a percentage like 20%"))?;
+        .map_err(|_| crate::usage!("'{s}' is not a percentage like 20%"))?;
     if !(0.0..=100.0).contains(&v) {
-        bail!("'{s}' must be between 0% and 100%");
+        return Err(crate::usage!("'{s}' must be between 0% and 100%"));
     }
     Ok(v / 100.0)
 }
@@ -755,7 +848,7 @@ fn policy(k: &KeepArgs) -> Result<holdfast_core::retention::Policy> {
             .as_deref()
             .map(holdfast_core::retention::parse_duration)
             .transpose()
-            .map_err(|e| anyhow!(e))?,
+            .map_err(|e| crate::usage!("--keep-within: {e}"))?,
         tags: k.keep_tags.clone(),
         protected_tags: if k.include_pre_upgrade {
             Vec::new()
@@ -769,25 +862,43 @@ fn forget(ctx: &Ctx, a: ForgetArgs) -> Result<i32> {
     let policy = policy(&a.keep)?;
     let threshold = parse_percent(&a.repack_threshold)?;
     if policy.is_empty() && a.snapshots.is_empty() {
-        bail!("no snapshots and no --keep-* policy given: refusing to forget everything");
+        return Err(crate::usage!(
+            "no snapshots and no --keep-* policy given: refusing to forget everything"
+        ));
     }
     if !policy.is_empty() && !a.snapshots.is_empty() {
-        bail!("give snapshot ids or a --keep-* policy, not both");
+        return Err(crate::usage!(
+            "give snapshot ids or a --keep-* policy, not both"
+        ));
     }
     let (repo, lock) = ctx.open_locked(true, "forget")?;
     let f = filter(&a.filter);
     let snaps = repo.list_snapshots_matching(&f)?;
+    // Snapshot files that cannot be read are named by id only (no listing shows them);
+    // forgetting one is how an operator removes a damaged snapshot on purpose.
+    let mut damaged = Vec::new();
     let decisions: Vec<holdfast_core::retention::Decision> = if a.snapshots.is_empty() {
         holdfast_core::retention::apply(&snaps, &policy)
     } else {
-        let chosen: Vec<_> = a
-            .snapshots
-            .iter()
-            .map(|p| {
-                repo.find_snapshot(p, &SnapshotFilter::default())
-                    .map(|x| x.0)
-            })
-            .collect::<Result<_, _>>()?;
+        let mut chosen = Vec::new();
+        for p in &a.snapshots {
+            match repo.find_snapshot(p, &SnapshotFilter::default()) {
+                Ok((id, _)) => chosen.push(id),
+                Err(e @ holdfast_core::Error::Corrupt { .. }) => {
+                    match repo.snapshot_ids_with_prefix(p)?.as_slice() {
+                        [id] if p != "latest" => {
+                            tracing::warn!(
+                                "snapshot {} cannot be read ({e}); it is removed as asked",
+                                id.short()
+                            );
+                            damaged.push(*id);
+                        }
+                        _ => return Err(e.into()),
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         snaps
             .iter()
             .map(|(id, s)| holdfast_core::retention::Decision {
@@ -806,17 +917,24 @@ fn forget(ctx: &Ctx, a: ForgetArgs) -> Result<i32> {
     let mut removed = Vec::new();
     if !a.dry_run {
         for d in decisions.iter().filter(|d| !d.keep) {
+            lock.ensure_held()?;
             repo.delete_snapshot(&d.id)?;
             removed.push(d.id);
         }
+        for id in &damaged {
+            lock.ensure_held()?;
+            repo.delete_snapshot(id)?;
+            removed.push(*id);
+        }
     }
     let prune_report = if a.prune && !a.dry_run {
-        Some(holdfast_core::prune::prune(
+        Some(holdfast_core::prune::prune_guarded(
             &repo,
             &holdfast_core::prune::PruneOptions {
                 repack_threshold: threshold,
                 dry_run: false,
             },
+            &|| lock.ensure_held(),
         )?)
     } else {
         None
@@ -846,10 +964,17 @@ fn forget(ctx: &Ctx, a: ForgetArgs) -> Result<i32> {
             d.reasons.join(", ")
         ));
     }
-    let gone = decisions.iter().filter(|d| !d.keep).count();
+    for id in &damaged {
+        ctx.say(format!(
+            "  {} {}  (snapshot file cannot be read; named on the command line)",
+            if a.dry_run { "would remove" } else { "remove" },
+            id.short()
+        ));
+    }
+    let gone = decisions.iter().filter(|d| !d.keep).count() + damaged.len();
     ctx.say(format!(
         "{} kept, {} {}",
-        decisions.len() - gone,
+        decisions.len() + damaged.len() - gone,
         gone,
         if a.dry_run {
             "would be removed (dry run: nothing changed)"
@@ -897,9 +1022,9 @@ fn copy_cmd(ctx: &Ctx, a: CopyArgs) -> Result<i32> {
             })
         }
         (None, None) => {}
-        _ => bail!(
+        _ => return Err(crate::usage!(
             "set both HOLDFAST_FROM_AWS_ACCESS_KEY_ID and HOLDFAST_FROM_AWS_SECRET_ACCESS_KEY, or neither"
-        ),
+        )),
     }
     let password = if let Some(f) = &a.from_password_file {
         holdfast_app::PasswordSource::File(f.clone())
@@ -1094,6 +1219,7 @@ fn import(ctx: &Ctx, a: ImportArgs) -> Result<i32> {
         strip_components: a.strip_components,
         allow_absolute_symlinks: a.allow_absolute_symlinks,
         max_file_bytes: Some(a.max_file_size),
+        max_total_bytes: Some(a.max_total_size),
         checkpoints: Some(checkpoints(&lock, a.checkpoint_interval)),
     };
     let mut done = Vec::new();

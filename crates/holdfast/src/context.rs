@@ -31,12 +31,12 @@ impl Ctx {
         let _ = ctrlc::set_handler(move || {
             if c.swap(true, Ordering::SeqCst) {
                 if k.load(Ordering::SeqCst) {
-                    eprintln!("holdfast: starting the application again before exiting");
+                    crate::errln!("holdfast: starting the application again before exiting");
                     return;
                 }
                 std::process::exit(holdfast_core::error::exit::INTERRUPTED);
             }
-            eprintln!("holdfast: interrupted, stopping (again to quit at once)");
+            crate::errln!("holdfast: interrupted, stopping (again to quit at once)");
         });
         Ctx {
             global,
@@ -68,7 +68,7 @@ impl Ctx {
             .clone()
             .filter(|r| !r.is_empty())
             .ok_or_else(|| {
-                anyhow::anyhow!(
+                crate::usage!(
                     "no repository given: use --repo, set HOLDFAST_REPO, or set `repository` in the configuration"
                 )
             })
@@ -114,11 +114,16 @@ impl Ctx {
     }
 
     pub fn open(&self) -> Result<Arc<Repository>> {
+        self.open_cached(!self.global.no_cache)
+    }
+
+    /// Opens the repository, with or without the local cache whatever `--no-cache` says.
+    pub fn open_cached(&self, use_cache: bool) -> Result<Arc<Repository>> {
         let repo = self.repo_location()?;
         let access = Access {
             s3: self.s3_settings(&repo)?,
             password: self.password_source()?,
-            use_cache: !self.global.no_cache,
+            use_cache,
             repo,
         };
         let repo = holdfast_app::open_repository(&access, &prompt)?;
@@ -144,12 +149,12 @@ impl Ctx {
 
     pub fn say(&self, s: impl AsRef<str>) {
         if !self.global.json && !self.global.quiet {
-            println!("{}", s.as_ref());
+            crate::outln!("{}", s.as_ref());
         }
     }
 
     pub fn json(&self, v: &impl serde::Serialize) {
-        println!("{}", serde_json::to_string(v).expect("serialisable"));
+        crate::outln!("{}", serde_json::to_string(v).expect("serialisable"));
     }
 }
 
@@ -176,9 +181,32 @@ pub fn one_line(e: &anyhow::Error) -> String {
     out.replace('\n', " ")
 }
 
+/// A command line that cannot be run as given (exit code 2, like clap's own refusals).
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// A usage error (exit code 2) from a format string.
+#[macro_export]
+macro_rules! usage {
+    ($($t:tt)*) => {
+        anyhow::Error::new($crate::context::UsageError(format!($($t)*)))
+    };
+}
+
 /// The documented exit code for an error that ended a command.
 pub fn exit_code(e: &anyhow::Error, cancelled: bool) -> i32 {
     use holdfast_core::error::exit;
+    if e.chain().any(|c| c.is::<UsageError>()) {
+        return exit::USAGE;
+    }
     e.chain()
         .find_map(|c| {
             c.downcast_ref::<holdfast_app::Error>()

@@ -78,7 +78,7 @@ pub fn finish_run(ctx: &Ctx, rec: &mut RunRecord) {
     rec.warnings.extend(problems);
     let log = run_log(cfg);
     if let Err(e) = runlog::append(&log, rec) {
-        eprintln!("holdfast: warning: run log {}: {e}", log.display());
+        crate::errln!("holdfast: warning: run log {}: {e}", log.display());
     }
     let metrics = ctx
         .global
@@ -87,7 +87,7 @@ pub fn finish_run(ctx: &Ctx, rec: &mut RunRecord) {
         .or_else(|| cfg.metrics_file.clone());
     if let Some(path) = metrics {
         if let Err(e) = write_metrics(ctx, &log, &path) {
-            eprintln!("holdfast: warning: metrics file {}: {e:#}", path.display());
+            crate::errln!("holdfast: warning: metrics file {}: {e:#}", path.display());
         }
     }
 }
@@ -119,7 +119,9 @@ fn app_names(ctx: &Ctx, app: &Option<String>, all: bool) -> Result<Vec<String>> 
             Ok(vec![a.clone()])
         }
         (None, true) => Ok(cfg.app.keys().cloned().collect()),
-        (None, false) => Err(anyhow!("name an application with --app NAME, or --all")),
+        (None, false) => Err(crate::usage!(
+            "name an application with --app NAME, or --all"
+        )),
     }
 }
 
@@ -145,7 +147,7 @@ fn run_one(ctx: &Ctx, name: &str) -> RunRecord {
     };
     let result = run_backup_app(ctx, backup, false);
     if let Err(e) = &result {
-        eprintln!("holdfast: error: {name}: {}", one_line(e));
+        crate::errln!("holdfast: error: {name}: {}", one_line(e));
     }
     let mut rec = record_for(ctx, name, "run", started, &result);
     let cfg = ctx.config().expect("loaded by the backup");
@@ -409,7 +411,7 @@ pub fn schedule_cmd(ctx: &Ctx, c: ScheduleCommand) -> Result<i32> {
             } else {
                 for (p, t) in &files {
                     if dry_run {
-                        println!("# {}\n{t}", p.display());
+                        crate::outln!("# {}\n{t}", p.display());
                     } else {
                         ctx.say(format!("wrote {}", p.display()));
                     }
@@ -444,7 +446,7 @@ pub fn daemon_cmd(ctx: &Ctx, _a: DaemonArgs) -> Result<i32> {
         let when =
             match last.and_then(|l| schedule::missed_since(expr, &l.with_timezone(&Local), &now)) {
                 Some(missed) => {
-                    eprintln!(
+                    crate::errln!(
                         "holdfast: daemon: the run of {name} due at {} was missed; running it now",
                         missed.format("%Y-%m-%d %H:%M")
                     );
@@ -458,7 +460,7 @@ pub fn daemon_cmd(ctx: &Ctx, _a: DaemonArgs) -> Result<i32> {
         due.sort_by_key(|d| d.2);
         let (name, expr, when) = due[0].clone();
         if !ctx.global.quiet {
-            eprintln!(
+            crate::errln!(
                 "holdfast: daemon: next run: {name} at {}",
                 when.format("%Y-%m-%d %H:%M")
             );
@@ -472,7 +474,7 @@ pub fn daemon_cmd(ctx: &Ctx, _a: DaemonArgs) -> Result<i32> {
         let started = Local::now();
         let code = run_child(ctx, &exe, &name)?;
         if ctx.cancelled() {
-            eprintln!("holdfast: daemon: stopped after the run of {name} finished");
+            crate::errln!("holdfast: daemon: stopped after the run of {name} finished");
             return Ok(if code == exit::OK {
                 exit::OK
             } else {
@@ -515,7 +517,7 @@ fn run_child(ctx: &Ctx, exe: &Path, name: &str) -> Result<i32> {
             break st;
         }
         if ctx.cancelled() && !forwarded {
-            eprintln!(
+            crate::errln!(
                 "holdfast: daemon: passing the stop on to the run of {name} and waiting for it"
             );
             let _ = nix::sys::signal::kill(

@@ -6,6 +6,7 @@ mod commands;
 mod context;
 mod format;
 mod jobs;
+mod output;
 mod progress;
 
 use clap::Parser;
@@ -28,6 +29,7 @@ fn main() {
             }),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(colour_on_stderr())
         .with_target(false)
         .without_time()
         .init();
@@ -35,12 +37,19 @@ fn main() {
     let code = match commands::run(&ctx, cli.command) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("holdfast: error: {}", context::one_line(&e));
+            crate::errln!("holdfast: error: {}", context::one_line(&e));
             context::exit_code(&e, ctx.cancelled())
         }
     };
     log_requests();
     std::process::exit(code);
+}
+
+/// Colour only for a person at a terminal: never in cron mail or journald, and never when
+/// `NO_COLOR` is set to anything (https://no-color.org).
+fn colour_on_stderr() -> bool {
+    use std::io::IsTerminal;
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
 }
 
 /// With `-v`, what the command asked of the repository's storage: the numbers that decide

@@ -128,11 +128,12 @@ struct Pg {
 }
 
 impl Pg {
-    fn start(env: &Env) -> Option<Pg> {
-        if !is_root() || !Path::new("/usr/lib/postgresql").exists() {
-            eprintln!("skipping: needs root and PostgreSQL server binaries");
-            return None;
-        }
+    fn start(env: &Env) -> Pg {
+        require_root("initdb runs as the postgres user");
+        assert!(
+            Path::new("/usr/lib/postgresql").exists(),
+            "this test needs PostgreSQL server binaries in /usr/lib/postgresql (.ci/run installs them)"
+        );
         let state = env.path("pg");
         let o = Command::new(fixture("pg.sh"))
             .arg("start")
@@ -144,7 +145,7 @@ impl Pg {
             "pg.sh start failed: {}",
             String::from_utf8_lossy(&o.stderr)
         );
-        Some(Pg { state })
+        Pg { state }
     }
     fn url(&self) -> String {
         std::fs::read_to_string(self.state.join("url"))
@@ -562,9 +563,10 @@ fn ad_hoc_flags_run_the_procedure_without_a_config_file() {
 }
 
 #[test]
+#[ignore = "needs root: PostgreSQL runs as the postgres user"]
 fn postgres_dump_is_paired_and_restored_in_place() {
     let env = Env::new();
-    let Some(pg) = Pg::start(&env) else { return };
+    let pg = Pg::start(&env);
     env.init();
     let data = make_dss(&env, "13.2.0");
     let _svc = Service(data.clone());
@@ -930,11 +932,10 @@ struct Btrfs {
 }
 
 impl Btrfs {
-    fn new(env: &Env) -> Option<Btrfs> {
-        if !is_root() || !have("mkfs.btrfs") || !have("losetup") {
-            eprintln!("skipping: needs root, btrfs-progs and losetup");
-            return None;
-        }
+    fn new(env: &Env) -> Btrfs {
+        require_root("btrfs on a loop device");
+        require_tool("mkfs.btrfs");
+        require_tool("losetup");
         let img = env.path("btrfs.img");
         let f = std::fs::File::create(&img).unwrap();
         f.set_len(300 << 20).unwrap();
@@ -943,13 +944,11 @@ impl Btrfs {
             .arg(&img)
             .output()
             .unwrap();
-        if !o.status.success() {
-            eprintln!(
-                "skipping: no loop device: {}",
-                String::from_utf8_lossy(&o.stderr)
-            );
-            return None;
-        }
+        assert!(
+            o.status.success(),
+            "no loop device: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         let dev = String::from_utf8_lossy(&o.stdout).trim().to_string();
         let mnt = env.path("btrfs");
         std::fs::create_dir_all(&mnt).unwrap();
@@ -957,7 +956,7 @@ impl Btrfs {
             "mkfs.btrfs -q {dev} && mount {dev} {}",
             mnt.display()
         ));
-        Some(Btrfs { mnt, dev })
+        Btrfs { mnt, dev }
     }
 }
 
@@ -969,9 +968,10 @@ impl Drop for Btrfs {
 }
 
 #[test]
+#[ignore = "needs root: btrfs on a loop device"]
 fn btrfs_provider_backs_up_a_read_only_snapshot_and_cleans_up() {
     let env = Env::new();
-    let Some(fs) = Btrfs::new(&env) else { return };
+    let fs = Btrfs::new(&env);
     env.init();
     sh(&format!(
         "btrfs -q subvolume create {}/data",
@@ -1112,9 +1112,10 @@ fn upgrade_backs_up_first_then_upgrades_with_the_service_stopped() {
 }
 
 #[test]
+#[ignore = "needs root: PostgreSQL runs as the postgres user"]
 fn postgres_directory_format_and_missing_tools() {
     let env = Env::new();
-    let Some(pg) = Pg::start(&env) else { return };
+    let pg = Pg::start(&env);
     env.init();
     let data = make_dss(&env, "13.2.0");
     pg.psql(
@@ -1176,9 +1177,10 @@ fn postgres_directory_format_and_missing_tools() {
 /// gives up after `lock_wait_timeout`, the run fails with the database's exit code and says
 /// why, and no snapshot is written (the pair would not match).
 #[test]
+#[ignore = "needs root: PostgreSQL runs as the postgres user"]
 fn a_table_lock_held_too_long_fails_the_dump_instead_of_hanging() {
     let env = Env::new();
-    let Some(pg) = Pg::start(&env) else { return };
+    let pg = Pg::start(&env);
     env.init();
     let data = make_dss(&env, "13.2.0");
     pg.psql("govern", "CREATE TABLE t (id int)");
@@ -1230,10 +1232,10 @@ fn a_table_lock_held_too_long_fails_the_dump_instead_of_hanging() {
 /// names the setting, and no snapshot is written.
 #[test]
 fn a_server_that_never_answers_fails_the_dump_after_connect_timeout() {
-    if !Path::new("/usr/lib/postgresql").exists() {
-        eprintln!("skipped: no PostgreSQL client tools in /usr/lib/postgresql");
-        return;
-    }
+    assert!(
+        Path::new("/usr/lib/postgresql").exists(),
+        "this test needs the PostgreSQL client tools in /usr/lib/postgresql (.ci/run installs them)"
+    );
     let env = Env::new();
     env.init();
     let data = make_dss(&env, "13.2.0");

@@ -6,10 +6,7 @@ use common::*;
 
 #[test]
 fn gnu_tar_restores_exported_archives_exactly() {
-    if !have("tar") {
-        eprintln!("skipped: no tar on PATH");
-        return;
-    }
+    require_tool("tar");
     let env = Env::new();
     let src = env.path("src");
     std::fs::create_dir(&src).unwrap();

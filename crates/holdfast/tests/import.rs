@@ -108,10 +108,7 @@ fn python_tar(path: &std::path::Path, script: &str) {
 
 #[test]
 fn hostile_and_broken_archives_are_refused_and_write_nothing() {
-    if !have("python3") {
-        eprintln!("skipped: python3 builds the hostile archives");
-        return;
-    }
+    require_tool("python3");
     let env = Env::new();
     env.init();
     let cases = [

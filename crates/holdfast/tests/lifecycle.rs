@@ -102,7 +102,7 @@ fn forget_by_policy_dry_run_then_for_real() {
     env.ok(&["forget", &ids[3][..10]]);
     assert_eq!(env.json(&["snapshots"]).as_array().unwrap().len(), 2);
     let o = env.run(&["forget"]);
-    assert_eq!(code(&o), 1);
+    assert_eq!(code(&o), 2, "a usage error");
     assert!(stderr(&o).contains("refusing to forget everything"));
 }
 

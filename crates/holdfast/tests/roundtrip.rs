@@ -416,11 +416,9 @@ fn keys_add_list_remove_passwd(env: Env) {
 }
 
 #[test]
+#[ignore = "needs root: mounts a tmpfs"]
 fn one_file_system_keeps_mount_points_empty() {
-    if !is_root() {
-        eprintln!("skipped: needs root to mount a tmpfs");
-        return;
-    }
+    require_root("mounts a tmpfs");
     let env = Env::new();
     let src = env.path("data");
     std::fs::create_dir_all(src.join("mnt")).unwrap();
@@ -475,7 +473,7 @@ fn check_reads_a_subset_of_packs(env: Env) {
         packs.div_ceil(7)
     );
     let o = env.run(&["check", "--read-data-subset", "150%"]);
-    assert_eq!(code(&o), 1);
+    assert_eq!(code(&o), 2, "a usage error");
     assert!(stderr(&o).contains("at most 100%"));
 }
 

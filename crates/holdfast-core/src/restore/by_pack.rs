@@ -21,7 +21,6 @@ use crate::error::{Error, Result};
 use crate::id::{BlobId, PackId};
 use crate::index::BlobLocation;
 use crate::repo::Repository;
-use crate::storage::layout;
 use crate::tree::Node;
 
 /// Neighbouring chunks closer than this are fetched in one read (the gap is read and dropped).
@@ -130,7 +129,6 @@ pub(super) fn write_files(
             if cancel.load(Ordering::Relaxed) {
                 return Err(Error::Interrupted);
             }
-            let path = layout::pack_path(&pack.to_hex());
             for range in ranges(blobs) {
                 let start = range[0].loc.offset as u64;
                 let end = range
@@ -138,7 +136,7 @@ pub(super) fn write_files(
                     .map(|b| b.loc.offset as u64 + b.loc.length as u64)
                     .max()
                     .unwrap_or(start);
-                let bytes = repo.storage().read_range(&path, start, end - start)?;
+                let bytes = repo.read_pack_range(pack, start, end - start)?;
                 for b in range {
                     let s = (b.loc.offset as u64 - start) as usize;
                     let sealed = &bytes[s..s + b.loc.length as usize];

@@ -333,13 +333,9 @@ pub fn assert_losing_the_lock_commits_nothing(env: &Env, args: &[&str]) {
 /// Restores, with `--overwrite`, a snapshot of two 3 MiB files onto a 4 MiB tmpfs that holds
 /// older versions of both: the restore must fail with exit code 1 and one line naming a file
 /// and the full disk, and leave every file whole, either the snapshot's version or the older
-/// one (never partly written), with no temporary file behind. Needs root (for the mount);
-/// returns false, having done nothing, without it.
-pub fn assert_restore_onto_a_full_disk_keeps_files_whole(env: &Env) -> bool {
-    if !is_root() {
-        eprintln!("skipped: needs root to mount a small tmpfs");
-        return false;
-    }
+/// one (never partly written), with no temporary file behind. Needs root (for the mount).
+pub fn assert_restore_onto_a_full_disk_keeps_files_whole(env: &Env) {
+    require_root("mounts a small tmpfs");
     let src = env.path("full-disk-src");
     std::fs::create_dir(&src).unwrap();
     random_file(&src.join("r1"), 3 << 20, 1);
@@ -400,7 +396,6 @@ pub fn assert_restore_onto_a_full_disk_keeps_files_whole(env: &Env) -> bool {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(names.len(), 2, "temporary files left behind: {names:?}");
-    true
 }
 
 pub fn code(o: &Output) -> i32 {
@@ -409,6 +404,31 @@ pub fn code(o: &Output) -> i32 {
 
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Fails the test, saying why, when it does not run as root. Tests that call it are marked
+/// `#[ignore = "needs root: ..."]`, so an ordinary `cargo test` lists them as ignored and
+/// `cargo test -- --include-ignored` (as root, as CI runs) runs them: never a silent pass.
+pub fn require_root(why: &str) {
+    assert!(
+        is_root(),
+        "this test needs root ({why}): run it as root with `cargo test -- --include-ignored`"
+    );
+}
+
+/// Fails the test when `tool` is missing: `.ci/run` installs every tool the tests call.
+pub fn require_tool(tool: &str) {
+    assert!(
+        have(tool),
+        "this test needs `{tool}` on PATH (.ci/run installs it; see its list)"
+    );
+}
+
+/// Says on the real stderr (not captured by the test harness, so it shows in every run) that
+/// part of a test did not run.
+pub fn skipped_part(what: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED PART: {what}");
 }
 
 pub fn is_root() -> bool {
@@ -639,6 +659,9 @@ pub fn build_everything(root: &Path) {
             "setfacl -d -m u:12345:rwx {}",
             p("config/nested").display()
         ));
+    }
+    if !is_root() {
+        skipped_part("owners other than ours and device nodes need root: not in this tree");
     }
     if is_root() {
         // Owners other than ours, and device nodes.

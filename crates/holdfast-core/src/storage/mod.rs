@@ -1,21 +1,26 @@
-//! Where repository objects live: a thin synchronous face over Apache OpenDAL.
+//! Where repository objects live: a thin synchronous face over Apache OpenDAL, and over a
+//! local folder walked without following links ([`local`]).
 //!
 //! The repository only ever writes whole objects once, reads whole objects or byte ranges,
 //! lists a folder, and deletes. That is all object storage offers, so nothing above this layer
 //! can come to depend on rename, append or listing order. On the local filesystem, objects are
 //! written as temp file + fsync + rename + directory fsync, so a crash never leaves a
 //! half-written object under its final name, nor an index naming a pack whose rename was
-//! lost. Local reads and writes go straight to `std::fs` (one exactly sized buffer, no copy
-//! through an async runtime: that took a tenth of a first backup's system time);
-//! listing and deleting go through OpenDAL's fs service like everything on S3.
+//! lost. Local operations go straight to the kernel (one exactly sized buffer, no copy
+//! through an async runtime: that took a tenth of a first backup's system time), relative to
+//! a descriptor of the repository root so that no link inside it is ever followed.
 
-use std::path::{Path, PathBuf};
+mod local;
+
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use opendal::{ErrorKind, Operator};
 
 use crate::error::{Error, Result};
+use local::LocalDir;
+pub use local::{DIR_MODE, FILE_MODE};
 
 /// Top-level folders of a repository; each object's name in them is a hex id.
 pub mod layout {
@@ -101,10 +106,11 @@ pub const READS_IN_FLIGHT: usize = 32;
 
 #[derive(Clone)]
 pub struct Storage {
-    op: Operator,
+    /// The object store (S3); `None` for a local folder.
+    op: Option<Operator>,
     rt: Arc<tokio::runtime::Runtime>,
     location: String,
-    local_root: Option<PathBuf>,
+    local: Option<Arc<LocalDir>>,
 }
 
 impl std::fmt::Debug for Storage {
@@ -173,6 +179,10 @@ pub fn request_counts() -> RequestCounts {
 pub struct Listed {
     pub path: String,
     pub name: String,
+    /// When the storage says the object was written (its own clock: the local filesystem's,
+    /// or the object store's), where the listing tells it.
+    pub modified: Option<std::time::SystemTime>,
+    pub size: Option<u64>,
 }
 
 impl Storage {
@@ -180,23 +190,14 @@ impl Storage {
     /// a missing folder is [`Error::NoRepository`].
     pub fn local(path: &Path, create: bool) -> Result<Storage> {
         let location = path.display().to_string();
-        if create {
-            std::fs::create_dir_all(path).map_err(|e| Error::io(path, e))?;
-        } else if !path.is_dir() {
+        if !create && !path.is_dir() {
             return Err(Error::NoRepository(location));
         }
-        let root = std::fs::canonicalize(path).map_err(|e| Error::io(path, e))?;
-        let tmp = root.join(layout::TMP);
-        std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        let builder = opendal::services::Fs::default()
-            .root(&root.to_string_lossy())
-            .atomic_write_dir(&tmp.to_string_lossy());
-        let op = Operator::new(builder).map_err(|e| storage_err("open", &location, e))?;
         Ok(Storage {
-            op,
+            op: None,
             rt: Arc::new(runtime()),
             location,
-            local_root: Some(root),
+            local: Some(Arc::new(LocalDir::open(path, create)?)),
         })
     }
 
@@ -252,10 +253,10 @@ impl Storage {
             )
             .layer(ConcurrentLimitLayer::new(opts.max_requests.max(1)));
         Ok(Storage {
-            op,
+            op: Some(op),
             rt: Arc::new(runtime()),
             location,
-            local_root: None,
+            local: None,
         })
     }
 
@@ -266,19 +267,26 @@ impl Storage {
 
     /// The local folder, when the repository is on the local filesystem.
     pub fn local_root(&self) -> Option<&Path> {
-        self.local_root.as_deref()
+        self.local.as_deref().map(LocalDir::root)
+    }
+
+    /// The object store; only called on paths where `local` is `None`.
+    fn op(&self) -> &Operator {
+        self.op
+            .as_ref()
+            .expect("an object store behind a non-local storage")
     }
 
     pub fn read(&self, path: &str) -> Result<Vec<u8>> {
         count(READS, 1);
-        if let Some(root) = &self.local_root {
-            let bytes = read_local(root, path)?;
+        if let Some(local) = &self.local {
+            let bytes = local.read(path)?;
             count(BYTES_READ, bytes.len() as u64);
             return Ok(bytes);
         }
         let bytes = self
             .rt
-            .block_on(self.op.read(path))
+            .block_on(self.op().read(path))
             .map(|b| b.to_vec())
             .map_err(|e| self.err("read", path, e))?;
         count(BYTES_READ, bytes.len() as u64);
@@ -291,7 +299,7 @@ impl Storage {
     /// a time over S3 at 10-50 ms a request, a cold start would take minutes.
     pub fn read_many(&self, paths: &[String]) -> Vec<Result<Vec<u8>>> {
         use futures::stream::{self, StreamExt};
-        if self.local_root.is_some() {
+        if self.local.is_some() {
             return paths.iter().map(|path| self.read(path)).collect();
         }
         self.rt.block_on(
@@ -299,7 +307,7 @@ impl Storage {
                 .map(|path| async move {
                     count(READS, 1);
                     let bytes = self
-                        .op
+                        .op()
                         .read(path)
                         .await
                         .map(|b| b.to_vec())
@@ -314,14 +322,14 @@ impl Storage {
 
     pub fn read_range(&self, path: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
         count(READS, 1);
-        if let Some(root) = &self.local_root {
-            let buf = read_local_range(root, path, offset, len)?;
+        if let Some(local) = &self.local {
+            let buf = local.read_range(path, offset, len)?;
             count(BYTES_READ, len);
             return Ok(buf);
         }
         let buf = self
             .rt
-            .block_on(async { self.op.read_with(path).range(offset..offset + len).await })
+            .block_on(async { self.op().read_with(path).range(offset..offset + len).await })
             .map_err(|e| self.err("read", path, e))?;
         if buf.len() as u64 != len {
             return Err(Error::corrupt(
@@ -342,8 +350,8 @@ impl Storage {
     pub fn write_reusing(&self, path: &str, bytes: Vec<u8>) -> Result<Option<Vec<u8>>> {
         count(WRITES, 1);
         count(BYTES_WRITTEN, bytes.len() as u64);
-        match &self.local_root {
-            Some(root) => write_local(root, path, &bytes).map(|()| Some(bytes)),
+        match &self.local {
+            Some(local) => local.write(path, &bytes).map(|()| Some(bytes)),
             None => self.write_remote(path, bytes).map(|()| None),
         }
     }
@@ -363,7 +371,7 @@ impl Storage {
             let result = self.rt.block_on(async {
                 if big {
                     // Parts go one after the other: packs already upload in parallel.
-                    let mut w = self.op.writer_with(path).chunk(PART).await?;
+                    let mut w = self.op().writer_with(path).chunk(PART).await?;
                     let mut done = w.write(buf.clone()).await;
                     if done.is_ok() {
                         done = w.close().await.map(drop);
@@ -373,7 +381,7 @@ impl Storage {
                     }
                     done
                 } else {
-                    self.op.write(path, buf.clone()).await.map(drop)
+                    self.op().write(path, buf.clone()).await.map(drop)
                 }
             });
             match result {
@@ -396,24 +404,44 @@ impl Storage {
 
     pub fn delete(&self, path: &str) -> Result<()> {
         count(DELETES, 1);
+        if let Some(local) = &self.local {
+            return local.delete(path);
+        }
         self.rt
-            .block_on(self.op.delete(path))
+            .block_on(self.op().delete(path))
             .map_err(|e| self.err("delete", path, e))
     }
 
     pub fn exists(&self, path: &str) -> Result<bool> {
         count(STATS, 1);
+        if let Some(local) = &self.local {
+            return local.exists(path);
+        }
         self.rt
-            .block_on(self.op.exists(path))
+            .block_on(self.op().exists(path))
             .map_err(|e| self.err("stat", path, e))
     }
 
     /// Every object below `dir` (which ends in `/`), in no particular order.
     pub fn list(&self, dir: &str) -> Result<Vec<Listed>> {
         count(LISTS, 1);
+        if let Some(local) = &self.local {
+            let entries = local.list(dir)?;
+            count(LIST_PAGES, (entries.len() as u64).div_ceil(1000).max(1));
+            count(LISTED, entries.len() as u64);
+            return Ok(entries
+                .into_iter()
+                .map(|e| Listed {
+                    path: e.path,
+                    name: e.name,
+                    modified: e.modified,
+                    size: Some(e.size),
+                })
+                .collect());
+        }
         let entries = match self
             .rt
-            .block_on(async { self.op.list_with(dir).recursive(true).await })
+            .block_on(async { self.op().list_with(dir).recursive(true).await })
         {
             Ok(e) => e,
             Err(e) if e.kind() == ErrorKind::NotFound => {
@@ -430,7 +458,13 @@ impl Storage {
             .map(|e| {
                 let path = e.path().trim_start_matches('/').to_string();
                 let name = path.rsplit('/').next().unwrap_or("").to_string();
-                Listed { path, name }
+                let meta = e.metadata();
+                Listed {
+                    path,
+                    name,
+                    modified: meta.last_modified().map(std::time::SystemTime::from),
+                    size: Some(meta.content_length()).filter(|_| meta.is_file()),
+                }
             })
             .collect())
     }
@@ -448,7 +482,7 @@ fn runtime() -> tokio::runtime::Runtime {
 impl Storage {
     /// A storage error; refused credentials become one plain line naming the repository.
     fn err(&self, op: &'static str, path: &str, source: opendal::Error) -> Error {
-        if self.local_root.is_some() {
+        if self.local.is_some() {
             return storage_err(op, path, source);
         }
         let text = source.to_string();
@@ -468,90 +502,6 @@ impl Storage {
             location: self.location.clone(),
             why: why.into(),
         }
-    }
-}
-
-/// Reads a whole object of a local repository with one exactly sized buffer. OpenDAL's fs
-/// service, not knowing the size, reads into a zero-filled 2 MiB buffer per call and pools up
-/// to 16 of them, which costs a memset per small object and megabytes held for the whole run.
-fn read_local(root: &Path, path: &str) -> Result<Vec<u8>> {
-    std::fs::read(root.join(path)).map_err(|e| local_err(root, path, e))
-}
-
-/// Reads `len` bytes at `offset` of an object of a local repository (a blob of a pack).
-fn read_local_range(root: &Path, path: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
-    use std::os::unix::fs::FileExt;
-    let file = std::fs::File::open(root.join(path)).map_err(|e| local_err(root, path, e))?;
-    let mut buf = vec![0; len as usize];
-    file.read_exact_at(&mut buf, offset).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::UnexpectedEof {
-            Error::corrupt(
-                path,
-                format!("short read: wanted {len} bytes at {offset}, the file ends before"),
-            )
-        } else {
-            local_err(root, path, e)
-        }
-    })?;
-    Ok(buf)
-}
-
-/// Writes an object of a local repository: a new file in `tmp/`, written in one call, flushed
-/// to disk, then renamed into place, so that a reader sees the whole object or none of it.
-/// (OpenDAL's fs service does the same through tokio's file, which copies every write into its
-/// own buffer and hands it to a blocking thread 2 MiB at a time.)
-fn write_local(root: &Path, path: &str, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let target = root.join(path);
-    let tmp = root.join(layout::TMP).join(format!(
-        "{:016x}{:016x}",
-        rand::random::<u64>(),
-        rand::random::<u64>()
-    ));
-    let written = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_data()?;
-        let dir = target.parent().unwrap_or(root);
-        match std::fs::rename(&tmp, &target) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && tmp.exists() => {
-                std::fs::create_dir_all(dir)?;
-                std::fs::rename(&tmp, &target)?;
-            }
-            other => other?,
-        }
-        // The rename is durable only once its directory is, and a directory created on the
-        // way (`data/`, `data/XX/`, by this or a concurrent writer) only once its parent is:
-        // without this, a power cut could keep an index (or snapshot) written later while
-        // losing the pack it names. Syncing a directory with nothing new in it is cheap.
-        let mut d = dir;
-        loop {
-            sync_dir(d)?;
-            match d.parent() {
-                Some(p) if d != root && p.starts_with(root) => d = p,
-                _ => break,
-            }
-        }
-        Ok(())
-    })();
-    written.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::io(target, e)
-    })
-}
-
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::File::open(dir)?.sync_all()
-}
-
-fn local_err(root: &Path, path: &str, e: std::io::Error) -> Error {
-    if e.kind() == std::io::ErrorKind::NotFound {
-        Error::NotFound(path.to_string())
-    } else {
-        Error::io(root.join(path), e)
     }
 }
 

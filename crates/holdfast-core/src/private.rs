@@ -1,0 +1,85 @@
+//! Files only their owner may read: caches, state, run logs and database dumps.
+//!
+//! They hold decrypted metadata (file names, snapshot contents) or whole databases, and the
+//! default umask 022 would make them world-readable. Modes are set explicitly, so the result
+//! is 0600 files in 0700 folders whatever the umask, as restic and borg do.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+use crate::storage::{DIR_MODE, FILE_MODE};
+
+/// Creates `dir` and any missing parents, each 0700; an existing `dir` is made 0700 too.
+pub fn create_dir_all(dir: &Path) -> std::io::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(DIR_MODE)
+        .create(dir)?;
+    restrict(dir, DIR_MODE)
+}
+
+/// Removes group and other permissions from an existing file or folder of ours.
+fn restrict(path: &Path, mode: u32) -> std::io::Result<()> {
+    let m = std::fs::metadata(path)?;
+    if m.permissions().mode() & 0o077 != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    }
+    Ok(())
+}
+
+/// Opens `path` for writing (created 0600, or truncated and made 0600).
+pub fn create(path: &Path) -> std::io::Result<File> {
+    let f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(FILE_MODE)
+        .open(path)?;
+    f.set_permissions(std::fs::Permissions::from_mode(FILE_MODE))?;
+    Ok(f)
+}
+
+/// Opens `path` for appending (created 0600; an existing one is made 0600).
+pub fn append(path: &Path) -> std::io::Result<File> {
+    let f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(FILE_MODE)
+        .open(path)?;
+    if f.metadata()?.permissions().mode() & 0o077 != 0 {
+        f.set_permissions(std::fs::Permissions::from_mode(FILE_MODE))?;
+    }
+    Ok(f)
+}
+
+/// Writes `bytes` to `path` (0600).
+pub fn write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    create(path)?.write_all(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_whatever_the_umask() {
+        let old = unsafe { libc::umask(0o022) };
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("a/b");
+        create_dir_all(&dir).unwrap();
+        write(&dir.join("f"), b"x").unwrap();
+        append(&dir.join("g")).unwrap();
+        unsafe { libc::umask(old) };
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&d.path().join("a")), 0o700);
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&dir.join("f")), 0o600);
+        assert_eq!(mode(&dir.join("g")), 0o600);
+        // An existing world-readable file is tightened when it is written again.
+        std::fs::set_permissions(dir.join("f"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        write(&dir.join("f"), b"y").unwrap();
+        assert_eq!(mode(&dir.join("f")), 0o600);
+    }
+}
