@@ -251,3 +251,45 @@ fn an_import_that_lost_its_lock_commits_nothing() {
     env.init_small_packs();
     assert_losing_the_lock_commits_nothing(&env, &["import", archive.to_str().unwrap()]);
 }
+
+/// A PAX `size` no archive can have (GNU tar: "out of range") is refused, not replaced by the
+/// header's size; and an archive whose entries add up to more than --max-total-size is refused
+/// (a small gzip of zeros expands a thousandfold), each entry under the per-file limit.
+#[test]
+fn impossible_sizes_and_archives_that_expand_too_far_are_refused() {
+    require_tool("python3");
+    let env = Env::new();
+    env.init();
+    let huge = env.path("huge-pax-size.tar.gz");
+    python_tar(
+        &huge,
+        "i = tarfile.TarInfo('big')\ni.size = 1\ni.pax_headers = {'size': '1000000000000000000000'}\nt.addfile(i, io.BytesIO(b'x'))",
+    );
+    let o = env.run(&["import", huge.to_str().unwrap()]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(stderr(&o).contains("entry 'big'"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("PAX size"), "{}", stderr(&o));
+    assert_eq!(snapshot_count(&env), 0);
+
+    let zeros = env.path("zeros.tar.gz");
+    python_tar(
+        &zeros,
+        "add('a.bin', bytes(6 << 20))\nadd('b.bin', bytes(6 << 20))",
+    );
+    assert!(std::fs::metadata(&zeros).unwrap().len() < 100 << 10);
+    let o = env.run(&[
+        "import",
+        zeros.to_str().unwrap(),
+        "--max-total-size",
+        "10M",
+        "--max-file-size",
+        "8M",
+    ]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(stderr(&o).contains("--max-total-size"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("entry 'b.bin'"), "{}", stderr(&o));
+    assert_eq!(snapshot_count(&env), 0);
+    // Within the default caps it imports.
+    env.ok(&["import", zeros.to_str().unwrap()]);
+    assert_eq!(snapshot_count(&env), 1);
+}
