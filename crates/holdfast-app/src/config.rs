@@ -303,6 +303,11 @@ pub struct ServiceConfig {
     /// Longest a stop or start command may take.
     #[serde(default = "default_command_timeout")]
     pub command_timeout: String,
+    /// The user that stop, start, status and quiesce commands run as (`root` to keep root,
+    /// e.g. for systemctl). Default: for the dss profile the owner of the data directory; for
+    /// the generic profile whoever runs holdfast, except that root refuses to run a service
+    /// whose data directory belongs to another user without this set.
+    pub user: Option<String>,
 }
 
 impl Default for ServiceConfig {
@@ -315,6 +320,7 @@ impl Default for ServiceConfig {
             quiesce_timeout: default_quiesce_timeout(),
             quiesce_interval: default_quiesce_interval(),
             command_timeout: default_command_timeout(),
+            user: None,
         }
     }
 }

@@ -16,6 +16,8 @@ pub mod codes {
     pub const STEP: i32 = 5;
     /// Restore refused: the backup is from a newer application version than the installed one.
     pub const VERSION: i32 = 6;
+    /// Preflight failed: something the run needs is missing, and the service was not touched.
+    pub const PREFLIGHT: i32 = 7;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +29,12 @@ pub enum Error {
     /// `step` names what failed ("stopping the service", "pg_dump of govern").
     #[error("{step}: {message}")]
     Step { step: String, message: String },
+    /// Another run of the same application's procedure holds its lock (exit code 11).
+    #[error("application {app} is busy: {why}")]
+    Busy { app: String, why: String },
+    /// What the run needs is not there; nothing was stopped, snapshotted or written.
+    #[error("preflight failed, the service was not touched: {0}")]
+    Preflight(String),
     #[error("refusing to restore a backup of {app} version {backup} onto version {installed}: restoring onto an older version is not supported (--force-version overrides)")]
     Version {
         app: String,
@@ -49,6 +57,8 @@ impl Error {
             Error::Config(_) => codes::CONFIG,
             Error::Step { .. } => codes::STEP,
             Error::Version { .. } => codes::VERSION,
+            Error::Preflight(_) => codes::PREFLIGHT,
+            Error::Busy { .. } => exit::LOCKED,
         }
     }
 

@@ -6,6 +6,7 @@
 //! repository, and the CLI stays a thin shell over this crate.
 
 pub mod access;
+pub mod applock;
 pub mod config;
 pub mod error;
 pub mod job;

@@ -26,6 +26,10 @@ use crate::profile::Resolved;
 use crate::service::{self, Stopped};
 use crate::volume::Volume;
 
+/// Recorded in a snapshot's consistency notes when the service was found stopped.
+pub const NOT_RUNNING_NOTE: &str =
+    "the service was not running when the backup started: backed up as it was and left stopped";
+
 /// What a caller adds to a run of the procedure.
 pub struct RunOptions<'a> {
     pub tags: Vec<String>,
@@ -137,6 +141,134 @@ impl BackupHooks for Hooks<'_> {
     }
 }
 
+/// Checks, before the service is stopped or a volume snapshot taken, everything a run needs:
+/// the data directory, the service and quiesce commands, the snapshot provider's volume,
+/// and a connection to every PostgreSQL source with its credentials. (The repository is
+/// opened and locked by the caller before this.) Every failure is named in one error; the
+/// service is not touched. Returns what was checked.
+pub fn preflight(app: &Resolved, mode: Mode, state_dir: &Path) -> Result<Vec<String>> {
+    let mut checked = Vec::new();
+    let mut failed = Vec::new();
+    let data_dir = app.data_dir();
+    if data_dir.is_dir() {
+        checked.push(format!("data directory {} exists", data_dir.display()));
+    } else {
+        failed.push(format!(
+            "data directory {} does not exist",
+            data_dir.display()
+        ));
+    }
+    let mut commands: Vec<(&str, String)> = Vec::new();
+    match mode {
+        Mode::Stop => {
+            match (&app.stop, &app.start) {
+                (Some(stop), Some(start)) => {
+                    commands.push(("service.stop", stop.clone()));
+                    commands.push(("service.start", start.clone()));
+                }
+                _ => {
+                    failed.push("consistency \"stop\" needs service.stop and service.start".into())
+                }
+            }
+            if let Some(s) = &app.status {
+                commands.push(("service.status", s.clone()));
+            }
+            if let Some(q) = &app.config.service.quiesce {
+                commands.push((
+                    "service.quiesce",
+                    q.replace("{data_dir}", &data_dir.to_string_lossy()),
+                ));
+            }
+        }
+        Mode::Snapshot => match &app.config.snapshot {
+            None => failed.push(format!(
+                "consistency \"snapshot\" needs a [app.{}.snapshot] table",
+                app.name
+            )),
+            Some(v) => {
+                if v.provider == crate::config::ProviderName::Btrfs {
+                    let sub = v.subvolume.clone().unwrap_or(data_dir.to_path_buf());
+                    if sub.is_dir() {
+                        checked.push(format!("btrfs subvolume {} exists", sub.display()));
+                    } else {
+                        failed.push(format!("btrfs subvolume {} does not exist", sub.display()));
+                    }
+                }
+                for (key, c) in [("snapshot.create", &v.create), ("snapshot.mount", &v.mount)] {
+                    if let Some(c) = c {
+                        commands.push((key, c.clone()));
+                    }
+                }
+            }
+        },
+        Mode::Live => {}
+    }
+    for (key, cmd) in &commands {
+        match command_problem(cmd) {
+            None => checked.push(format!("{key}: {cmd}")),
+            Some(why) => failed.push(format!("{key} `{cmd}`: {why}")),
+        }
+    }
+    match database_sources(app, state_dir) {
+        Ok(dbs) => {
+            for db in dbs {
+                match db.server_version() {
+                    Ok(v) => checked.push(format!(
+                        "PostgreSQL {} accepts a connection (server {v})",
+                        db.url.server()
+                    )),
+                    Err(e) => failed.push(format!("PostgreSQL {}: {e}", db.url.server())),
+                }
+            }
+        }
+        Err(e) => failed.push(e.to_string()),
+    }
+    if !failed.is_empty() {
+        return Err(Error::Preflight(format!(
+            "application {}: {}",
+            app.name,
+            failed.join("; ")
+        )));
+    }
+    Ok(checked)
+}
+
+/// Why the program a shell command starts with cannot run, if it visibly cannot: a path that
+/// is not an executable file, or a name not on PATH. Anything the shell itself interprets
+/// (builtins, assignments, subshells) is not judged.
+fn command_problem(cmd: &str) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let first = cmd.split_whitespace().next()?;
+    const SHELL: &[&str] = &[
+        ":", "!", "{", "(", "exit", "cd", "exec", "set", "export", "if", "for", "while", "case",
+        "test", "[", "true", "false", "echo", "printf", "eval", ".",
+    ];
+    if SHELL.contains(&first) || first.contains('=') || first.starts_with('(') {
+        return None;
+    }
+    let executable = |p: &Path| {
+        std::fs::metadata(p)
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false)
+    };
+    if first.contains('/') {
+        let p = Path::new(first);
+        return if !p.exists() {
+            Some(format!("{first} does not exist"))
+        } else if !executable(p) {
+            Some(format!("{first} is not an executable file"))
+        } else {
+            None
+        };
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    if std::env::split_paths(&path).any(|d| executable(&d.join(first))) {
+        None
+    } else {
+        Some(format!("{first} is not on PATH"))
+    }
+}
+
 /// Runs the whole procedure for `app` in `mode` and writes one snapshot holding the data
 /// directory and the configured database dumps.
 pub fn backup_app(
@@ -147,13 +279,10 @@ pub fn backup_app(
 ) -> Result<AppOutcome> {
     let cfg = &app.config;
     let data_dir = app.data_dir().to_path_buf();
-    if !data_dir.is_dir() {
-        return Err(Error::Config(format!(
-            "data directory {} of application {} does not exist",
-            data_dir.display(),
-            app.name
-        )));
-    }
+    // One run of this application's procedure at a time, from the preflight to the end.
+    let _app_lock = crate::applock::AppLock::acquire(&run.state_dir, &app.name, "backup")?;
+    (run.on_step)("preflight");
+    preflight(app, mode, &run.state_dir)?;
     let version = app.version_in(&data_dir);
     let dbs = database_sources(app, &run.state_dir)?;
     let command_timeout = parse_duration(&cfg.service.command_timeout).map_err(Error::Config)?;
@@ -179,29 +308,39 @@ pub fn backup_app(
                     app.name
                 )));
             };
-            if let Some(q) = &cfg.service.quiesce {
-                (run.on_step)("waiting until no job is running");
-                let q = q.replace("{data_dir}", &data_dir.to_string_lossy());
-                let n = service::wait_quiet(
-                    &q,
-                    parse_duration(&cfg.service.quiesce_timeout).map_err(Error::Config)?,
-                    parse_duration(&cfg.service.quiesce_interval).map_err(Error::Config)?,
-                    command_timeout,
-                    run.cancel,
-                )?;
-                if n > 1 {
-                    hooks
-                        .notes
-                        .push(format!("quiesce check passed after {n} attempts"));
+            let user = app.service_user()?;
+            let running =
+                service::is_running(app.status.as_deref(), command_timeout, user.as_ref())?;
+            if running == Some(false) {
+                // Stopped on purpose (maintenance): back up what is there, leave it stopped.
+                (run.on_step)("the service is not running: backing up as it is");
+                hooks.notes.push(NOT_RUNNING_NOTE.into());
+            } else {
+                if let Some(q) = &cfg.service.quiesce {
+                    (run.on_step)("waiting until no job is running");
+                    let q = q.replace("{data_dir}", &data_dir.to_string_lossy());
+                    let n = service::wait_quiet(
+                        &q,
+                        parse_duration(&cfg.service.quiesce_timeout).map_err(Error::Config)?,
+                        parse_duration(&cfg.service.quiesce_interval).map_err(Error::Config)?,
+                        command_timeout,
+                        run.cancel,
+                        user.as_ref(),
+                    )?;
+                    if n > 1 {
+                        hooks
+                            .notes
+                            .push(format!("quiesce check passed after {n} attempts"));
+                    }
                 }
-            }
-            (run.on_step)("stopping the service");
-            run.critical.store(true, Ordering::SeqCst);
-            match Stopped::stop(stop, start, command_timeout) {
-                Ok(s) => hooks.stopped = Some(s),
-                Err(e) => {
-                    run.critical.store(false, Ordering::SeqCst);
-                    return Err(e);
+                (run.on_step)("stopping the service");
+                run.critical.store(true, Ordering::SeqCst);
+                match Stopped::stop_as(stop, start, command_timeout, user) {
+                    Ok(s) => hooks.stopped = Some(s),
+                    Err(e) => {
+                        run.critical.store(false, Ordering::SeqCst);
+                        return Err(e);
+                    }
                 }
             }
         }

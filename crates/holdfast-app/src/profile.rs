@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::config::{AppConfig, ProfileName};
+use crate::error::{Error, Result};
 
 /// A named group of top-level folders of the data directory that can be left out.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -145,6 +146,44 @@ impl Resolved {
 
     pub fn data_dir(&self) -> &Path {
         &self.config.data_dir
+    }
+
+    /// Whom the service commands (stop, start, status, quiesce, upgrade) run as: `service.user`
+    /// when set (`root` included); for the dss profile the owner of the data directory (DSS
+    /// runs as its own user, and a start as root would leave it owned by root). Otherwise the
+    /// current user, except that root refuses to start an application whose data directory
+    /// belongs to another user: it would come back as root and write root-owned files there.
+    pub fn service_user(&self) -> Result<Option<crate::service::RunAs>> {
+        use std::os::unix::fs::MetadataExt;
+        if let Some(name) = &self.config.service.user {
+            return crate::service::RunAs::by_name(name).map(Some);
+        }
+        let owner = match std::fs::metadata(self.data_dir()) {
+            Ok(m) => m.uid(),
+            Err(_) => return Ok(None), // reported by the preflight, which names the folder
+        };
+        let me = nix::unistd::geteuid().as_raw();
+        if owner == me {
+            return Ok(None);
+        }
+        if self.profile.name == ProfileName::Dss {
+            return crate::service::RunAs::by_uid(owner).map(Some);
+        }
+        if me == 0 {
+            let who = nix::unistd::User::from_uid(owner.into())
+                .ok()
+                .flatten()
+                .map(|u| u.name)
+                .unwrap_or_else(|| format!("uid {owner}"));
+            return Err(Error::Config(format!(
+                "application {}: its data directory {} belongs to {who}, and holdfast runs as \
+                 root: set service.user = \"{who}\" (or \"root\" to run the service commands \
+                 as root on purpose)",
+                self.name,
+                self.data_dir().display()
+            )));
+        }
+        Ok(None)
     }
 
     /// Exclude patterns for the tiers left out, anchored at `read_root` (the data directory,

@@ -268,6 +268,11 @@ impl AppRestore<'_> {
 
     /// Stop, move aside, dump current databases, restore files and databases, start.
     pub fn in_place(&self) -> Result<AppRestoreReport> {
+        let _app_lock = crate::applock::AppLock::acquire(
+            &self.state_dir,
+            &self.app.name,
+            "restore --in-place",
+        )?;
         let data_dir = self.app.data_dir().to_path_buf();
         let mut report = AppRestoreReport {
             snapshot: self.snap_id.short(),
@@ -293,10 +298,19 @@ impl AppRestore<'_> {
             )));
         }
         same_filesystem_as_parent(&data_dir)?;
+        let user = self.app.service_user()?;
+        let running =
+            crate::service::is_running(self.app.status.as_deref(), timeout, user.as_ref())?;
         let mut stopped = match (&self.app.stop, &self.app.start) {
+            (Some(_), Some(_)) if running == Some(false) => {
+                report.notes.push(
+                    "the service was not running before the restore: it was left stopped".into(),
+                );
+                None
+            }
             (Some(stop), Some(start)) => {
                 (self.on_step)("stopping the service");
-                Some(Stopped::stop(stop, start, timeout)?)
+                Some(Stopped::stop_as(stop, start, timeout, user)?)
             }
             _ => None,
         };

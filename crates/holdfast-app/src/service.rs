@@ -22,9 +22,62 @@ pub struct Output {
     pub text: String,
 }
 
+/// A user that service commands run as: a service started by root comes back owned by root
+/// and writes root-owned files into its data directory, which its own user then cannot use.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunAs {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub home: std::path::PathBuf,
+}
+
+impl RunAs {
+    pub fn by_name(name: &str) -> Result<RunAs> {
+        let u = nix::unistd::User::from_name(name)
+            .ok()
+            .flatten()
+            .ok_or_else(|| Error::Config(format!("service.user: no user named '{name}'")))?;
+        Ok(Self::from_user(u))
+    }
+
+    pub fn by_uid(uid: u32) -> Result<RunAs> {
+        let u = nix::unistd::User::from_uid(uid.into())
+            .ok()
+            .flatten()
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "the data directory's owner (uid {uid}) has no user name: set service.user"
+                ))
+            })?;
+        Ok(Self::from_user(u))
+    }
+
+    fn from_user(u: nix::unistd::User) -> RunAs {
+        RunAs {
+            name: u.name,
+            uid: u.uid.as_raw(),
+            gid: u.gid.as_raw(),
+            home: u.dir,
+        }
+    }
+}
+
 /// Runs `cmd` with `sh -c`, stdin closed, output captured, killed after `timeout`.
 pub fn run(cmd: &str, env: &[(&str, String)], timeout: Duration) -> std::io::Result<Output> {
-    let mut child = Command::new("sh")
+    run_as(cmd, env, timeout, None)
+}
+
+/// [`run`] as `user` (its groups, uid, HOME, USER and LOGNAME), when given and not the
+/// current user.
+pub fn run_as(
+    cmd: &str,
+    env: &[(&str, String)],
+    timeout: Duration,
+    user: Option<&RunAs>,
+) -> std::io::Result<Output> {
+    let mut command = Command::new("sh");
+    command
         .arg("-c")
         .arg(cmd)
         .envs(env.iter().map(|(k, v)| (k, v)))
@@ -32,8 +85,31 @@ pub fn run(cmd: &str, env: &[(&str, String)], timeout: Duration) -> std::io::Res
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()?;
+        .process_group(0);
+    if let Some(u) = user.filter(|u| u.uid != nix::unistd::geteuid().as_raw()) {
+        let cname = std::ffi::CString::new(u.name.clone())
+            .map_err(|_| std::io::Error::other("user name with a NUL byte"))?;
+        let (uid, gid) = (u.uid, u.gid);
+        command
+            .env("HOME", &u.home)
+            .env("USER", &u.name)
+            .env("LOGNAME", &u.name)
+            .current_dir("/");
+        // SAFETY: initgroups, setgid and setuid are async-signal-safe enough for the child
+        // between fork and exec (no allocation: the name was prepared before).
+        unsafe {
+            command.pre_exec(move || {
+                if nix::libc::initgroups(cname.as_ptr(), gid as nix::libc::gid_t) != 0
+                    || nix::libc::setgid(gid as nix::libc::gid_t) != 0
+                    || nix::libc::setuid(uid as nix::libc::uid_t) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let mut child = command.spawn()?;
     // Read both pipes in threads so that a chatty command cannot block on a full pipe.
     let mut out = child.stdout.take().expect("piped");
     let mut err = child.stderr.take().expect("piped");
@@ -100,8 +176,20 @@ pub fn run_step(
     env: &[(&str, String)],
     timeout: Duration,
 ) -> Result<String> {
+    run_step_as(step, cmd, env, timeout, None)
+}
+
+/// [`run_step`] as `user` (see [`run_as`]).
+pub fn run_step_as(
+    step: &str,
+    cmd: &str,
+    env: &[(&str, String)],
+    timeout: Duration,
+    user: Option<&RunAs>,
+) -> Result<String> {
     tracing::info!("{step}: {cmd}");
-    let out = run(cmd, env, timeout).map_err(|e| Error::step(step, format!("{cmd}: {e}")))?;
+    let out =
+        run_as(cmd, env, timeout, user).map_err(|e| Error::step(step, format!("{cmd}: {e}")))?;
     if out.success {
         Ok(out.text)
     } else {
@@ -127,6 +215,30 @@ fn last_lines(s: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join(" | ")
 }
 
+/// Whether the service runs, by its `status` command (LSB: exit 0 running, anything else not
+/// running); `None` without a status command. A status that cannot run or times out is an
+/// error: better no backup than stopping, or starting, a service in an unknown state.
+pub fn is_running(
+    status_cmd: Option<&str>,
+    timeout: Duration,
+    user: Option<&RunAs>,
+) -> Result<Option<bool>> {
+    let Some(cmd) = status_cmd else {
+        return Ok(None);
+    };
+    tracing::info!("asking the service's status: {cmd}");
+    let out = run_as(cmd, &[], timeout, user)
+        .map_err(|e| Error::step("asking the service's status", format!("{cmd}: {e}")))?;
+    match out.code {
+        Some(0) => Ok(Some(true)),
+        Some(_) => Ok(Some(false)),
+        None => Err(Error::step(
+            "asking the service's status",
+            format!("`{cmd}` did not finish: {}", out.text),
+        )),
+    }
+}
+
 /// Runs the quiesce check until it succeeds, the timeout passes, or the run is cancelled.
 pub fn wait_quiet(
     cmd: &str,
@@ -134,12 +246,13 @@ pub fn wait_quiet(
     interval: Duration,
     command_timeout: Duration,
     cancel: &AtomicBool,
+    user: Option<&RunAs>,
 ) -> Result<u32> {
     let deadline = Instant::now() + timeout;
     let mut attempts = 0;
     loop {
         attempts += 1;
-        let out = run(cmd, &[], command_timeout)
+        let out = run_as(cmd, &[], command_timeout, user)
             .map_err(|e| Error::step("quiesce check", format!("{cmd}: {e}")))?;
         if out.success {
             return Ok(attempts);
@@ -173,6 +286,7 @@ pub fn wait_quiet(
 /// downtime; dropping the guard without calling it starts the service too.
 pub struct Stopped {
     start_cmd: String,
+    user: Option<RunAs>,
     timeout: Duration,
     since: Instant,
     started: Option<Result<f64, String>>,
@@ -182,14 +296,32 @@ impl Stopped {
     /// Stops the service with `stop_cmd`. If stopping fails, the start command still runs
     /// (the service may be half stopped) and the error is returned.
     pub fn stop(stop_cmd: &str, start_cmd: &str, timeout: Duration) -> Result<Stopped> {
+        Self::stop_as(stop_cmd, start_cmd, timeout, None)
+    }
+
+    /// [`Stopped::stop`], with both commands run as `user`.
+    pub fn stop_as(
+        stop_cmd: &str,
+        start_cmd: &str,
+        timeout: Duration,
+        user: Option<RunAs>,
+    ) -> Result<Stopped> {
         let since = Instant::now();
         let mut guard = Stopped {
             start_cmd: start_cmd.to_string(),
+            user,
             timeout,
             since,
             started: None,
         };
-        if let Err(e) = run_step("stopping the service", stop_cmd, &[], timeout) {
+        let user = guard.user.clone();
+        if let Err(e) = run_step_as(
+            "stopping the service",
+            stop_cmd,
+            &[],
+            timeout,
+            user.as_ref(),
+        ) {
             let _ = guard.start();
             return Err(e);
         }
@@ -201,9 +333,15 @@ impl Stopped {
         if let Some(r) = &self.started {
             return r.clone();
         }
-        let r = run_step("starting the service", &self.start_cmd, &[], self.timeout)
-            .map(|_| self.since.elapsed().as_secs_f64())
-            .map_err(|e| e.to_string());
+        let r = run_step_as(
+            "starting the service",
+            &self.start_cmd,
+            &[],
+            self.timeout,
+            self.user.as_ref(),
+        )
+        .map(|_| self.since.elapsed().as_secs_f64())
+        .map_err(|e| e.to_string());
         if let Err(e) = &r {
             tracing::error!("{e}");
         }

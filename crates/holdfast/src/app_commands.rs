@@ -388,9 +388,19 @@ pub fn plan(ctx: &Ctx, a: PlanArgs) -> Result<i32> {
     };
     let app = Resolved::new(&a.app, app_cfg);
     let p = procedure::plan(&app, mode);
+    // The same preflight as a backup: a plan that could not run says so, and exits non-zero.
+    let preflight = procedure::preflight(&app, mode, &cfg.state_dir);
     if ctx.global.json {
-        ctx.json(&p);
-        return Ok(exit::OK);
+        let mut v = serde_json::to_value(&p)?;
+        v["preflight"] = match &preflight {
+            Ok(checked) => json!({"ok": true, "checked": checked}),
+            Err(e) => json!({"ok": false, "error": e.to_string()}),
+        };
+        ctx.json(&v);
+        return match preflight {
+            Ok(_) => Ok(exit::OK),
+            Err(e) => Ok(e.exit_code()),
+        };
     }
     ctx.say(format!(
         "application {} (profile {}, version {}), data directory {}, consistency {}",
@@ -423,6 +433,11 @@ pub fn plan(ctx: &Ctx, a: PlanArgs) -> Result<i32> {
     ));
     for w in &p.warnings {
         ctx.say(format!("warning: {w}"));
+    }
+    let checked = preflight?;
+    ctx.say(format!("preflight: ok ({} checks)", checked.len()));
+    for c in &checked {
+        ctx.say(format!("  {c}"));
     }
     Ok(exit::OK)
 }
@@ -561,6 +576,9 @@ fn say_databases(ctx: &Ctx, r: &holdfast_app::restore::AppRestoreReport) {
 pub fn upgrade(ctx: &Ctx, a: UpgradeArgs) -> Result<i32> {
     let timeout =
         holdfast_app::config::parse_duration(&a.timeout).map_err(holdfast_app::Error::Config)?;
+    // Held through the pre-upgrade backup (which shares it) to the start after the upgrade.
+    let _app_lock =
+        holdfast_app::applock::AppLock::acquire(&ctx.config()?.state_dir, &a.app, "upgrade")?;
     // 1. The pre-upgrade backup, by the application's own procedure.
     let backup = BackupArgs {
         paths: Vec::new(),
@@ -618,13 +636,29 @@ pub fn upgrade(ctx: &Ctx, a: UpgradeArgs) -> Result<i32> {
             crate::errln!("holdfast: {}: {s}", a.app);
         }
     };
-    say("stopping the service for the upgrade");
-    ctx.critical.store(true, Ordering::SeqCst);
-    let mut stopped = holdfast_app::service::Stopped::stop(stop, start, step_timeout)?;
+    let user = app.service_user()?;
+    let running =
+        holdfast_app::service::is_running(app.status.as_deref(), step_timeout, user.as_ref())?;
+    let mut stopped = if running == Some(false) {
+        say("the service is not running: upgrading it as it is, and leaving it stopped");
+        None
+    } else {
+        say("stopping the service for the upgrade");
+        ctx.critical.store(true, Ordering::SeqCst);
+        Some(holdfast_app::service::Stopped::stop_as(
+            stop,
+            start,
+            step_timeout,
+            user.clone(),
+        )?)
+    };
     say(&format!("running {command}"));
-    let result = holdfast_app::service::run_step("upgrade", &command, &[], timeout);
+    let result =
+        holdfast_app::service::run_step_as("upgrade", &command, &[], timeout, user.as_ref());
     if let Err(e) = result {
-        stopped.disarm();
+        if let Some(s) = stopped.take() {
+            s.disarm();
+        }
         ctx.critical.store(false, Ordering::SeqCst);
         return Err(holdfast_app::Error::step(
             "upgrade",
@@ -638,10 +672,13 @@ pub fn upgrade(ctx: &Ctx, a: UpgradeArgs) -> Result<i32> {
         )
         .into());
     }
-    say("starting the service");
-    let started = stopped.start();
-    ctx.critical.store(false, Ordering::SeqCst);
-    started.map_err(|e| holdfast_app::Error::step("starting the service after the upgrade", e))?;
+    if let Some(mut stopped) = stopped {
+        say("starting the service");
+        let started = stopped.start();
+        ctx.critical.store(false, Ordering::SeqCst);
+        started
+            .map_err(|e| holdfast_app::Error::step("starting the service after the upgrade", e))?;
+    }
     let version = app.version_in(app.data_dir());
     if ctx.global.json {
         ctx.json(&json!({"pre_upgrade_snapshot": snap_id, "command": command, "version": version}));

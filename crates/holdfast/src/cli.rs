@@ -14,8 +14,11 @@ EXIT CODES:
     5    an application step failed: quiesce check, stop/start, volume snapshot, database dump
          or restore, post-restore step (for a backup, no snapshot was written unless it says so)
     6    restore refused: the backup is from a newer application version than the installed one
+    7    preflight failed: something a run needs is missing (data directory, command, volume,
+         database connection); the service was not touched
     10   no repository at the location, or not a holdfast repository
-    11   repository is locked by another process
+    11   repository is locked by another process, or the application's procedure is already
+         running (backup --app, upgrade, restore --in-place: one at a time per application)
     12   wrong password
     13   repository format is newer than this holdfast
     14   damaged or missing data: found by check or restore, or a snapshot, index or tree that

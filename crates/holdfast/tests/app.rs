@@ -410,12 +410,29 @@ fn failed_backup_starts_the_service_again_and_writes_nothing() {
     let data = make_dss(&env, "13.2.0");
     let _svc = Service(data.clone());
     assert!(dss(&data, "start"));
-    // A database nobody listens on: its dump fails after the service was stopped.
+    // A database whose server answers the preflight but whose dump fails, after the service
+    // was stopped: stand-in tools (psql answers, pg_dump fails).
+    let bin = env.path("pgbin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::write(bin.join("psql"), "#!/bin/sh\necho 15.4\n").unwrap();
+    std::fs::write(
+        bin.join("pg_dump"),
+        "#!/bin/sh\n[ \"$1\" = --version ] && { echo 'pg_dump (PostgreSQL) 15.4'; exit 0; }\necho 'pg_dump: error: the disk caught fire' >&2\nexit 1\n",
+    )
+    .unwrap();
+    sh(&format!(
+        "chmod +x {}/psql {}/pg_dump",
+        bin.display(),
+        bin.display()
+    ));
     let cfg = write_config(
         &env,
         &dss_config(
             &data,
-            "[[app.design.postgres]]\nurl = \"postgresql://nobody@127.0.0.1:9/govern\"\n",
+            &format!(
+                "[[app.design.postgres]]\nurl = \"postgresql://nobody@127.0.0.1:9/govern\"\nbin_dir = \"{}\"\n",
+                bin.display()
+            ),
         ),
     );
     let o = with_config(&env, &cfg, &["backup", "--app", "design"]);
@@ -1168,8 +1185,9 @@ fn postgres_directory_format_and_missing_tools() {
             ),
         ),
     );
+    // Found by the preflight, before anything is touched.
     let o = with_config(&env, &cfg, &["backup", "--app", "design"]);
-    assert_eq!(code(&o), 5, "{}", stderr(&o));
+    assert_eq!(code(&o), 7, "{}", stderr(&o));
     assert!(stderr(&o).contains("/nonexistent/bin"), "{}", stderr(&o));
 }
 
@@ -1281,7 +1299,8 @@ fn a_server_that_never_answers_fails_the_dump_after_connect_timeout() {
     }
     let took = started.elapsed();
     let o = child.wait_with_output().unwrap();
-    assert_eq!(code(&o), 5, "{}", stderr(&o));
+    // The preflight's connection gives up first: nothing was stopped.
+    assert_eq!(code(&o), 7, "{}", stderr(&o));
     // The configured 2 s, not the 30 s default.
     assert!(took.as_secs() < 20, "gave up only after {took:?}");
     assert!(
@@ -1438,9 +1457,9 @@ fn run_applies_retention_logs_hooks_and_metrics() {
     std::fs::write(&hook_out, "").unwrap();
     std::fs::remove_dir_all(&data).unwrap();
     let o = with_config(&env, &cfg, &["run", "--app", "design"]);
-    assert_eq!(code(&o), 4, "{}", stderr(&o));
+    assert_eq!(code(&o), 7, "preflight: {}", stderr(&o));
     let hooks = std::fs::read_to_string(&hook_out).unwrap();
-    assert!(hooks.starts_with("design failure 4"), "{hooks}");
+    assert!(hooks.starts_with("design failure 7"), "{hooks}");
     let m = std::fs::read_to_string(&metrics).unwrap();
     assert!(
         m.contains("holdfast_last_run_success{app=\"design\"} 0"),
@@ -1604,4 +1623,239 @@ fn custom_provider_runs_the_administrators_commands() {
     std::fs::write(&cfg, &working).unwrap();
     json_config(&env, &cfg, &["backup", "--app", "design"]);
     assert!(!state.exists() || std::fs::read_to_string(&state).unwrap().contains("null"));
+}
+
+/// A service stopped on purpose (maintenance) stays stopped: a scheduled backup, an upgrade
+/// and an in-place restore ask its status first and neither stop nor start it; the snapshot
+/// says so.
+#[test]
+fn a_stopped_service_stays_stopped_through_backup_upgrade_and_restore() {
+    let env = Env::new();
+    env.init();
+    let data = make_dss(&env, "13.2.0");
+    let _svc = Service(data.clone());
+    assert!(!dss(&data, "status"), "the stand-in starts stopped");
+    let cfg = write_config(&env, &dss_config(&data, ""));
+    let v = json_config(&env, &cfg, &["backup", "--app", "design"]);
+    let c = &v["snapshot"]["consistency"];
+    assert_eq!(c["mode"], "stop");
+    assert!(c["notes"].to_string().contains("not running"), "{c}");
+    assert!(c["downtime_secs"].is_null(), "{c}");
+    assert!(
+        journal_actions(&data).is_empty(),
+        "{:?}",
+        journal_actions(&data)
+    );
+    assert!(!dss(&data, "status"), "a backup started a stopped service");
+
+    ok_config(&env, &cfg, &["upgrade", "--app", "design", "--", "true"]);
+    assert!(
+        journal_actions(&data).is_empty(),
+        "{:?}",
+        journal_actions(&data)
+    );
+    assert!(
+        !dss(&data, "status"),
+        "an upgrade started a stopped service"
+    );
+
+    let id = v["id"].as_str().unwrap().to_string();
+    ok_config(
+        &env,
+        &cfg,
+        &["restore", &id, "--app", "design", "--in-place"],
+    );
+    assert!(
+        journal_actions(&data).is_empty(),
+        "{:?}",
+        journal_actions(&data)
+    );
+    assert!(!dss(&data, "status"), "a restore started a stopped service");
+}
+
+/// A uid's processes in /proc, read from the status file of the stand-in's writer.
+fn service_uid(data: &Path) -> u32 {
+    let pid = std::fs::read_to_string(data.join("pids/dss.pid")).unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", pid.trim())).unwrap();
+    let line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// DSS runs as its own user: root's stop-mode backup starts it again as that user (the owner
+/// of DATA_DIR by default), never as root.
+#[test]
+#[ignore = "needs root: runs the service as another user"]
+fn the_service_comes_back_as_its_own_user() {
+    require_root("runs the service as another user");
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    env.init();
+    let data = make_dss(&env, "13.2.0");
+    let site = data.parent().unwrap();
+    sh(&format!("chown -R nobody {}", site.display()));
+    let _svc = Service(data.clone());
+    sh(&format!(
+        "runuser -u nobody -- {}/bin/dss start",
+        data.display()
+    ));
+    std::thread::sleep(Duration::from_millis(300));
+    let nobody = nix::unistd::User::from_name("nobody")
+        .unwrap()
+        .unwrap()
+        .uid
+        .as_raw();
+    assert_eq!(service_uid(&data), nobody);
+    let cfg = write_config(&env, &dss_config(&data, ""));
+    let v = json_config(&env, &cfg, &["backup", "--app", "design"]);
+    assert_eq!(v["snapshot"]["consistency"]["consistent"], true);
+    assert_eq!(journal_actions(&data), ["start", "stop", "start"]);
+    assert!(dss(&data, "status"));
+    assert_eq!(service_uid(&data), nobody, "the service came back as root");
+    // Nothing in the data directory belongs to root after the restart.
+    std::thread::sleep(Duration::from_millis(300));
+    let out = std::process::Command::new("find")
+        .arg(&data)
+        .args(["-uid", "0"])
+        .output()
+        .unwrap();
+    assert!(
+        out.stdout.is_empty(),
+        "root-owned files: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// A generic application whose data directory belongs to another user is not started as
+/// root unless service.user says so; nothing is stopped before that is found.
+#[test]
+#[ignore = "needs root: a data directory owned by another user"]
+fn root_refuses_to_run_another_users_service_without_service_user() {
+    require_root("a data directory owned by another user");
+    let env = Env::new();
+    env.init();
+    let data = env.path("app-data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("f"), "x").unwrap();
+    sh(&format!("chown -R nobody {}", data.display()));
+    let marks = env.path("marks");
+    std::fs::create_dir_all(&marks).unwrap();
+    let app = |user: &str| {
+        format!(
+            "[app.web]\ndata_dir = \"{}\"\nconsistency = \"stop\"\n[app.web.service]\nstop = \"id -un >> {m}/stop\"\nstart = \"id -un >> {m}/start\"\n{user}",
+            data.display(),
+            m = marks.display()
+        )
+    };
+    let cfg = write_config(&env, &app(""));
+    let o = with_config(&env, &cfg, &["backup", "--app", "web"]);
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+    assert!(stderr(&o).contains("service.user"), "{}", stderr(&o));
+    assert!(
+        !marks.join("stop").exists(),
+        "the service was stopped anyway"
+    );
+    // An explicit root is honoured.
+    let cfg = write_config(&env, &app("user = \"root\"\n"));
+    ok_config(&env, &cfg, &["backup", "--app", "web"]);
+    assert_eq!(
+        std::fs::read_to_string(marks.join("start")).unwrap(),
+        "root\n"
+    );
+    // And another user is used for both commands.
+    let cfg = write_config(&env, &app("user = \"nobody\"\n"));
+    std::fs::remove_dir_all(&marks).unwrap();
+    std::fs::create_dir_all(&marks).unwrap();
+    sh(&format!("chmod 777 {}", marks.display()));
+    ok_config(&env, &cfg, &["backup", "--app", "web"]);
+    assert_eq!(
+        std::fs::read_to_string(marks.join("stop")).unwrap(),
+        "nobody\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(marks.join("start")).unwrap(),
+        "nobody\n"
+    );
+}
+
+/// Everything a run needs is checked before the service is stopped: a PostgreSQL source that
+/// refuses connections fails the run with exit code 7 and DSS keeps running; `plan` runs the
+/// same preflight and exits non-zero; a missing data directory too.
+#[test]
+fn preflight_fails_before_the_service_is_touched() {
+    assert!(
+        Path::new("/usr/lib/postgresql").exists(),
+        "this test needs the PostgreSQL client tools in /usr/lib/postgresql (.ci/run installs them)"
+    );
+    let env = Env::new();
+    env.init();
+    let data = make_dss(&env, "13.2.0");
+    let _svc = Service(data.clone());
+    assert!(dss(&data, "start"));
+    // Nothing listens on port 1.
+    let cfg = write_config(
+        &env,
+        &dss_config(
+            &data,
+            "[[app.design.postgres]]\nurl = \"postgresql://govern@127.0.0.1:1/govern\"\n",
+        ),
+    );
+    let started = Instant::now();
+    let o = with_config(&env, &cfg, &["backup", "--app", "design"]);
+    assert_eq!(code(&o), 7, "{}", stderr(&o));
+    assert!(stderr(&o).contains("127.0.0.1:1"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("not touched"), "{}", stderr(&o));
+    assert_eq!(journal_actions(&data), ["start"], "the service was stopped");
+    assert!(dss(&data, "status"));
+    assert!(env.json(&["snapshots"]).as_array().unwrap().is_empty());
+    assert!(started.elapsed() < Duration::from_secs(60));
+    let o = with_config(&env, &cfg, &["plan", "--app", "design"]);
+    assert_eq!(
+        code(&o),
+        7,
+        "plan passed a preflight that fails: {}",
+        stderr(&o)
+    );
+
+    let cfg = write_config(&env, &dss_config(&env.path("no-such-dir"), ""));
+    let o = with_config(&env, &cfg, &["plan", "--app", "design"]);
+    assert_eq!(code(&o), 7, "{}", stderr(&o));
+    assert!(stderr(&o).contains("no-such-dir"), "{}", stderr(&o));
+}
+
+/// Two runs of one application's procedure never interleave their stops and starts: while
+/// one holds the application's lock, another fails at once (exit code 11) and touches nothing.
+#[test]
+fn one_procedure_run_per_application_at_a_time() {
+    require_tool("flock");
+    let env = Env::new();
+    env.init();
+    let data = make_dss(&env, "13.2.0");
+    let _svc = Service(data.clone());
+    assert!(dss(&data, "start"));
+    let cfg = write_config(&env, &dss_config(&data, ""));
+    let locks = env.path("state/locks");
+    std::fs::create_dir_all(&locks).unwrap();
+    let lockfile = locks.join("app-design.lock");
+    std::fs::write(&lockfile, "pid 1, backup, since then\n").unwrap();
+    let mut holder = Command::new("flock")
+        .arg("--no-fork")
+        .arg(&lockfile)
+        .args(["sleep", "30"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    for args in [
+        &["backup", "--app", "design"][..],
+        &["upgrade", "--app", "design", "--", "true"][..],
+    ] {
+        let o = with_config(&env, &cfg, args);
+        assert_eq!(code(&o), 11, "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains("already running"), "{}", stderr(&o));
+    }
+    assert_eq!(journal_actions(&data), ["start"], "the service was touched");
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    json_config(&env, &cfg, &["backup", "--app", "design"]);
+    assert_eq!(journal_actions(&data), ["start", "stop", "start"]);
 }
