@@ -31,6 +31,86 @@ pub fn recorded_app(snap: &Snapshot) -> Option<(String, Option<String>)> {
     Some((name, version))
 }
 
+/// A snapshot chosen for an application, and how, when that is worth saying.
+pub struct Selected {
+    pub id: holdfast_core::id::SnapshotId,
+    pub snap: Snapshot,
+    /// Set when the choice is not the obvious one (another host's snapshot).
+    pub note: Option<String>,
+}
+
+/// Resolves `spec` for application `app`. An id (prefix) is taken as given. `latest` means
+/// the newest snapshot *recorded as this application's* (not of a path: on another machine or
+/// location the data directory differs): this host's newest first, else, as in a migration,
+/// the newest from any host, saying which. When nothing matches, the error lists what the
+/// repository holds. Like [`Repository::find_snapshot`], `latest` fails while any snapshot
+/// cannot be read.
+pub fn select_app_snapshot(
+    repo: &Repository,
+    app: &str,
+    spec: &str,
+    filter: &holdfast_core::snapshot::SnapshotFilter,
+) -> Result<Selected> {
+    if spec != "latest" {
+        let (id, snap) = repo.find_snapshot(spec, filter)?;
+        return Ok(Selected {
+            id,
+            snap,
+            note: None,
+        });
+    }
+    let (snaps, problems) = repo.list_snapshots_lenient()?;
+    if let Some(p) = problems.first() {
+        return Err(p
+            .refusal("it may be this application's latest, so `latest` is not chosen; name a snapshot by id")
+            .into());
+    }
+    let of_app: Vec<&(holdfast_core::id::SnapshotId, Snapshot)> = snaps
+        .iter()
+        .filter(|(_, s)| filter.matches(s))
+        .filter(|(_, s)| recorded_app(s).map(|(n, _)| n == app).unwrap_or(false))
+        .collect();
+    let here = holdfast_core::host::hostname();
+    if let Some((id, snap)) = of_app.iter().rev().find(|(_, s)| s.hostname == here) {
+        return Ok(Selected {
+            id: *id,
+            snap: snap.clone(),
+            note: None,
+        });
+    }
+    if let Some((id, snap)) = of_app.last() {
+        return Ok(Selected {
+            id: *id,
+            snap: snap.clone(),
+            note: Some(format!(
+                "no snapshot of {app} from this host ({here}): chose the newest from host {}, \
+                 snapshot {} of {}",
+                snap.hostname,
+                id.short(),
+                snap.time.format("%Y-%m-%d %H:%M:%S UTC")
+            )),
+        });
+    }
+    let mut held: std::collections::BTreeMap<(String, String), usize> = Default::default();
+    for (_, s) in &snaps {
+        let name = recorded_app(s)
+            .map(|(n, _)| format!("application {n}"))
+            .unwrap_or_else(|| format!("paths {}", s.paths.join(" ")));
+        *held.entry((name, s.hostname.clone())).or_default() += 1;
+    }
+    let list = if held.is_empty() {
+        "no snapshots at all".to_string()
+    } else {
+        held.iter()
+            .map(|((what, host), n)| format!("{what} from {host}: {n}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    Err(Error::Core(holdfast_core::Error::NotFound(format!(
+        "a snapshot of application {app} matching the filters (the repository holds: {list})"
+    ))))
+}
+
 /// The version rule: a backup may be restored onto the same or a newer version only.
 pub fn check_version(
     app: &str,
@@ -449,9 +529,41 @@ impl AppRestore<'_> {
         )? {
             report.notes.push(n);
         }
+        // The configured databases are production's: a relocated restore (a test copy, a
+        // new machine) restores dumps only where it is told, and checks that target before
+        // a single file is written.
+        let asked = self.db_target.is_some() || self.dumps_to.is_some();
+        if let (Some(url), false) = (&self.db_target, self.clean) {
+            if !self.snap.attachments.is_empty() {
+                let pg = Postgres::from_url(url, &self.state_dir.join("tmp"))?;
+                if pg.exists(&pg.url.dbname)? && !pg.is_empty(&pg.url)? {
+                    return Err(Error::step(
+                        "restoring databases",
+                        format!(
+                            "database {} is not empty: refusing before anything was written \
+                             (--clean replaces its content)",
+                            pg.url.dbname
+                        ),
+                    ));
+                }
+            }
+        }
         (self.on_step)("restoring files");
         report.files = Some(self.restore_files(target, overwrite)?);
-        self.restore_databases(&mut report)?;
+        if asked {
+            self.restore_databases(&mut report)?;
+        } else if !self.snap.attachments.is_empty() {
+            report.notes.push(format!(
+                "the snapshot's database dumps ({}) were not restored: a relocated restore never \
+                 writes into the configured databases; give --db-target URL or --dumps-to DIR",
+                self.snap
+                    .attachments
+                    .iter()
+                    .map(|a| a.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
         self.post_restore(target, true, &mut report)?;
         Ok(report)
     }

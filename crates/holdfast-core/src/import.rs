@@ -39,6 +39,9 @@ pub struct ImportOptions {
     /// gzip of zeros expands a thousandfold, so without a cap a small file can claim any
     /// amount of work and of repository space.
     pub max_total_bytes: Option<u64>,
+    /// Further top-level snapshot fields (e.g. `app`, so that an application's retention
+    /// applies to imported archives of it).
+    pub extra: BTreeMap<String, serde_json::Value>,
     /// Intermediate index files during the import; their guard is also asked before the
     /// final index and snapshot are written, which are skipped when it fails (lock lost).
     pub checkpoints: Option<Checkpoints>,
@@ -189,7 +192,7 @@ pub fn import_stream(
     summary.started = Some(started);
     summary.duration_secs = clock.elapsed().as_secs_f64();
     let time = date_from_name(&name).or(newest).unwrap_or(started);
-    let mut extra = BTreeMap::new();
+    let mut extra = opts.extra.clone();
     extra.insert(
         "imported_from".to_string(),
         serde_json::Value::String(archive.display().to_string()),
@@ -409,7 +412,7 @@ fn read_entries<R: Read>(
                     .unwrap_or_default();
                 if !link_stays_inside(&comps, &target, opts.allow_absolute_symlinks) {
                     let hint = if target.starts_with(b"/") {
-                        " (--allow-absolute-symlinks accepts absolute targets)"
+                        " (--refuse-absolute-symlinks was given)"
                     } else {
                         ""
                     };

@@ -445,7 +445,7 @@ pub fn plan(ctx: &Ctx, a: PlanArgs) -> Result<i32> {
 pub fn restore_app(ctx: &Ctx, a: RestoreArgs) -> Result<i32> {
     let cfg = ctx.config()?;
     let (repo, _lock) = ctx.open_locked(false, "restore")?;
-    let mut f: SnapshotFilter = SnapshotFilter {
+    let f: SnapshotFilter = SnapshotFilter {
         hosts: a.filter.hosts.clone(),
         tags: a.filter.tags.clone(),
         paths: a.filter.paths.clone(),
@@ -461,13 +461,31 @@ pub fn restore_app(ctx: &Ctx, a: RestoreArgs) -> Result<i32> {
             Resolved::new("", &fake)
         }
     };
-    if a.app.is_some() && a.snapshot == "latest" && f.paths.is_empty() {
-        f.paths = vec![app.data_dir().to_string_lossy().into_owned()];
-    }
-    let (id, snap) = repo.find_snapshot(&a.snapshot, &f)?;
+    let (id, snap) = match &a.app {
+        Some(name) => {
+            let s = holdfast_app::restore::select_app_snapshot(&repo, name, &a.snapshot, &f)?;
+            if let Some(n) = &s.note {
+                crate::errln!("holdfast: {n}");
+            }
+            (s.id, s.snap)
+        }
+        None => repo.find_snapshot(&a.snapshot, &f)?,
+    };
     if let (Some(name), Some((recorded, _))) = (&a.app, holdfast_app::restore::recorded_app(&snap))
     {
         if &recorded != name {
+            if a.in_place && !a.allow_other_app {
+                return Err(holdfast_app::Error::step(
+                    "pristine restore",
+                    format!(
+                        "snapshot {} is of application {recorded}, not {name}: refusing to put \
+                         it in place of {name} and start {name} on it (nothing changed; \
+                         --allow-other-app does it anyway)",
+                        id.short()
+                    ),
+                )
+                .into());
+            }
             crate::errln!(
                 "holdfast: warning: snapshot {} is of application {recorded}, restoring it as {name}",
                 id.short()
@@ -597,7 +615,8 @@ pub fn upgrade(ctx: &Ctx, a: UpgradeArgs) -> Result<i32> {
         force: false,
         checkpoint_interval: CHECKPOINT_INTERVAL_SECS,
     };
-    let code = run_backup_app(ctx, backup, false)?.code;
+    let done = run_backup_app(ctx, backup, false)?;
+    let code = done.code;
     if code != exit::OK {
         return Err(holdfast_app::Error::step(
             "upgrade",
@@ -609,13 +628,14 @@ pub fn upgrade(ctx: &Ctx, a: UpgradeArgs) -> Result<i32> {
     }
     let cfg = ctx.config()?;
     let app = Resolved::new(&a.app, cfg.app(&a.app)?);
-    let repo = ctx.open()?;
-    let f = SnapshotFilter {
-        tags: vec![holdfast_core::retention::PRE_UPGRADE_TAG.to_string()],
-        paths: vec![app.data_dir().to_string_lossy().into_owned()],
-        ..Default::default()
-    };
-    let (snap_id, _) = repo.find_snapshot("latest", &f)?;
+    // The snapshot this run just wrote, by its id: not "the latest of some path", which
+    // another host's or another run's snapshot could be by now.
+    let snap_id: holdfast_core::id::SnapshotId = done.id.parse().map_err(|_| {
+        anyhow!(
+            "the pre-upgrade backup returned no snapshot id ({})",
+            done.id
+        )
+    })?;
     // 2. Stop, upgrade, start.
     let command: Vec<String> = a
         .command

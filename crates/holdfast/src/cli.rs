@@ -375,9 +375,19 @@ pub struct ImportArgs {
     /// Record this host name
     #[arg(long, value_name = "HOST")]
     pub host: Option<String>,
-    /// Accept symlinks whose targets are absolute paths (refused by default as leaving the archive)
-    #[arg(long)]
+    /// Accept symlinks whose targets are absolute paths: the default (a DSS data directory
+    /// links code environments to system interpreters; a target is data, and restore never
+    /// follows a link). Kept for scripts that pass it
+    #[arg(long, conflicts_with = "refuse_absolute_symlinks")]
     pub allow_absolute_symlinks: bool,
+    /// Refuse symlinks whose targets are absolute paths. Entry names that escape (`..`,
+    /// absolute names, links used as directories) are refused either way
+    #[arg(long)]
+    pub refuse_absolute_symlinks: bool,
+    /// File the snapshots as this application's (from the configuration): recorded with its
+    /// name and data directory (the default --as-path), so its retention policy applies
+    #[arg(long, value_name = "NAME")]
+    pub app: Option<String>,
     /// Refuse an archive with an entry larger than this (K, M, G, T: powers of 1024), by the
     /// size its header declares, before reading it. A sparse entry's holes are not stored in
     /// the archive, so a few bytes of a hostile header can declare an exabyte of zeros.
@@ -623,6 +633,10 @@ pub struct RestoreArgs {
     /// Restore even onto an installation older than the backup
     #[arg(long)]
     pub force_version: bool,
+    /// With --in-place, restore a snapshot recorded as another application's (refused
+    /// otherwise: govern's data put in place of design's, and design started on it)
+    #[arg(long)]
+    pub allow_other_app: bool,
     /// Restore only entries matching GLOB, with the directories leading to them (repeatable)
     #[arg(short, long, value_name = "GLOB")]
     pub include: Vec<String>,

@@ -1212,12 +1212,30 @@ fn import(ctx: &Ctx, a: ImportArgs) -> Result<i32> {
     });
     let mut tags = vec!["imported".to_string()];
     tags.extend(a.tag.iter().cloned());
+    // Filed as an application's: recorded like its backups, so `run --app` expires them.
+    let mut extra = std::collections::BTreeMap::new();
+    let mut as_path = a.as_path.clone();
+    if let Some(name) = &a.app {
+        let app_cfg = ctx.config()?.app(name)?;
+        let app = holdfast_app::profile::Resolved::new(name, app_cfg);
+        as_path = as_path.or_else(|| Some(app.data_dir().to_string_lossy().into_owned()));
+        extra.insert(
+            "app".to_string(),
+            json!({
+                "name": name,
+                "profile": app.profile.name.as_str(),
+                "version": null,
+                "data_dir": app.data_dir(),
+            }),
+        );
+    }
     let opts = holdfast_core::import::ImportOptions {
-        as_path: a.as_path.clone(),
+        as_path,
+        extra,
         hostname: a.host.clone(),
         tags,
         strip_components: a.strip_components,
-        allow_absolute_symlinks: a.allow_absolute_symlinks,
+        allow_absolute_symlinks: !a.refuse_absolute_symlinks,
         max_file_bytes: Some(a.max_file_size),
         max_total_bytes: Some(a.max_total_size),
         checkpoints: Some(checkpoints(&lock, a.checkpoint_interval)),

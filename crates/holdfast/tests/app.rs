@@ -658,6 +658,58 @@ fn postgres_dump_is_paired_and_restored_in_place() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(pg.psql("copy", "SELECT count(*) FROM items"), "500");
 
+    // A relocated restore of the application (a test copy) never writes into the configured
+    // production database: without --db-target it restores the files and says so.
+    let elsewhere = env.path("elsewhere/data");
+    let o = env
+        .cmd()
+        .env("HOLDFAST_CONFIG", &cfg)
+        .env("PGPASSFILE", pg.passfile())
+        .args([
+            "restore",
+            &id,
+            "--app",
+            "design",
+            "--target",
+            elsewhere.to_str().unwrap(),
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(r["notes"].to_string().contains("not restored"), "{r}");
+    assert_eq!(
+        pg.psql("govern", "SELECT count(*) FROM items"),
+        "10",
+        "production touched"
+    );
+    // And a non-empty --db-target is refused before a single file is written.
+    let elsewhere2 = env.path("elsewhere2/data");
+    let url = pg.url_for("copy");
+    let o = env
+        .cmd()
+        .env("HOLDFAST_CONFIG", &cfg)
+        .env("PGPASSFILE", pg.passfile())
+        .args([
+            "restore",
+            &id,
+            "--app",
+            "design",
+            "--target",
+            elsewhere2.to_str().unwrap(),
+            "--db-target",
+            &url,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 5, "{}", stderr(&o));
+    assert!(stderr(&o).contains("not empty"), "{}", stderr(&o));
+    assert!(
+        !elsewhere2.join("dss-version.json").exists(),
+        "files were written first"
+    );
+
     // Pristine restore: stop, move aside, dump current, restore both, start.
     let r = json_config(
         &env,
@@ -1858,4 +1910,137 @@ fn one_procedure_run_per_application_at_a_time() {
     holder.wait().unwrap();
     json_config(&env, &cfg, &["backup", "--app", "design"]);
     assert_eq!(journal_actions(&data), ["start", "stop", "start"]);
+}
+
+/// `restore latest --app` finds the application's snapshots, not the configured path's: on a
+/// new machine or location (the documented migration) it restores; with no snapshot from
+/// this host it takes another host's and says which; with none, it lists what exists. An
+/// in-place restore of another application's snapshot is refused.
+#[test]
+fn restore_finds_the_application_wherever_it_was_backed_up() {
+    let env = Env::new();
+    env.init();
+    let data = make_dss(&env, "13.2.0");
+    let _svc = Service(data.clone());
+    let cfg = write_config(
+        &env,
+        &format!(
+            "{}\n[app.govern]\nprofile = \"dss\"\ndata_dir = \"{}\"\n",
+            dss_config(&data, ""),
+            data.display()
+        ),
+    );
+    let design = json_config(&env, &cfg, &["backup", "--app", "design"]);
+    let govern = json_config(
+        &env,
+        &cfg,
+        &["backup", "--app", "govern", "--host", "oldbox"],
+    );
+
+    // The same application, configured at a new location on this machine.
+    let new_data = env.path("newsite/data");
+    let moved = write_config(
+        &env,
+        &format!(
+            "[app.design]\nprofile = \"dss\"\ndata_dir = \"{}\"\n[app.govern]\nprofile = \"dss\"\ndata_dir = \"{}\"\n[app.api]\nprofile = \"dss\"\ndata_dir = \"{}\"\n",
+            new_data.display(),
+            new_data.display(),
+            new_data.display()
+        ),
+    );
+    let t = env.path("t-design");
+    let o = with_config(
+        &env,
+        &moved,
+        &[
+            "restore",
+            "latest",
+            "--app",
+            "design",
+            "--target",
+            t.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["snapshot"], design["id"].as_str().unwrap()[..8]);
+    assert!(t.join("dss-version.json").exists());
+
+    // Only another host backed govern up: taken, and said.
+    let t = env.path("t-govern");
+    let o = with_config(
+        &env,
+        &moved,
+        &[
+            "restore",
+            "latest",
+            "--app",
+            "govern",
+            "--target",
+            t.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stderr(&o).contains("oldbox"), "{}", stderr(&o));
+    assert!(t.join("dss-version.json").exists());
+
+    // Nothing of api: the error lists what there is.
+    let t = env.path("t-api");
+    let o = with_config(
+        &env,
+        &moved,
+        &[
+            "restore",
+            "latest",
+            "--app",
+            "api",
+            "--target",
+            t.to_str().unwrap(),
+        ],
+    );
+    assert_ne!(code(&o), 0);
+    let e = stderr(&o);
+    assert!(
+        e.contains("application design") && e.contains("application govern from oldbox"),
+        "{e}"
+    );
+
+    // govern's snapshot in place of design: refused, nothing changed.
+    let before = snapshot_tree(&data);
+    let gid = govern["id"].as_str().unwrap();
+    let o = with_config(
+        &env,
+        &cfg,
+        &["restore", gid, "--app", "design", "--in-place"],
+    );
+    assert_eq!(code(&o), 5, "{}", stderr(&o));
+    assert!(stderr(&o).contains("--allow-other-app"), "{}", stderr(&o));
+    assert_eq!(snapshot_tree(&data).len(), before.len());
+    assert!(journal_actions(&data).is_empty(), "the service was touched");
+}
+
+/// Archives of the documented cron script, imported with --app, are that application's
+/// snapshots: listed with it, and under its retention.
+#[test]
+fn imported_archives_can_be_filed_as_an_application() {
+    let env = Env::new();
+    env.init();
+    let data = make_dss(&env, "13.2.0");
+    let cfg = write_config(&env, &dss_config(&data, ""));
+    let archive = env.path("backup-dss-data-2026-11-20.tar.gz");
+    sh(&format!(
+        "tar -czf {} -C {} .",
+        archive.display(),
+        data.display()
+    ));
+    let v = json_config(
+        &env,
+        &cfg,
+        &["import", archive.to_str().unwrap(), "--app", "design"],
+    );
+    assert_eq!(v[0]["snapshot"]["app"]["name"], "design", "{v}");
+    assert_eq!(v[0]["snapshot"]["paths"][0], data.to_str().unwrap());
+    let listed = json_config(&env, &cfg, &["snapshots", "--app", "design"]);
+    assert_eq!(listed.as_array().unwrap().len(), 1);
 }

@@ -38,12 +38,17 @@ fn gnu_tar_archives_import_exactly_and_deduplicate() {
         work.display()
     ));
 
-    // The tree has a dangling absolute symlink: refused by default, accepted when asked.
-    let o = env.run(&["import", day1.to_str().unwrap()]);
+    // The tree has a dangling absolute symlink (as DSS code environments link to system
+    // interpreters): a target is data, accepted by default, refused only when asked.
+    let o = env.run(&[
+        "import",
+        day1.to_str().unwrap(),
+        "--refuse-absolute-symlinks",
+    ]);
     assert_eq!(code(&o), 1);
     assert!(
         stderr(&o).contains("entry './dangling'")
-            && stderr(&o).contains("--allow-absolute-symlinks"),
+            && stderr(&o).contains("--refuse-absolute-symlinks"),
         "{}",
         stderr(&o)
     );
@@ -53,7 +58,6 @@ fn gnu_tar_archives_import_exactly_and_deduplicate() {
         day1.to_str().unwrap(),
         "--as-path",
         "/srv/dss/data",
-        "--allow-absolute-symlinks",
     ]);
     let list = out.as_array().unwrap();
     assert_eq!(list.len(), 2);
@@ -146,7 +150,11 @@ fn hostile_and_broken_archives_are_refused_and_write_nothing() {
     for (name, script, entry, why) in cases {
         let archive = env.path(&format!("{name}.tar.gz"));
         python_tar(&archive, script);
-        let o = env.run(&["import", archive.to_str().unwrap()]);
+        let o = env.run(&[
+            "import",
+            archive.to_str().unwrap(),
+            "--refuse-absolute-symlinks",
+        ]);
         assert_eq!(code(&o), 1, "{name}: {}", stderr(&o));
         let e = stderr(&o);
         assert!(
@@ -155,6 +163,18 @@ fn hostile_and_broken_archives_are_refused_and_write_nothing() {
         );
         assert_eq!(snapshot_count(&env), 0, "{name} wrote a snapshot");
     }
+    // Without --refuse-absolute-symlinks, only the absolute link is accepted: names that
+    // escape never are.
+    let abslink = env.path("abslink.tar.gz");
+    env.ok(&["import", abslink.to_str().unwrap()]);
+    assert_eq!(snapshot_count(&env), 1);
+    for name in ["dotdot", "absolute", "symlink", "hardlink"] {
+        let archive = env.path(&format!("{name}.tar.gz"));
+        let o = env.run(&["import", archive.to_str().unwrap()]);
+        assert_eq!(code(&o), 1, "{name} accepted by default: {}", stderr(&o));
+    }
+    env.ok(&["forget", "latest"]);
+    assert_eq!(snapshot_count(&env), 0);
     // A symlink that stays inside is fine.
     let ok = env.path("fine.tar.gz");
     python_tar(&ok, "add('a/b/f')\nadd('a/link', type=tarfile.SYMTYPE, linkname='b/f')\nadd('a/b/up', type=tarfile.SYMTYPE, linkname='../link')");
