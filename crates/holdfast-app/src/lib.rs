@@ -17,6 +17,7 @@ pub mod restore;
 pub mod runlog;
 pub mod schedule;
 pub mod service;
+pub mod upgrade;
 pub mod volume;
 
 pub use access::{open_repository, open_storage, Access, PasswordSource};

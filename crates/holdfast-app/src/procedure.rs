@@ -52,6 +52,9 @@ pub struct RunOptions<'a> {
     pub force: bool,
     /// Intermediate index files during the run.
     pub checkpoints: Option<holdfast_core::saver::Checkpoints>,
+    /// The caller (an upgrade) stopped the service and will start it: in mode `stop`, no
+    /// status, quiesce, stop or start here.
+    pub service_stopped_by_caller: bool,
 }
 
 pub struct AppOutcome {
@@ -281,6 +284,7 @@ pub fn backup_app(
     let data_dir = app.data_dir().to_path_buf();
     // One run of this application's procedure at a time, from the preflight to the end.
     let _app_lock = crate::applock::AppLock::acquire(&run.state_dir, &app.name, "backup")?;
+    crate::upgrade::ensure_none_pending(&run.state_dir, &app.name)?;
     (run.on_step)("preflight");
     preflight(app, mode, &run.state_dir)?;
     let version = app.version_in(&data_dir);
@@ -309,9 +313,17 @@ pub fn backup_app(
                 )));
             };
             let user = app.service_user()?;
-            let running =
-                service::is_running(app.status.as_deref(), command_timeout, user.as_ref())?;
-            if running == Some(false) {
+            let running = if run.service_stopped_by_caller {
+                None
+            } else {
+                service::is_running(app.status.as_deref(), command_timeout, user.as_ref())?
+            };
+            if run.service_stopped_by_caller {
+                hooks.notes.push(
+                    "the service was stopped by the upgrade for this backup, in the same stop window"
+                        .into(),
+                );
+            } else if running == Some(false) {
                 // Stopped on purpose (maintenance): back up what is there, leave it stopped.
                 (run.on_step)("the service is not running: backing up as it is");
                 hooks.notes.push(NOT_RUNNING_NOTE.into());

@@ -353,6 +353,9 @@ impl AppRestore<'_> {
             &self.app.name,
             "restore --in-place",
         )?;
+        // Restoring the pre-upgrade state is one way out of a failed upgrade: it clears the
+        // marker, and starts the service if it ran before the upgrade stopped it.
+        let pending_upgrade = crate::upgrade::read(&self.state_dir, &self.app.name);
         let data_dir = self.app.data_dir().to_path_buf();
         let mut report = AppRestoreReport {
             snapshot: self.snap_id.short(),
@@ -390,7 +393,7 @@ impl AppRestore<'_> {
             }
             (Some(stop), Some(start)) => {
                 (self.on_step)("stopping the service");
-                Some(Stopped::stop_as(stop, start, timeout, user)?)
+                Some(Stopped::stop_as(stop, start, timeout, user.clone())?)
             }
             _ => None,
         };
@@ -471,6 +474,25 @@ impl AppRestore<'_> {
         })();
         match result {
             Ok(()) => {
+                if let Some(m) = &pending_upgrade {
+                    crate::upgrade::clear(&self.state_dir, &self.app.name)?;
+                    report.notes.push(format!(
+                        "the failed upgrade of {} is resolved by this restore",
+                        m.app
+                    ));
+                    if m.service_was_running && stopped.is_none() {
+                        if let Some(start) = &self.app.start {
+                            (self.on_step)("starting the service (it ran before the upgrade)");
+                            crate::service::run_step_as(
+                                "starting the service",
+                                start,
+                                &[],
+                                timeout,
+                                user.as_ref(),
+                            )?;
+                        }
+                    }
+                }
                 if let Some(s) = &mut stopped {
                     (self.on_step)("starting the service");
                     s.start().map_err(|e| {

@@ -91,7 +91,7 @@ fn resolve_app(ctx: &Ctx, a: &BackupArgs) -> Result<(Resolved, Mode)> {
 pub fn backup_app(ctx: &Ctx, a: BackupArgs) -> Result<i32> {
     let name = a.app.clone();
     let started = chrono::Utc::now();
-    let result = run_backup_app(ctx, a, true);
+    let result = run_backup_app(ctx, a, true, false);
     // A configured application's backup is a run: logged, hooked, measured.
     if let Some(name) =
         name.filter(|n| ctx.config().map(|c| c.app.contains_key(n)).unwrap_or(false))
@@ -112,7 +112,13 @@ pub struct BackupDone {
 }
 
 /// Runs the procedure; `json_out` false leaves stdout to the caller (upgrade, run).
-pub fn run_backup_app(ctx: &Ctx, a: BackupArgs, json_out: bool) -> Result<BackupDone> {
+/// `stopped_by_caller`: an upgrade stopped the service for this backup and starts it itself.
+pub fn run_backup_app(
+    ctx: &Ctx,
+    a: BackupArgs,
+    json_out: bool,
+    stopped_by_caller: bool,
+) -> Result<BackupDone> {
     let (app, mode) = resolve_app(ctx, &a)?;
     let cfg = ctx.config()?;
     let mut patterns = a.exclude.clone();
@@ -148,6 +154,7 @@ pub fn run_backup_app(ctx: &Ctx, a: BackupArgs, json_out: bool) -> Result<Backup
         one_file_system: a.one_file_system,
         force: a.force,
         checkpoints: Some(crate::commands::checkpoints(&lock, a.checkpoint_interval)),
+        service_stopped_by_caller: stopped_by_caller,
     };
     let outcome = procedure::backup_app(repo.clone(), &app, mode, &run);
     drop(bar);
@@ -592,57 +599,43 @@ fn say_databases(ctx: &Ctx, r: &holdfast_app::restore::AppRestoreReport) {
 }
 
 pub fn upgrade(ctx: &Ctx, a: UpgradeArgs) -> Result<i32> {
+    use holdfast_app::service::{self, Stopped};
+    use holdfast_app::upgrade as marker;
     let timeout =
         holdfast_app::config::parse_duration(&a.timeout).map_err(holdfast_app::Error::Config)?;
-    // Held through the pre-upgrade backup (which shares it) to the start after the upgrade.
-    let _app_lock =
-        holdfast_app::applock::AppLock::acquire(&ctx.config()?.state_dir, &a.app, "upgrade")?;
-    // 1. The pre-upgrade backup, by the application's own procedure.
-    let backup = BackupArgs {
-        paths: Vec::new(),
-        app: Some(a.app.clone()),
-        profile: None,
-        consistency: None,
-        exclude_tier: Vec::new(),
-        postgres: Vec::new(),
-        exclude: Vec::new(),
-        exclude_file: Vec::new(),
-        exclude_if_present: Vec::new(),
-        one_file_system: false,
-        tag: vec![holdfast_core::retention::PRE_UPGRADE_TAG.to_string()],
-        host: None,
-        parent: None,
-        force: false,
-        checkpoint_interval: CHECKPOINT_INTERVAL_SECS,
-    };
-    let done = run_backup_app(ctx, backup, false)?;
-    let code = done.code;
-    if code != exit::OK {
-        return Err(holdfast_app::Error::step(
-            "upgrade",
-            format!(
-                "the pre-upgrade backup did not complete cleanly (exit code {code}); not upgrading"
-            ),
-        )
-        .into());
-    }
     let cfg = ctx.config()?;
+    let state_dir = cfg.state_dir.clone();
+    // Held from the preflight to the start after the upgrade; the backup inside shares it.
+    let _app_lock = holdfast_app::applock::AppLock::acquire(&state_dir, &a.app, "upgrade")?;
     let app = Resolved::new(&a.app, cfg.app(&a.app)?);
-    // The snapshot this run just wrote, by its id: not "the latest of some path", which
-    // another host's or another run's snapshot could be by now.
-    let snap_id: holdfast_core::id::SnapshotId = done.id.parse().map_err(|_| {
-        anyhow!(
-            "the pre-upgrade backup returned no snapshot id ({})",
-            done.id
-        )
-    })?;
-    // 2. Stop, upgrade, start.
+    let say = |s: &str| {
+        if !(ctx.global.json || ctx.global.quiet) {
+            crate::errln!("holdfast: {}: {s}", a.app);
+        }
+    };
+    let pending = marker::read(&state_dir, &a.app);
+    if a.abandon {
+        let Some(m) = pending else {
+            return Err(crate::usage!("no failed upgrade of {} is pending", a.app));
+        };
+        marker::clear(&state_dir, &a.app)?;
+        ctx.say(format!(
+            "abandoned the failed upgrade of {} (snapshot {} holds the state before it); the \
+             service was left as it is: start it yourself once the data directory is sound",
+            a.app,
+            &m.snapshot[..m.snapshot.len().min(8)]
+        ));
+        return Ok(exit::OK);
+    }
     let command: Vec<String> = a
         .command
         .iter()
         .map(|c| holdfast_app::volume::sh_quote(c))
         .collect();
     let command = command.join(" ");
+    if command.is_empty() {
+        return Err(crate::usage!("give the upgrade command after --"));
+    }
     let (Some(stop), Some(start)) = (&app.stop, &app.start) else {
         return Err(anyhow!(
             "application {} has no service.stop/start to upgrade with",
@@ -651,53 +644,130 @@ pub fn upgrade(ctx: &Ctx, a: UpgradeArgs) -> Result<i32> {
     };
     let step_timeout = holdfast_app::config::parse_duration(&app.config.service.command_timeout)
         .map_err(holdfast_app::Error::Config)?;
-    let say = |s: &str| {
-        if !(ctx.global.json || ctx.global.quiet) {
-            crate::errln!("holdfast: {}: {s}", a.app);
+    let user = app.service_user()?;
+    // A failed upgrade is resumed on the stopped service (no new backup: the pre-upgrade
+    // snapshot is the one to go back to), or refused until resumed, abandoned or restored.
+    let (snap_id, was_running, mut stopped) = match (pending, a.resume) {
+        (Some(m), true) => {
+            say("resuming the failed upgrade on the stopped service");
+            let id: holdfast_core::id::SnapshotId = m.snapshot.parse().map_err(|_| {
+                anyhow!("the failed upgrade's marker names no snapshot; abandon it or restore")
+            })?;
+            (id, m.service_was_running, None)
+        }
+        (Some(m), false) => return Err(marker::pending(&m).into()),
+        (None, true) => return Err(crate::usage!("no failed upgrade of {} to resume", a.app)),
+        (None, false) => {
+            // 1. Preflight, then one stop window: quiesce, stop, back up (stop mode whatever
+            //    the configured mode), upgrade, start. Jobs cannot start in between.
+            holdfast_app::procedure::preflight(&app, Mode::Stop, &state_dir)?;
+            let running = service::is_running(app.status.as_deref(), step_timeout, user.as_ref())?;
+            let stopped = if running == Some(false) {
+                say("the service is not running: upgrading it as it is, and leaving it stopped");
+                None
+            } else {
+                if let Some(q) = &app.config.service.quiesce {
+                    say("waiting until no job is running");
+                    let q = q.replace("{data_dir}", &app.data_dir().to_string_lossy());
+                    service::wait_quiet(
+                        &q,
+                        holdfast_app::config::parse_duration(&app.config.service.quiesce_timeout)
+                            .map_err(holdfast_app::Error::Config)?,
+                        holdfast_app::config::parse_duration(&app.config.service.quiesce_interval)
+                            .map_err(holdfast_app::Error::Config)?,
+                        step_timeout,
+                        &ctx.cancel,
+                        user.as_ref(),
+                    )?;
+                }
+                say("stopping the service for the backup and the upgrade");
+                ctx.critical.store(true, Ordering::SeqCst);
+                Some(Stopped::stop_as(stop, start, step_timeout, user.clone())?)
+            };
+            // 2. The pre-upgrade backup of the stopped service. If it fails, dropping the
+            //    guard starts the service again: nothing was upgraded.
+            let backup = BackupArgs {
+                paths: Vec::new(),
+                app: Some(a.app.clone()),
+                profile: None,
+                consistency: Some("stop".into()),
+                exclude_tier: Vec::new(),
+                postgres: Vec::new(),
+                exclude: Vec::new(),
+                exclude_file: Vec::new(),
+                exclude_if_present: Vec::new(),
+                one_file_system: false,
+                tag: vec![holdfast_core::retention::PRE_UPGRADE_TAG.to_string()],
+                host: None,
+                parent: None,
+                force: false,
+                checkpoint_interval: CHECKPOINT_INTERVAL_SECS,
+            };
+            let done = run_backup_app(ctx, backup, false, true)?;
+            if done.code != exit::OK {
+                return Err(holdfast_app::Error::step(
+                    "upgrade",
+                    format!(
+                        "the pre-upgrade backup did not complete cleanly (exit code {}); not \
+                         upgrading, the service runs as before",
+                        done.code
+                    ),
+                )
+                .into());
+            }
+            // The snapshot this run just wrote, by its id.
+            let id: holdfast_core::id::SnapshotId = done.id.parse().map_err(|_| {
+                anyhow!(
+                    "the pre-upgrade backup returned no snapshot id ({})",
+                    done.id
+                )
+            })?;
+            (id, running != Some(false), stopped)
         }
     };
-    let user = app.service_user()?;
-    let running =
-        holdfast_app::service::is_running(app.status.as_deref(), step_timeout, user.as_ref())?;
-    let mut stopped = if running == Some(false) {
-        say("the service is not running: upgrading it as it is, and leaving it stopped");
-        None
-    } else {
-        say("stopping the service for the upgrade");
-        ctx.critical.store(true, Ordering::SeqCst);
-        Some(holdfast_app::service::Stopped::stop_as(
-            stop,
-            start,
-            step_timeout,
-            user.clone(),
-        )?)
-    };
+    // 3. The upgrade, as the service's user.
     say(&format!("running {command}"));
-    let result =
-        holdfast_app::service::run_step_as("upgrade", &command, &[], timeout, user.as_ref());
-    if let Err(e) = result {
+    if let Err(e) = service::run_step_as("upgrade", &command, &[], timeout, user.as_ref()) {
         if let Some(s) = stopped.take() {
             s.disarm();
         }
         ctx.critical.store(false, Ordering::SeqCst);
+        let m = marker::UpgradeMarker {
+            app: a.app.clone(),
+            time: chrono::Utc::now(),
+            snapshot: snap_id.to_hex(),
+            command: command.clone(),
+            error: e.to_string(),
+            service_was_running: was_running,
+        };
+        marker::write(&state_dir, &m)?;
         return Err(holdfast_app::Error::step(
             "upgrade",
             format!(
-                "{e}; the service was left stopped; snapshot {} holds the state before the upgrade \
-                 (holdfast restore {} --app {} --in-place --force-version)",
-                snap_id.short(),
-                snap_id.short(),
-                a.app
+                "{e}; the service was left stopped and scheduled runs will neither back it up \
+                 nor start it until one of these: {}",
+                marker::ways_out(&m)
             ),
         )
         .into());
     }
-    if let Some(mut stopped) = stopped {
+    marker::clear(&state_dir, &a.app)?;
+    // 4. Start, if it ran before.
+    if let Some(mut s) = stopped {
         say("starting the service");
-        let started = stopped.start();
+        let started = s.start();
         ctx.critical.store(false, Ordering::SeqCst);
         started
             .map_err(|e| holdfast_app::Error::step("starting the service after the upgrade", e))?;
+    } else if a.resume && was_running {
+        say("starting the service");
+        service::run_step_as(
+            "starting the service",
+            start,
+            &[],
+            step_timeout,
+            user.as_ref(),
+        )?;
     }
     let version = app.version_in(app.data_dir());
     if ctx.global.json {

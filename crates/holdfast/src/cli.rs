@@ -206,13 +206,15 @@ a truncated or corrupt archive is an error and writes no snapshot."
     Config(ConfigCommand),
     /// Show what `backup --app` would do, and the size of every tier, kept and excluded
     Plan(PlanArgs),
-    /// Back up an application tagged pre-upgrade, then run its upgrade with the service stopped
+    /// Back up an application tagged pre-upgrade, then run its upgrade, in one stop window
     #[command(
         after_long_help = "The procedure recommends a backup before every upgrade. `holdfast upgrade --app design -- \
-/opt/dataiku-dss-14.0.0/installer.sh -d /srv/dss/data -u` runs the application's backup procedure with the tag \
-`pre-upgrade` (kept out of ordinary retention by forget), and only when it succeeded stops the service, runs the \
-command, and starts the service again. If the command fails the service is left stopped and the message names the \
-snapshot that restores the previous state."
+/opt/dataiku-dss-14.0.0/installer.sh -d /srv/dss/data -u` runs, in one stop window: preflight, quiesce check, \
+stop, a backup in stop mode tagged `pre-upgrade` (kept out of ordinary retention), the command (as the service's \
+user), start. If the backup fails the service is started again and nothing is upgraded. If the command fails the \
+service is left stopped and a marker is set: until `--resume` (run the command again, then start), `--abandon` \
+(clear the marker) or an in-place restore of the pre-upgrade snapshot, scheduled runs make no backup and never \
+start the service, and fail with exit code 5 naming these three ways out."
     )]
     Upgrade(UpgradeArgs),
     /// Run an application's scheduled job: backup, retention policy, check when due
@@ -337,8 +339,16 @@ pub struct UpgradeArgs {
     /// Longest the upgrade command may take
     #[arg(long, default_value = "2h", value_name = "DURATION")]
     pub timeout: String,
+    /// After a failed upgrade: run the upgrade command again on the stopped service (no new
+    /// backup), then start the service if it ran before
+    #[arg(long, conflicts_with = "abandon")]
+    pub resume: bool,
+    /// After a failed upgrade: clear its marker without doing anything else (the service
+    /// stays as it is)
+    #[arg(long)]
+    pub abandon: bool,
     /// The upgrade command and its arguments (after --)
-    #[arg(last = true, required = true, value_name = "COMMAND")]
+    #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
 }
 

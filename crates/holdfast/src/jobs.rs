@@ -145,7 +145,7 @@ fn run_one(ctx: &Ctx, name: &str) -> RunRecord {
         force: false,
         checkpoint_interval: CHECKPOINT_INTERVAL_SECS,
     };
-    let result = run_backup_app(ctx, backup, false);
+    let result = run_backup_app(ctx, backup, false, false);
     if let Err(e) = &result {
         crate::errln!("holdfast: error: {name}: {}", one_line(e));
     }

@@ -1158,9 +1158,13 @@ fn upgrade_backs_up_first_then_upgrades_with_the_service_stopped() {
     let s = &snaps[0]["snapshot"];
     assert_eq!(s["tags"], serde_json::json!(["pre-upgrade"]));
     assert_eq!(s["app"]["version"], "13.2.0");
-    assert_eq!(
-        journal_actions(&data),
-        ["start", "stop", "start", "stop", "start"]
+    // One stop window: the backup and the upgrade between one stop and one start.
+    assert_eq!(journal_actions(&data), ["start", "stop", "start"]);
+    assert!(
+        s["consistency"]["notes"]
+            .to_string()
+            .contains("same stop window"),
+        "{s}"
     );
     assert!(std::fs::read_to_string(env.path("site/installer.journal"))
         .unwrap()
@@ -1171,13 +1175,67 @@ fn upgrade_backs_up_first_then_upgrades_with_the_service_stopped() {
     assert!(f.to_string().contains("protected tag pre-upgrade"), "{f}");
     // A failing upgrade leaves the service stopped and names the snapshot to go back to.
     let o = with_config(&env, &cfg, &["upgrade", "--app", "design", "--", "false"]);
-    assert_ne!(code(&o), 0);
+    assert_eq!(code(&o), 5);
+    let e = stderr(&o);
     assert!(
-        stderr(&o).contains("left stopped") && stderr(&o).contains("--in-place"),
-        "{}",
+        e.contains("left stopped") && e.contains("--in-place"),
+        "{e}"
+    );
+    assert!(e.contains("--resume") && e.contains("--abandon"), "{e}");
+    assert!(!dss(&data, "status"));
+    // While it is pending, scheduled runs and backups make no backup and never start the
+    // service: they fail loudly, saying the ways out.
+    let before = json_config(&env, &cfg, &["snapshots"])
+        .as_array()
+        .unwrap()
+        .len();
+    for args in [
+        &["run", "--app", "design"][..],
+        &["backup", "--app", "design"][..],
+    ] {
+        let o = with_config(&env, &cfg, args);
+        assert_eq!(code(&o), 5, "{args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("failed upgrade pending"),
+            "{}",
+            stderr(&o)
+        );
+        assert!(
+            !dss(&data, "status"),
+            "{args:?} started a half-upgraded service"
+        );
+    }
+    let o = with_config(&env, &cfg, &["upgrade", "--app", "design", "--", "true"]);
+    assert_eq!(
+        code(&o),
+        5,
+        "a second upgrade over a failed one: {}",
         stderr(&o)
     );
+    assert_eq!(
+        json_config(&env, &cfg, &["snapshots"])
+            .as_array()
+            .unwrap()
+            .len(),
+        before
+    );
+    // Resuming runs the command again on the stopped service, then starts it.
+    let actions = journal_actions(&data).len();
+    ok_config(
+        &env,
+        &cfg,
+        &["upgrade", "--app", "design", "--resume", "--", "true"],
+    );
+    assert!(dss(&data, "status"), "resume did not start the service");
+    assert_eq!(journal_actions(&data)[actions..], ["start"]);
+    json_config(&env, &cfg, &["backup", "--app", "design"]);
+    // Abandoning clears the marker and touches nothing.
+    let o = with_config(&env, &cfg, &["upgrade", "--app", "design", "--", "false"]);
+    assert_eq!(code(&o), 5);
+    ok_config(&env, &cfg, &["upgrade", "--app", "design", "--abandon"]);
     assert!(!dss(&data, "status"));
+    assert!(dss(&data, "start"));
+    json_config(&env, &cfg, &["backup", "--app", "design"]);
 }
 
 #[test]
