@@ -26,6 +26,9 @@ use crate::profile::Resolved;
 use crate::service::{self, Stopped};
 use crate::volume::Volume;
 
+/// The step during which data is read (a progress bar belongs to it alone).
+pub const BACKING_UP_STEP: &str = "backing up";
+
 /// Recorded in a snapshot's consistency notes when the service was found stopped.
 pub const NOT_RUNNING_NOTE: &str =
     "the service was not running when the backup started: backed up as it was and left stopped";
@@ -432,7 +435,7 @@ pub fn backup_app(
                 .collect(),
             checkpoints: run.checkpoints.clone(),
         };
-        (run.on_step)("backing up");
+        (run.on_step)(BACKING_UP_STEP);
         Ok(backup::backup(
             repo.clone(),
             std::slice::from_ref(&read_root),

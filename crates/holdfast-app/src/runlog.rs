@@ -32,6 +32,8 @@ pub struct RunRecord {
     pub warnings: Vec<String>,
     pub error: Option<String>,
     pub forgotten: usize,
+    /// The retention policy was applied (the application has one and the backup succeeded).
+    pub retention_applied: bool,
     pub checked: bool,
 }
 

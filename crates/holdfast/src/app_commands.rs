@@ -127,16 +127,23 @@ pub fn run_backup_app(
     }
     let (repo, lock) = ctx.open_locked(false, "backup")?;
     let progress = Arc::new(Progress::default());
-    let bar = crate::commands::backup_bar(
-        ctx,
-        &progress,
-        vec![app.data_dir().to_path_buf()],
-        Excludes::new(&app.tier_patterns(app.data_dir()), &[])?,
-    );
+    // The bar is drawn for the backup phase only: not over the preflight, the quiesce wait
+    // or "stopping the service", whose lines it would leave stale bar lines around.
+    let bar: std::cell::RefCell<Option<crate::progress::Bar>> = std::cell::RefCell::new(None);
+    let tiers = Excludes::new(&app.tier_patterns(app.data_dir()), &[])?;
     let quiet = ctx.global.json || ctx.global.quiet;
     let on_step = |s: &str| {
+        bar.borrow_mut().take();
         if !quiet {
             crate::errln!("holdfast: {}: {s}", app.name);
+        }
+        if s == procedure::BACKING_UP_STEP {
+            *bar.borrow_mut() = crate::commands::backup_bar(
+                ctx,
+                &progress,
+                vec![app.data_dir().to_path_buf()],
+                tiers.clone(),
+            );
         }
     };
     let ensure = || lock.ensure_held();
@@ -157,7 +164,7 @@ pub fn run_backup_app(
         service_stopped_by_caller: stopped_by_caller,
     };
     let outcome = procedure::backup_app(repo.clone(), &app, mode, &run);
-    drop(bar);
+    bar.borrow_mut().take();
     let outcome = outcome.with_context(|| format!("backup of application {}", app.name))?;
     let s = &outcome.backup.snapshot;
     for w in &s.warnings {
@@ -209,7 +216,7 @@ pub fn run_backup_app(
                 format::bytes(at.bytes)
             ));
         }
-        ctx.say(format!("  consistency: {}", consistency_line(s)));
+        ctx.say(format!("  consistency: {}", consistency_explained(s)));
         if !app.excluded_tiers.is_empty() {
             ctx.say(format!(
                 "  excluded tiers: {}",
@@ -259,6 +266,45 @@ pub fn run_backup_app(
         downtime: s.consistency.as_ref().and_then(|c| c.downtime_secs),
         warnings,
     })
+}
+
+/// What the snapshot's consistency guarantees, in words an operator reads once: the terminal
+/// summary of a backup. (`consistency_line` is the short form for tables.)
+pub fn consistency_explained(s: &Snapshot) -> String {
+    let Some(c) = &s.consistency else {
+        return "not recorded".into();
+    };
+    let not_running = c
+        .notes
+        .iter()
+        .any(|n| n == holdfast_app::procedure::NOT_RUNNING_NOTE);
+    match (c.mode.as_str(), c.consistent) {
+        ("stop", true) if not_running => {
+            "quiescent: the service was not running, and was left stopped".to_string()
+        }
+        ("stop", true) => format!(
+            "quiescent: the service was stopped while the data was read{}",
+            c.downtime_secs
+                .map(|d| format!(" ({d:.1}s downtime)"))
+                .unwrap_or_default()
+        ),
+        ("snapshot", true) => "point in time: read from an atomic volume snapshot while the \
+             service ran; it restores as after a power cut (the application recovers as from a \
+             crash)"
+            .to_string(),
+        ("live", _) => format!(
+            "NOT guaranteed consistent: read while the service ran; {} file(s) changed while \
+             read and were read again, {} still changing (listed above), {} vanished",
+            c.reread.len(),
+            c.inconsistent.len(),
+            c.vanished.len()
+        ),
+        ("none", _) => "a plain backup: no consistency procedure".to_string(),
+        (mode, _) => format!(
+            "NOT consistent: mode {mode}, but some files could not be read or the service \
+             misbehaved (see the warnings)"
+        ),
+    }
 }
 
 /// "stop, consistent, 4.2s downtime" and the like.

@@ -159,7 +159,10 @@ fn run_one(ctx: &Ctx, name: &str) -> RunRecord {
                 .open()
                 .and_then(|repo| Ok(job::apply_retention(&repo, &app, r)?))
             {
-                Ok(o) => rec.forgotten = o.forgotten,
+                Ok(o) => {
+                    rec.forgotten = o.forgotten;
+                    rec.retention_applied = true;
+                }
                 Err(e) => rec.warnings.push(format!("retention: {}", one_line(&e))),
             }
         }
@@ -200,6 +203,9 @@ pub fn run_cmd(ctx: &Ctx, a: RunArgs) -> Result<i32> {
     } else {
         for r in &records {
             ctx.say(run_line(r));
+            for step in step_lines(r) {
+                ctx.say(format!("  {step}"));
+            }
             for w in &r.warnings {
                 ctx.say(format!("  warning: {w}"));
             }
@@ -219,6 +225,44 @@ fn severity(code: i32) -> i32 {
         exit::PARTIAL => 1,
         _ => 2,
     }
+}
+
+/// What each step of a run did, one line each, for the terminal: an operator reads whether
+/// the backup, the retention policy and the check each went as planned, not only "success".
+fn step_lines(r: &RunRecord) -> Vec<String> {
+    let mut out = Vec::new();
+    match &r.snapshot {
+        Some(s) => out.push(format!(
+            "backup: snapshot {}, {} added{}",
+            &s[..8.min(s.len())],
+            format::bytes(r.bytes_added),
+            r.downtime_secs
+                .map(|d| format!(", service down {d:.1}s"))
+                .unwrap_or_default()
+        )),
+        None => out.push("backup: no snapshot written".into()),
+    }
+    if r.snapshot.is_some() {
+        let retention_failed = r.warnings.iter().any(|w| w.starts_with("retention:"));
+        out.push(if retention_failed {
+            "retention: failed (see the warning below)".into()
+        } else if r.retention_applied {
+            format!("retention: {} snapshot(s) forgotten", r.forgotten)
+        } else {
+            "retention: none configured".into()
+        });
+        let check_failed = r.warnings.iter().any(|w| w.starts_with("check:"));
+        out.push(if check_failed {
+            "check: could not run (see the warning below)".into()
+        } else if r.checked && r.exit_code == exit::INTEGRITY {
+            "check: FAILED, damage found".into()
+        } else if r.checked {
+            "check: passed".into()
+        } else {
+            "check: not due".into()
+        });
+    }
+    out
 }
 
 fn run_line(r: &RunRecord) -> String {

@@ -2102,3 +2102,30 @@ fn imported_archives_can_be_filed_as_an_application() {
     let listed = json_config(&env, &cfg, &["snapshots", "--app", "design"]);
     assert_eq!(listed.as_array().unwrap().len(), 1);
 }
+
+/// The terminal says what each mode guarantees, and `run` what each step did.
+#[test]
+fn summaries_say_what_each_mode_guarantees_and_what_each_step_did() {
+    let env = Env::new();
+    env.init();
+    let data = make_dss(&env, "13.2.0");
+    let _svc = Service(data.clone());
+    assert!(dss(&data, "start"));
+    let cfg = write_config(&env, &dss_config(&data, ""));
+    let out = ok_config(&env, &cfg, &["backup", "--app", "design"]);
+    assert!(out.contains("quiescent: the service was stopped"), "{out}");
+    let out = ok_config(
+        &env,
+        &cfg,
+        &["backup", "--app", "design", "--consistency", "live"],
+    );
+    assert!(out.contains("NOT guaranteed consistent"), "{out}");
+    let cfg = write_config(
+        &env,
+        &dss_config(&data, "[app.design.retention]\nkeep_last = 1\n"),
+    );
+    let out = ok_config(&env, &cfg, &["run", "--app", "design"]);
+    assert!(out.contains("backup: snapshot"), "{out}");
+    assert!(out.contains("retention: 2 snapshot(s) forgotten"), "{out}");
+    assert!(out.contains("check: "), "{out}");
+}
