@@ -392,7 +392,10 @@ pub fn backup_app(
         Mode::Live => {}
     }
 
-    let mut patterns = app.tier_patterns(&read_root);
+    // Excluded tiers are kept as empty folders with their metadata, so a restore recreates
+    // them as the application expects (as after a tar restore of an excluding backup).
+    let tier_patterns = app.tier_patterns(&read_root);
+    let mut patterns = Vec::new();
     // Volume snapshots kept inside the data directory are never part of a backup.
     if let Some(v) = &cfg.snapshot {
         if v.provider == crate::config::ProviderName::Btrfs {
@@ -417,6 +420,7 @@ pub fn backup_app(
         tags.dedup();
         let opts = BackupOptions {
             excludes: Excludes::new(&patterns, &run.exclude_if_present)?,
+            empty_dirs: Excludes::new(&tier_patterns, &[])?,
             one_file_system: cfg.one_file_system || run.one_file_system,
             tags,
             hostname: run.host.clone().or(cfg.host.clone()),

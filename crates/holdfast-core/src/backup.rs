@@ -30,6 +30,10 @@ use crate::tree::{Node, NodeKind, RawName, Timestamp, Tree};
 #[derive(Clone, Debug, Default)]
 pub struct BackupOptions {
     pub excludes: Excludes,
+    /// Folders stored **empty**, with their own metadata (owner, mode, times, xattrs): an
+    /// application's excluded tiers (tmp, caches, run...), so that a restore recreates them as
+    /// the application expects them to exist. A non-folder matching these is left out.
+    pub empty_dirs: Excludes,
     pub one_file_system: bool,
     pub tags: Vec<String>,
     pub hostname: Option<String>,
@@ -463,6 +467,7 @@ impl Ctx<'_> {
         if self.opts.excludes.excluded(path, rel) {
             return Ok(None);
         }
+        let keep_empty = self.opts.empty_dirs.excluded(path, rel);
         let meta = match path.symlink_metadata() {
             Ok(m) => m,
             Err(e) if self.vanished(path, &e) => return Ok(None),
@@ -476,13 +481,16 @@ impl Ctx<'_> {
             Ok(x) => node.xattrs = x,
             Err(e) => self.warn(path, format!("extended attributes not saved: {e}")),
         }
+        if keep_empty && node.kind != NodeKind::Dir {
+            return Ok(None);
+        }
         match node.kind {
             NodeKind::Dir => {
                 self.dirs.fetch_add(1, Ordering::Relaxed);
                 if self.opts.excludes.has_marker(path) {
                     return Ok(None);
                 }
-                if self.opts.one_file_system && meta.dev() != root_dev {
+                if keep_empty || (self.opts.one_file_system && meta.dev() != root_dev) {
                     // Keep the mount point itself, empty, as tar --one-file-system does.
                     node.subtree =
                         Some(self.saver.save(BlobKind::Tree, &Tree::default().encode())?);

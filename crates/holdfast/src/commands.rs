@@ -120,6 +120,7 @@ fn backup_cmd(ctx: &Ctx, a: BackupArgs) -> Result<i32> {
         None => None,
     };
     let opts = BackupOptions {
+        empty_dirs: Default::default(),
         excludes: excludes.clone(),
         one_file_system: a.one_file_system,
         tags: a.tag.clone(),

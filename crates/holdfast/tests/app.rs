@@ -359,8 +359,31 @@ fn stop_mode_backs_up_the_stopped_state_and_starts_again() {
         "scenarios",
         "diagnosis",
     ] {
-        assert!(!out.join(f).exists(), "{f} excluded");
-        std::fs::remove_dir_all(frozen.join(f)).unwrap();
+        // Excluded tiers come back as empty folders with their own owner, mode and times,
+        // as the application expects them to exist.
+        let restored = out.join(f);
+        assert!(restored.is_dir(), "{f} not recreated");
+        assert_eq!(
+            std::fs::read_dir(&restored).unwrap().count(),
+            0,
+            "{f} not empty"
+        );
+        let dir = frozen.join(f);
+        let m = dir.metadata().unwrap();
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() && !p.is_symlink() {
+                std::fs::remove_dir_all(&p).unwrap();
+            } else {
+                std::fs::remove_file(&p).unwrap();
+            }
+        }
+        filetime::set_file_times(
+            &dir,
+            filetime::FileTime::from_last_access_time(&m),
+            filetime::FileTime::from_last_modification_time(&m),
+        )
+        .unwrap();
     }
     filetime::set_file_mtime(&frozen, root_mtime).unwrap();
     let expected = snapshot_tree(&frozen);
