@@ -531,6 +531,15 @@ fn measure(path: &Path) -> (u64, u64) {
 }
 
 /// What `backup --app` would do, and the size of every tier, kept and excluded.
+/// Said by `plan` and `config check` when stop mode has no "no job running" check.
+pub fn no_quiesce_warning(app: &Resolved) -> String {
+    format!(
+        "stop mode will stop {} without checking that no job or scenario is running (no \
+         service.quiesce): a running job is ended the way the stop command ends it",
+        app.name
+    )
+}
+
 pub fn plan(app: &Resolved, mode: Mode) -> Plan {
     let cfg = &app.config;
     let data_dir = app.data_dir();
@@ -538,12 +547,19 @@ pub fn plan(app: &Resolved, mode: Mode) -> Plan {
     let mut warnings = Vec::new();
     match mode {
         Mode::Stop => {
+            if let Some(s) = &app.status {
+                steps.push(format!(
+                    "ask the service's status: `{s}` (not running: back up as it is, leave it stopped)"
+                ));
+            }
             if let Some(q) = &cfg.service.quiesce {
                 let q = q.replace("{data_dir}", &data_dir.to_string_lossy());
                 steps.push(format!(
                     "wait until `{q}` succeeds (every {}, at most {})",
                     cfg.service.quiesce_interval, cfg.service.quiesce_timeout
                 ));
+            } else {
+                warnings.push(no_quiesce_warning(app));
             }
             steps.push(format!(
                 "stop the service: `{}`",

@@ -406,10 +406,19 @@ pub fn config_check(ctx: &Ctx) -> Result<i32> {
             })
         })
         .collect();
+    let warnings: Vec<String> = cfg
+        .app
+        .iter()
+        .filter(|(_, a)| a.consistency == Mode::Stop && a.service.quiesce.is_none())
+        .map(|(name, a)| procedure::no_quiesce_warning(&Resolved::new(name, a)))
+        .collect();
     if ctx.global.json {
-        ctx.json(&json!({"file": path, "ok": true, "repository": cfg.repository, "apps": apps}));
+        ctx.json(&json!({"file": path, "ok": true, "repository": cfg.repository, "apps": apps, "warnings": warnings}));
     } else {
         ctx.say(format!("{}: OK", path.display()));
+        for w in &warnings {
+            crate::errln!("holdfast: warning: {w}");
+        }
         for a in &apps {
             ctx.say(format!(
                 "  app {}: profile {}, {} ({}), excluded tiers [{}], {} database(s)",

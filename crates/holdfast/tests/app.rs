@@ -2152,3 +2152,34 @@ fn summaries_say_what_each_mode_guarantees_and_what_each_step_did() {
     assert!(out.contains("retention: 2 snapshot(s) forgotten"), "{out}");
     assert!(out.contains("check: "), "{out}");
 }
+
+/// Without a quiesce check, plan and config check say plainly that stop mode will stop DSS
+/// without checking for running jobs; with one, they do not.
+#[test]
+fn plan_and_config_check_say_when_no_job_check_is_configured() {
+    let env = Env::new();
+    env.init();
+    let data = make_dss(&env, "13.2.0");
+    let cfg = write_config(&env, &dss_config(&data, ""));
+    let o = with_config(&env, &cfg, &["config", "check"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("without checking that no job"),
+        "{}",
+        stderr(&o)
+    );
+    let out = ok_config(&env, &cfg, &["plan", "--app", "design"]);
+    assert!(out.contains("without checking that no job"), "{out}");
+    let cfg = write_config(
+        &env,
+        &dss_config(
+            &data,
+            &format!(
+                "[app.design.service]\nquiesce = \"{} {{data_dir}}\"\n",
+                fixture("dss/jobs-idle.sh").display()
+            ),
+        ),
+    );
+    let o = with_config(&env, &cfg, &["config", "check"]);
+    assert!(!stderr(&o).contains("without checking"), "{}", stderr(&o));
+}
