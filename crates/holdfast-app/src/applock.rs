@@ -15,7 +15,9 @@ use std::sync::Mutex;
 
 use crate::error::{Error, Result};
 
-static HELD: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+/// Application locks this process holds, by application and thread: only the thread that
+/// holds one may nest (an upgrade's own backup), never another thread of the process.
+static HELD: Mutex<Option<HashSet<(String, std::thread::ThreadId)>>> = Mutex::new(None);
 
 /// Held while alive.
 pub struct AppLock {
@@ -30,7 +32,8 @@ impl AppLock {
     pub fn acquire(state_dir: &Path, app: &str, what: &str) -> Result<AppLock> {
         let mut held = HELD.lock().unwrap();
         let held = held.get_or_insert_with(HashSet::new);
-        if held.contains(app) {
+        let key = (app.to_string(), std::thread::current().id());
+        if held.contains(&key) {
             return Ok(AppLock {
                 name: app.to_string(),
                 file: None,
@@ -70,7 +73,7 @@ impl AppLock {
             std::process::id(),
             chrono::Local::now().format("%Y-%m-%d %H:%M:%S")
         );
-        held.insert(app.to_string());
+        held.insert(key);
         Ok(AppLock {
             name: app.to_string(),
             file: Some(locked),
@@ -80,10 +83,13 @@ impl AppLock {
 
 impl Drop for AppLock {
     fn drop(&mut self) {
-        if self.file.take().is_some() {
+        if self.file.is_some() {
+            // Forgotten first, then released: no moment where this process claims a lock
+            // the kernel no longer gives it.
             if let Some(h) = HELD.lock().unwrap().as_mut() {
-                h.remove(&self.name);
+                h.remove(&(self.name.clone(), std::thread::current().id()));
             }
+            drop(self.file.take());
         }
     }
 }
@@ -107,6 +113,13 @@ mod tests {
         assert!(!st.success(), "a second holder got the lock");
         let other = AppLock::acquire(d.path(), "govern", "backup");
         assert!(other.is_ok(), "applications lock separately");
+        // Another thread of this process does not nest: it is refused like another process.
+        let p = d.path().to_path_buf();
+        let from_thread =
+            std::thread::spawn(move || AppLock::acquire(&p, "design", "run").is_err())
+                .join()
+                .unwrap();
+        assert!(from_thread, "another thread got a lock it does not hold");
         drop(a);
         let st = std::process::Command::new("flock")
             .args(["-n", path.to_str().unwrap(), "true"])

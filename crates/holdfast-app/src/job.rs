@@ -37,8 +37,10 @@ pub fn apply_retention(
     let policy = r.policy().map_err(Error::Config)?;
     let lock = LockGuard::acquire(repo.storage(), true, "forget")?;
     repo.load_index()?;
+    // Strict: while a snapshot cannot be read, which snapshots the policy keeps is unknown
+    // (the damaged one may be the newest), so nothing is forgotten.
     let snaps: Vec<_> = repo
-        .list_snapshots()?
+        .list_snapshots_strict()?
         .into_iter()
         .filter(|(_, s)| recorded_app(s).map(|(n, _)| n == app.name).unwrap_or(false))
         .collect();
@@ -115,7 +117,7 @@ pub fn run_check(repo: &Arc<Repository>, c: &CheckConfig) -> Result<CheckReport>
         .transpose()
         .map_err(Error::Config)?;
     let _lock = LockGuard::acquire(repo.storage(), false, "check")?;
-    repo.load_index()?;
+    // No load_index here: check loads what it can and reports a damaged index file itself.
     Ok(check::check(
         repo,
         &CheckOptions {

@@ -555,6 +555,13 @@ impl AppRestore<'_> {
         // new machine) restores dumps only where it is told, and checks that target before
         // a single file is written.
         let asked = self.db_target.is_some() || self.dumps_to.is_some();
+        if self.dumps_to.is_some() && self.snap.attachments.is_empty() {
+            return Err(Error::Core(holdfast_core::Error::NotFound(
+                "a database dump in this snapshot for --dumps-to (it holds files only); nothing \
+                 was written"
+                    .into(),
+            )));
+        }
         if let (Some(url), false) = (&self.db_target, self.clean) {
             if !self.snap.attachments.is_empty() {
                 let pg = Postgres::from_url(url, &self.state_dir.join("tmp"))?;

@@ -90,16 +90,24 @@ pub fn run_as(
         let cname = std::ffi::CString::new(u.name.clone())
             .map_err(|_| std::io::Error::other("user name with a NUL byte"))?;
         let (uid, gid) = (u.uid, u.gid);
+        // The user's groups are looked up here, before the fork: NSS lookups allocate and may
+        // load libraries, which a child of a multithreaded process must not do.
+        let groups: Vec<nix::libc::gid_t> =
+            nix::unistd::getgrouplist(&cname, nix::unistd::Gid::from_raw(gid))
+                .map_err(std::io::Error::from)?
+                .into_iter()
+                .map(|g| g.as_raw())
+                .collect();
         command
             .env("HOME", &u.home)
             .env("USER", &u.name)
             .env("LOGNAME", &u.name)
             .current_dir("/");
-        // SAFETY: initgroups, setgid and setuid are async-signal-safe enough for the child
-        // between fork and exec (no allocation: the name was prepared before).
+        // SAFETY: only setgroups, setgid and setuid run between fork and exec: direct system
+        // calls on memory prepared before the fork, no allocation, no lock.
         unsafe {
             command.pre_exec(move || {
-                if nix::libc::initgroups(cname.as_ptr(), gid as nix::libc::gid_t) != 0
+                if nix::libc::setgroups(groups.len() as _, groups.as_ptr()) != 0
                     || nix::libc::setgid(gid as nix::libc::gid_t) != 0
                     || nix::libc::setuid(uid as nix::libc::uid_t) != 0
                 {
@@ -215,9 +223,11 @@ fn last_lines(s: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join(" | ")
 }
 
-/// Whether the service runs, by its `status` command (LSB: exit 0 running, anything else not
-/// running); `None` without a status command. A status that cannot run or times out is an
-/// error: better no backup than stopping, or starting, a service in an unknown state.
+/// Whether the service runs, by its `status` command, read as an LSB init script's: exit 0
+/// running, 1 to 3 not running (3 "not running", 1 and 2 "dead" with a pid or lock file left);
+/// `None` without a status command. Anything else (4 "unknown", 126/127 a command that
+/// cannot run, a timeout) is an error: better no backup than stopping, or starting, or
+/// upgrading, a service in an unknown state.
 pub fn is_running(
     status_cmd: Option<&str>,
     timeout: Duration,
@@ -231,7 +241,15 @@ pub fn is_running(
         .map_err(|e| Error::step("asking the service's status", format!("{cmd}: {e}")))?;
     match out.code {
         Some(0) => Ok(Some(true)),
-        Some(_) => Ok(Some(false)),
+        Some(1..=3) => Ok(Some(false)),
+        Some(c) => Err(Error::step(
+            "asking the service's status",
+            format!(
+                "`{cmd}` exited {c}, which says neither running (0) nor stopped (1-3): {}; \
+                 nothing was touched",
+                out.text
+            ),
+        )),
         None => Err(Error::step(
             "asking the service's status",
             format!("`{cmd}` did not finish: {}", out.text),

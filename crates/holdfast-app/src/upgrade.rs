@@ -28,24 +28,48 @@ pub fn marker_path(state_dir: &Path, app: &str) -> PathBuf {
     state_dir.join(format!("upgrade-failed-{app}.json"))
 }
 
+/// The pending marker of `app`, if any. Only a marker that is certainly absent counts as
+/// none: one that exists but cannot be read or parsed (permissions, a disk error, a torn
+/// write) still blocks, since the upgrade's state is then unknown.
 pub fn read(state_dir: &Path, app: &str) -> Option<UpgradeMarker> {
-    let bytes = std::fs::read(marker_path(state_dir, app)).ok()?;
-    // An unreadable marker still blocks: the upgrade's state is unknown.
-    Some(serde_json::from_slice(&bytes).unwrap_or(UpgradeMarker {
+    let unknown = |why: String| UpgradeMarker {
         app: app.to_string(),
         time: chrono::Utc::now(),
         snapshot: "unknown".into(),
         command: "unknown".into(),
-        error: "the marker file could not be read".into(),
+        error: why,
         service_was_running: false,
-    }))
+    };
+    let path = marker_path(state_dir, app);
+    match std::fs::read(&path) {
+        Ok(bytes) => Some(serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            unknown(format!(
+                "the marker {} cannot be parsed: {e}",
+                path.display()
+            ))
+        })),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => Some(unknown(format!(
+            "the marker {} cannot be read: {e}",
+            path.display()
+        ))),
+    }
 }
 
+/// Writes the marker durably: temp file, fsync, rename, fsync of the folder.
 pub fn write(state_dir: &Path, m: &UpgradeMarker) -> Result<()> {
     let io = |e| Error::Core(holdfast_core::Error::io(state_dir, e));
     holdfast_core::private::create_dir_all(state_dir).map_err(io)?;
     let path = marker_path(state_dir, &m.app);
-    holdfast_core::private::write(&path, &serde_json::to_vec_pretty(m).expect("serialises"))
+    let tmp = path.with_extension("json.tmp");
+    let mut f = holdfast_core::private::create(&tmp).map_err(io)?;
+    use std::io::Write;
+    f.write_all(&serde_json::to_vec_pretty(m).expect("serialises"))
+        .and_then(|()| f.sync_all())
+        .map_err(io)?;
+    std::fs::rename(&tmp, &path).map_err(io)?;
+    std::fs::File::open(state_dir)
+        .and_then(|d| d.sync_all())
         .map_err(io)
 }
 

@@ -11,22 +11,14 @@ use std::path::Path;
 
 use crate::storage::{DIR_MODE, FILE_MODE};
 
-/// Creates `dir` and any missing parents, each 0700; an existing `dir` is made 0700 too.
+/// Creates `dir` and any missing parents, each 0700. Folders that already exist keep their
+/// mode: a configured log or state folder may be shared (`/var/log`), and is the
+/// administrator's to set.
 pub fn create_dir_all(dir: &Path) -> std::io::Result<()> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(DIR_MODE)
-        .create(dir)?;
-    restrict(dir, DIR_MODE)
-}
-
-/// Removes group and other permissions from an existing file or folder of ours.
-fn restrict(path: &Path, mode: u32) -> std::io::Result<()> {
-    let m = std::fs::metadata(path)?;
-    if m.permissions().mode() & 0o077 != 0 {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
-    }
-    Ok(())
+        .create(dir)
 }
 
 /// Opens `path` for writing (created 0600, or truncated and made 0600).
@@ -77,7 +69,13 @@ mod tests {
         assert_eq!(mode(&dir), 0o700);
         assert_eq!(mode(&dir.join("f")), 0o600);
         assert_eq!(mode(&dir.join("g")), 0o600);
-        // An existing world-readable file is tightened when it is written again.
+        // An existing folder keeps its mode; an existing world-readable file is tightened
+        // when it is written again.
+        let shared = d.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o755)).unwrap();
+        create_dir_all(&shared).unwrap();
+        assert_eq!(mode(&shared), 0o755);
         std::fs::set_permissions(dir.join("f"), std::fs::Permissions::from_mode(0o644)).unwrap();
         write(&dir.join("f"), b"y").unwrap();
         assert_eq!(mode(&dir.join("f")), 0o600);

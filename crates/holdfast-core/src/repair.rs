@@ -109,10 +109,13 @@ pub fn repair_index(repo: &Arc<Repository>) -> Result<IndexRepairReport> {
                 report.packs_recovered.push(name);
                 packs.push(entry);
             }
-            Err(e) => {
+            Err(e @ Error::Corrupt { .. }) => {
                 tracing::warn!("{e}");
                 report.packs_unreadable.push(name);
             }
+            // A timeout, EIO, a refused link: the pack may be fine. Nothing is written or
+            // deleted (the damaged index files may be the only record of it).
+            Err(e) => return Err(e),
         }
     }
     let nothing_to_do = report.packs_recovered.is_empty()

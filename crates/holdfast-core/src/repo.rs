@@ -505,8 +505,18 @@ impl Repository {
     pub fn read_blob(&self, id: &BlobId) -> Result<Vec<u8>> {
         let loc = self.locate(id)?;
         let path = layout::pack_path(&loc.pack.to_hex());
-        let sealed = if loc.kind == BlobKind::Tree && self.cache.is_some() {
-            let pack = self.tree_pack(&loc.pack, &path)?;
+        let whole = if loc.kind == BlobKind::Tree && self.cache.is_some() {
+            // A damaged byte elsewhere in the pack fails the whole pack's hash: then this
+            // blob is read on its own, as without a cache, and stands or falls by itself.
+            match self.tree_pack(&loc.pack, &path) {
+                Ok(p) => Some(p),
+                Err(Error::Corrupt { .. }) => None,
+                Err(e) => return Err(e),
+            }
+        } else {
+            None
+        };
+        let sealed = if let Some(pack) = whole {
             let (s, e) = (
                 loc.offset as usize,
                 loc.offset as usize + loc.length as usize,

@@ -702,8 +702,21 @@ pub fn upgrade(ctx: &Ctx, a: UpgradeArgs) -> Result<i32> {
     let user = app.service_user()?;
     // A failed upgrade is resumed on the stopped service (no new backup: the pre-upgrade
     // snapshot is the one to go back to), or refused until resumed, abandoned or restored.
+    // The repository opens and its shared lock is held before the service is stopped: a
+    // wrong password or a running prune must not cost a stop and a start.
+    let mut _repo_hold = None;
     let (snap_id, was_running, mut stopped) = match (pending, a.resume) {
         (Some(m), true) => {
+            if service::is_running(app.status.as_deref(), step_timeout, user.as_ref())?
+                == Some(true)
+            {
+                return Err(holdfast_app::Error::step(
+                    "upgrade --resume",
+                    "the service is running again: refusing to run the upgrade under it; \
+                     stop it first, or --abandon",
+                )
+                .into());
+            }
             say("resuming the failed upgrade on the stopped service");
             let id: holdfast_core::id::SnapshotId = m.snapshot.parse().map_err(|_| {
                 anyhow!("the failed upgrade's marker names no snapshot; abandon it or restore")
@@ -716,6 +729,7 @@ pub fn upgrade(ctx: &Ctx, a: UpgradeArgs) -> Result<i32> {
             // 1. Preflight, then one stop window: quiesce, stop, back up (stop mode whatever
             //    the configured mode), upgrade, start. Jobs cannot start in between.
             holdfast_app::procedure::preflight(&app, Mode::Stop, &state_dir)?;
+            _repo_hold = Some(ctx.open_locked(false, "upgrade")?);
             let running = service::is_running(app.status.as_deref(), step_timeout, user.as_ref())?;
             let stopped = if running == Some(false) {
                 say("the service is not running: upgrading it as it is, and leaving it stopped");
@@ -758,7 +772,9 @@ pub fn upgrade(ctx: &Ctx, a: UpgradeArgs) -> Result<i32> {
                 force: false,
                 checkpoint_interval: CHECKPOINT_INTERVAL_SECS,
             };
-            let done = run_backup_app(ctx, backup, false, true)?;
+            // A service that was not running is found so by the backup's own status check
+            // and noted as such; one stopped here is noted as stopped for the upgrade.
+            let done = run_backup_app(ctx, backup, false, stopped.is_some())?;
             if done.code != exit::OK {
                 return Err(holdfast_app::Error::step(
                     "upgrade",
@@ -795,12 +811,20 @@ pub fn upgrade(ctx: &Ctx, a: UpgradeArgs) -> Result<i32> {
             error: e.to_string(),
             service_was_running: was_running,
         };
-        marker::write(&state_dir, &m)?;
+        // The upgrade's own error and the ways out are said even if the marker cannot be
+        // written (then scheduled runs are not held back: say so).
+        let unguarded = match marker::write(&state_dir, &m) {
+            Ok(()) => String::new(),
+            Err(w) => format!(
+                " WARNING: the failed-upgrade marker could not be written ({w}): scheduled runs \
+                 are NOT held back; disable them until this is resolved."
+            ),
+        };
         return Err(holdfast_app::Error::step(
             "upgrade",
             format!(
                 "{e}; the service was left stopped and scheduled runs will neither back it up \
-                 nor start it until one of these: {}",
+                 nor start it until one of these: {}.{unguarded}",
                 marker::ways_out(&m)
             ),
         )

@@ -874,7 +874,16 @@ fn forget(ctx: &Ctx, a: ForgetArgs) -> Result<i32> {
     }
     let (repo, lock) = ctx.open_locked(true, "forget")?;
     let f = filter(&a.filter);
-    let snaps = repo.list_snapshots_matching(&f)?;
+    // A policy decides by every snapshot: while one cannot be read (it may be the newest of
+    // its group), nothing is forgotten by policy. Named ids are taken as given.
+    let snaps: Vec<_> = if a.snapshots.is_empty() {
+        repo.list_snapshots_strict()?
+            .into_iter()
+            .filter(|(_, s)| f.matches(s))
+            .collect()
+    } else {
+        repo.list_snapshots_matching(&f)?
+    };
     // Snapshot files that cannot be read are named by id only (no listing shows them);
     // forgetting one is how an operator removes a damaged snapshot on purpose.
     let mut damaged = Vec::new();

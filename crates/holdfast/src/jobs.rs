@@ -163,12 +163,23 @@ fn run_one(ctx: &Ctx, name: &str) -> RunRecord {
                     rec.forgotten = o.forgotten;
                     rec.retention_applied = true;
                 }
+                // Damage is a failure of the run, never a warning: nothing was forgotten and
+                // someone has to act.
+                Err(e) if crate::context::exit_code(&e, false) == exit::INTEGRITY => {
+                    rec.result = "failure".into();
+                    rec.exit_code = exit::INTEGRITY;
+                    rec.error = Some(format!("retention refused: {}", one_line(&e)));
+                }
                 Err(e) => rec.warnings.push(format!("retention: {}", one_line(&e))),
             }
         }
         if let Some(c) = &app_cfg.check {
             if job::check_due(c, name, &runlog::read(&run_log(cfg))) {
-                match ctx.open().and_then(|repo| Ok(job::run_check(&repo, c)?)) {
+                // The repository itself, not the cache: check verifies what is stored.
+                match ctx
+                    .open_cached(false)
+                    .and_then(|repo| Ok(job::run_check(&repo, c)?))
+                {
                     Ok(report) => {
                         rec.checked = true;
                         if !report.ok() {
@@ -179,6 +190,12 @@ fn run_one(ctx: &Ctx, name: &str) -> RunRecord {
                                 report.errors.first().cloned().unwrap_or_default()
                             ));
                         }
+                    }
+                    Err(e) if crate::context::exit_code(&e, false) == exit::INTEGRITY => {
+                        rec.checked = true;
+                        rec.result = "failure".into();
+                        rec.exit_code = exit::INTEGRITY;
+                        rec.error = Some(format!("check found damage: {}", one_line(&e)));
                     }
                     Err(e) => rec.warnings.push(format!("check: {}", one_line(&e))),
                 }

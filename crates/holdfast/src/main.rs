@@ -42,6 +42,19 @@ fn main() {
         }
     };
     log_requests();
+    let code = match output::stdout_failure() {
+        Some(e) => {
+            crate::errln!(
+                "holdfast: error: writing to standard output: {e}; the output is incomplete"
+            );
+            if code == 0 {
+                holdfast_core::error::exit::FAILURE
+            } else {
+                code
+            }
+        }
+        None => code,
+    };
     std::process::exit(code);
 }
 

@@ -9,6 +9,14 @@ use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+/// A failure to write stdout other than a closed pipe (a full disk behind `> file`): the
+/// output is incomplete, and the command must not exit 0.
+static STDOUT_FAILED: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// Why stdout could not be written, when it was not a reader going away.
+pub fn stdout_failure() -> Option<String> {
+    STDOUT_FAILED.lock().unwrap().clone()
+}
 static STDERR_CLOSED: AtomicBool = AtomicBool::new(false);
 
 /// Whether a reader closed stdout: output from now on goes nowhere.
@@ -34,9 +42,13 @@ fn write(to_stderr: bool, args: std::fmt::Arguments, newline: bool) {
         o.write_fmt(args)
             .and_then(|()| if newline { o.write_all(b"\n") } else { Ok(()) })
     };
-    // A closed pipe, a full disk behind a redirect: nothing more can be said there.
-    if result.is_err() {
+    // Nothing more can be said there. A closed pipe is the reader's choice (`| head`); any
+    // other failure leaves the output incomplete and is reported at the end.
+    if let Err(e) = result {
         closed.store(true, Ordering::Relaxed);
+        if !to_stderr && e.kind() != std::io::ErrorKind::BrokenPipe {
+            *STDOUT_FAILED.lock().unwrap() = Some(e.to_string());
+        }
     }
 }
 

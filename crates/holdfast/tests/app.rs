@@ -2183,3 +2183,43 @@ fn plan_and_config_check_say_when_no_job_check_is_configured() {
     let o = with_config(&env, &cfg, &["config", "check"]);
     assert!(!stderr(&o).contains("without checking"), "{}", stderr(&o));
 }
+
+/// A scheduled run on a damaged repository fails loudly (exit code 14, a failure in the run
+/// log) instead of reporting success with a warning, and forgets nothing.
+#[test]
+fn a_scheduled_run_fails_on_damage_and_forgets_nothing() {
+    let env = Env::new();
+    env.init();
+    let data = make_dss(&env, "13.2.0");
+    let cfg = write_config(
+        &env,
+        &dss_config(
+            &data,
+            "consistency = \"live\"\n[app.design.retention]\nkeep_last = 1\nprune = true\n[app.design.check]\n",
+        ),
+    );
+    ok_config(&env, &cfg, &["run", "--app", "design"]);
+    ok_config(&env, &cfg, &["run", "--app", "design"]);
+    // Damage the one snapshot retention kept, as seen by another host (no cache).
+    let snaps: Vec<_> = std::fs::read_dir(env.repo.join("snapshots"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(snaps.len(), 1);
+    let mut b = std::fs::read(&snaps[0]).unwrap();
+    b[40] ^= 1;
+    std::fs::write(&snaps[0], b).unwrap();
+    std::fs::remove_dir_all(&env.cache).unwrap();
+    let o = with_config(&env, &cfg, &["run", "--app", "design"]);
+    assert_eq!(code(&o), 14, "{}", String::from_utf8_lossy(&o.stdout));
+    assert_eq!(
+        std::fs::read_dir(env.repo.join("snapshots"))
+            .unwrap()
+            .count(),
+        2,
+        "retention forgot snapshots while one could not be read"
+    );
+    let runs = json_config(&env, &cfg, &["runs"]);
+    let last = runs.as_array().unwrap().last().unwrap();
+    assert_eq!(last["result"], "failure", "{last}");
+}

@@ -60,15 +60,20 @@ fn two_snapshots(env: &Env) -> (String, String, PathBuf, PathBuf) {
 #[test]
 fn prune_deletes_nothing_while_a_snapshot_cannot_be_read() {
     let env = Env::new();
-    let (_, second, _, b) = two_snapshots(&env);
+    let (_, second, a, b) = two_snapshots(&env);
+    // A third snapshot, older in content: `--keep-last 1` has something to forget.
+    std::fs::write(a.join("more"), "x").unwrap();
+    env.backup(&a);
     let file = snapshot_file(&env, &second);
     let original = std::fs::read(&file).unwrap();
     damage(&env, &file);
     let packs_before = files_in(&env.repo.join("data"));
+    let snapshots_before = files_in(&env.repo.join("snapshots"));
 
     for args in [
         &["prune"][..],
         &["forget", "--keep-last", "1", "--prune"][..],
+        &["forget", "--keep-last", "1"][..],
     ] {
         let o = env.run(args);
         assert_eq!(code(&o), 14, "{args:?}: {}", stderr(&o));
@@ -82,6 +87,11 @@ fn prune_deletes_nothing_while_a_snapshot_cannot_be_read() {
             files_in(&env.repo.join("data")),
             packs_before,
             "{args:?} deleted packs"
+        );
+        assert_eq!(
+            files_in(&env.repo.join("snapshots")),
+            snapshots_before,
+            "{args:?} forgot snapshots"
         );
     }
 
@@ -565,6 +575,19 @@ fn a_closed_pipe_ends_every_command_quietly() {
         assert!(!e.contains("panicked"), "{args:?}: {e}");
         assert_eq!(o.status.code(), Some(0), "{args:?}: {e}");
     }
+    // Any other failure to write (a full disk behind a redirect) is an error, not a success.
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let o = env
+        .cmd()
+        .args(["ls", "latest", "/"])
+        .stdout(full)
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(stderr(&o).contains("standard output"), "{}", stderr(&o));
 }
 
 /// Warnings in cron mail and journald carry no colour codes; NO_COLOR is honoured.

@@ -15,7 +15,7 @@ fn gnu_tar_archives_import_exactly_and_deduplicate() {
     let src = env.path("data");
     std::fs::create_dir(&src).unwrap();
     build_everything(&src);
-    if have("setfacl") {
+    if tool_or_skip("setfacl", "clearing ACLs the tar crate cannot parse") {
         // ACL text records trip the tar crate's PAX parser (noted on the issue); xattrs are kept.
         sh(&format!("setfacl -R -b {}", src.display()));
     }

@@ -67,9 +67,7 @@ impl LocalDir {
         .map_err(|e| Error::io(&root, e.into()))?;
         // SAFETY: openat returned a new descriptor that nothing else owns.
         let root_fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let dir = LocalDir { root, root_fd };
-        dir.dir_chain(layout::TMP, true)?;
-        Ok(dir)
+        Ok(LocalDir { root, root_fd })
     }
 
     pub fn root(&self) -> &Path {

@@ -431,6 +431,20 @@ pub fn skipped_part(what: &str) {
     let _ = writeln!(std::io::stderr(), "SKIPPED PART: {what}");
 }
 
+/// Whether `tool` is there for an optional part of a test. Missing, the part is skipped with
+/// a visible line, except under CI (`CI` set), which installs every tool: there it fails.
+pub fn tool_or_skip(tool: &str, part: &str) -> bool {
+    if have(tool) {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "`{tool}` is missing under CI: .ci/run must install it ({part})"
+    );
+    skipped_part(&format!("{part}: `{tool}` is not installed"));
+    false
+}
+
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
@@ -650,7 +664,7 @@ pub fn build_everything(root: &Path) {
     )
     .unwrap();
     xattr::set(p("config"), "user.dir-attr", b"on a directory").unwrap();
-    if have("setfacl") {
+    if tool_or_skip("setfacl", "POSIX ACLs") {
         sh(&format!(
             "setfacl -m u:12345:rw,g:54321:r {}",
             p("private").display()
@@ -661,6 +675,10 @@ pub fn build_everything(root: &Path) {
         ));
     }
     if !is_root() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs as root: owners and device nodes must be tested there"
+        );
         skipped_part("owners other than ours and device nodes need root: not in this tree");
     }
     if is_root() {
