@@ -29,6 +29,17 @@ fn make_dss(env: &Env, version: &str) -> PathBuf {
     data
 }
 
+/// An excluded tier's folder comes back empty (its content was left out, not the folder).
+fn assert_empty_tier_folder(dir: &Path) {
+    assert!(dir.is_dir(), "{} not recreated", dir.display());
+    assert_eq!(
+        std::fs::read_dir(dir).unwrap().count(),
+        0,
+        "{} has content",
+        dir.display()
+    );
+}
+
 fn dss(data: &Path, action: &str) -> bool {
     Command::new(data.join("bin/dss"))
         .arg(action)
@@ -287,8 +298,9 @@ fn plan_shows_steps_and_tier_sizes() {
         .iter()
         .map(|s| s.as_str().unwrap().to_string())
         .collect();
-    assert!(steps[0].contains("wait until `true`"), "{steps:?}");
-    assert!(steps[1].contains("bin/dss stop"), "{steps:?}");
+    assert!(steps[0].contains("bin/dss status"), "{steps:?}");
+    assert!(steps[1].contains("wait until `true`"), "{steps:?}");
+    assert!(steps[2].contains("bin/dss stop"), "{steps:?}");
     assert!(
         steps.iter().any(|s| s.contains("bin/dss start")),
         "{steps:?}"
@@ -1014,7 +1026,8 @@ fn lvm_provider_runs_the_documented_sequence() {
         "--target",
         out.to_str().unwrap(),
     ]);
-    assert!(out.join("config").is_dir() && !out.join("tmp").exists());
+    assert!(out.join("config").is_dir());
+    assert_empty_tier_folder(&out.join("tmp"));
 }
 
 /// A btrfs filesystem on a loop device, unmounted and detached when dropped.
@@ -1127,7 +1140,7 @@ fn btrfs_provider_backs_up_a_read_only_snapshot_and_cleans_up() {
     ]);
     assert!(!out.join(".holdfast-snapshots").exists());
     assert!(assert_json_whole(&out) > 3);
-    assert!(!out.join("tmp").exists());
+    assert_empty_tier_folder(&out.join("tmp"));
     // Incremental: the third backup read little.
     let s = json_config(&env, &cfg, &["snapshots"]);
     let last = &s[2]["snapshot"]["summary"];
@@ -1700,7 +1713,8 @@ fn custom_provider_runs_the_administrators_commands() {
     assert_eq!(std::fs::read_dir(&mnt).unwrap().count(), 0, "unmounted");
     let out = env.path("restored");
     env.ok(&["restore", &ids[1], "--target", out.to_str().unwrap()]);
-    assert!(out.join("config").is_dir() && !out.join("tmp").exists());
+    assert!(out.join("config").is_dir());
+    assert_empty_tier_folder(&out.join("tmp"));
     // A failing create leaves nothing behind and says which step failed.
     let broken = std::fs::read_to_string(&cfg)
         .unwrap()
