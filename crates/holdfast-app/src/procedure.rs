@@ -29,6 +29,23 @@ use crate::volume::Volume;
 /// The step during which data is read (a progress bar belongs to it alone).
 pub const BACKING_UP_STEP: &str = "backing up";
 
+/// The `app` field of a snapshot (docs/format.md): which application it is of, so that
+/// restores find it and its retention applies. `excluded` are the tiers left out of it.
+pub fn app_record(
+    app: &Resolved,
+    version: Option<&str>,
+    excluded: &[&crate::profile::Tier],
+) -> serde_json::Value {
+    serde_json::json!({
+        "name": app.name,
+        "profile": app.profile.name.as_str(),
+        "version": version,
+        "data_dir": app.data_dir(),
+        "excluded_tiers": excluded.iter().map(|t| t.name).collect::<Vec<_>>(),
+        "excluded_folders": excluded.iter().flat_map(|t| t.folders.iter()).collect::<Vec<_>>(),
+    })
+}
+
 /// Recorded in a snapshot's consistency notes when the service was found stopped.
 pub const NOT_RUNNING_NOTE: &str =
     "the service was not running when the backup started: backed up as it was and left stopped";
@@ -109,14 +126,7 @@ impl BackupHooks for Hooks<'_> {
         let app = self.app;
         snap.extra.insert(
             "app".into(),
-            serde_json::json!({
-                "name": app.name,
-                "profile": app.profile.name.as_str(),
-                "version": self.version,
-                "data_dir": app.data_dir(),
-                "excluded_tiers": app.excluded_tiers.iter().map(|t| t.name).collect::<Vec<_>>(),
-                "excluded_folders": app.excluded_tiers.iter().flat_map(|t| t.folders.iter()).collect::<Vec<_>>(),
-            }),
+            app_record(app, self.version.as_deref(), &app.excluded_tiers),
         );
         let c = snap.consistency.get_or_insert_with(Default::default);
         c.mode = self.mode.as_str().into();
@@ -275,6 +285,31 @@ fn command_problem(cmd: &str) -> Option<String> {
     }
 }
 
+/// Runs the application's quiesce check (`service.quiesce`, `{data_dir}` replaced) until it
+/// passes, as the service's user; returns the attempts it took (0 without a check).
+pub fn wait_until_quiet(
+    app: &Resolved,
+    user: Option<&crate::service::RunAs>,
+    command_timeout: std::time::Duration,
+    cancel: &AtomicBool,
+    on_step: &dyn Fn(&str),
+) -> Result<u32> {
+    let cfg = &app.config.service;
+    let Some(q) = &cfg.quiesce else {
+        return Ok(0);
+    };
+    on_step("waiting until no job is running");
+    let q = q.replace("{data_dir}", &app.data_dir().to_string_lossy());
+    service::wait_quiet(
+        &q,
+        parse_duration(&cfg.quiesce_timeout).map_err(Error::Config)?,
+        parse_duration(&cfg.quiesce_interval).map_err(Error::Config)?,
+        command_timeout,
+        cancel,
+        user,
+    )
+}
+
 /// Runs the whole procedure for `app` in `mode` and writes one snapshot holding the data
 /// directory and the configured database dumps.
 pub fn backup_app(
@@ -331,22 +366,12 @@ pub fn backup_app(
                 (run.on_step)("the service is not running: backing up as it is");
                 hooks.notes.push(NOT_RUNNING_NOTE.into());
             } else {
-                if let Some(q) = &cfg.service.quiesce {
-                    (run.on_step)("waiting until no job is running");
-                    let q = q.replace("{data_dir}", &data_dir.to_string_lossy());
-                    let n = service::wait_quiet(
-                        &q,
-                        parse_duration(&cfg.service.quiesce_timeout).map_err(Error::Config)?,
-                        parse_duration(&cfg.service.quiesce_interval).map_err(Error::Config)?,
-                        command_timeout,
-                        run.cancel,
-                        user.as_ref(),
-                    )?;
-                    if n > 1 {
-                        hooks
-                            .notes
-                            .push(format!("quiesce check passed after {n} attempts"));
-                    }
+                let n =
+                    wait_until_quiet(app, user.as_ref(), command_timeout, run.cancel, run.on_step)?;
+                if n > 1 {
+                    hooks
+                        .notes
+                        .push(format!("quiesce check passed after {n} attempts"));
                 }
                 (run.on_step)("stopping the service");
                 run.critical.store(true, Ordering::SeqCst);

@@ -141,11 +141,7 @@ pub fn check_version(
 
 /// Writes each dump of `snap` into `dir` as files (`govern.dump`, `globals.sql`, ...).
 pub fn write_dumps(repo: &Repository, snap: &Snapshot, dir: &Path) -> Result<Vec<PathBuf>> {
-    if snap.attachments.is_empty() {
-        return Err(Error::Core(holdfast_core::Error::NotFound(
-            "a database dump in this snapshot (it holds files only)".into(),
-        )));
-    }
+    require_dumps(snap)?;
     let mut written = Vec::new();
     for a in &snap.attachments {
         let sub = dir.join(a.name.replace('/', "-"));
@@ -156,6 +152,18 @@ pub fn write_dumps(repo: &Repository, snap: &Snapshot, dir: &Path) -> Result<Vec
         written.push(sub);
     }
     Ok(written)
+}
+
+/// `--dumps-to` of a snapshot without dumps is an error, found before anything is written.
+fn require_dumps(snap: &Snapshot) -> Result<()> {
+    if snap.attachments.is_empty() {
+        return Err(Error::Core(holdfast_core::Error::NotFound(
+            "a database dump in this snapshot for --dumps-to (it holds files only); nothing \
+             was written"
+                .into(),
+        )));
+    }
+    Ok(())
 }
 
 /// Writes the files of attachment `a` into the new directory `target`, with the core
@@ -555,12 +563,8 @@ impl AppRestore<'_> {
         // new machine) restores dumps only where it is told, and checks that target before
         // a single file is written.
         let asked = self.db_target.is_some() || self.dumps_to.is_some();
-        if self.dumps_to.is_some() && self.snap.attachments.is_empty() {
-            return Err(Error::Core(holdfast_core::Error::NotFound(
-                "a database dump in this snapshot for --dumps-to (it holds files only); nothing \
-                 was written"
-                    .into(),
-            )));
+        if self.dumps_to.is_some() {
+            require_dumps(self.snap)?;
         }
         if let (Some(url), false) = (&self.db_target, self.clean) {
             if !self.snap.attachments.is_empty() {

@@ -60,17 +60,11 @@ pub fn read(state_dir: &Path, app: &str) -> Option<UpgradeMarker> {
 pub fn write(state_dir: &Path, m: &UpgradeMarker) -> Result<()> {
     let io = |e| Error::Core(holdfast_core::Error::io(state_dir, e));
     holdfast_core::private::create_dir_all(state_dir).map_err(io)?;
-    let path = marker_path(state_dir, &m.app);
-    let tmp = path.with_extension("json.tmp");
-    let mut f = holdfast_core::private::create(&tmp).map_err(io)?;
-    use std::io::Write;
-    f.write_all(&serde_json::to_vec_pretty(m).expect("serialises"))
-        .and_then(|()| f.sync_all())
-        .map_err(io)?;
-    std::fs::rename(&tmp, &path).map_err(io)?;
-    std::fs::File::open(state_dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io)
+    holdfast_core::private::write_durably(
+        &marker_path(state_dir, &m.app),
+        &serde_json::to_vec_pretty(m).expect("serialises"),
+    )
+    .map_err(io)
 }
 
 pub fn clear(state_dir: &Path, app: &str) -> Result<()> {

@@ -146,10 +146,8 @@ impl Volume {
         let f = self.state_file();
         let io = |e| Error::Core(holdfast_core::Error::io(&f, e));
         holdfast_core::private::create_dir_all(f.parent().expect("has parent")).map_err(io)?;
-        let tmp = f.with_extension("json.tmp");
-        holdfast_core::private::write(&tmp, &serde_json::to_vec(s).expect("serialises"))
-            .map_err(io)?;
-        std::fs::rename(&tmp, &f).map_err(io)
+        holdfast_core::private::write_durably(&f, &serde_json::to_vec(s).expect("serialises"))
+            .map_err(io)
     }
 
     fn read_state(&self) -> InFlight {

@@ -8,8 +8,6 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use crate::id::content_hash;
-
 #[derive(Debug, Clone)]
 pub struct Cache {
     dir: PathBuf,
@@ -39,12 +37,13 @@ impl Cache {
     pub fn get(&self, path: &str) -> Option<Vec<u8>> {
         let file = self.dir.join(path);
         let bytes = std::fs::read(&file).ok()?;
-        let name = path.rsplit('/').next()?;
-        if hex::encode(content_hash(&bytes)) != name {
-            let _ = std::fs::remove_file(&file);
-            return None;
+        match crate::repo::verify_addressed(path, bytes) {
+            Ok(b) => Some(b),
+            Err(_) => {
+                let _ = std::fs::remove_file(&file);
+                None
+            }
         }
-        Some(bytes)
     }
 
     /// Stores a copy; failures only cost speed, so they are ignored.

@@ -74,12 +74,9 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
     for l in repo.storage().list(layout::INDEX)? {
         match repo.storage().read(&l.path) {
             Ok(b) => {
-                if hex::encode(crate::id::content_hash(&b)) != l.name {
-                    index_damaged = true;
-                    report
-                        .errors
-                        .push(format!("{}: content does not match its name", l.path));
-                } else if let Err(e) = IndexFile::open(&l.path, repo.key(), &b) {
+                let opened = crate::repo::verify_addressed(&l.path, b)
+                    .and_then(|b| IndexFile::open(&l.path, repo.key(), &b));
+                if let Err(e) = opened {
                     index_damaged = true;
                     report.errors.push(e.to_string());
                 }

@@ -159,26 +159,45 @@ pub fn decode_header(what: &str, h: &[u8]) -> Result<Vec<PackedBlob>> {
 
 /// Reads the header from the whole bytes of a pack, checking that blobs fill the pack exactly.
 pub fn read_header(what: &str, key: &MasterKey, pack: &[u8]) -> Result<Vec<PackedBlob>> {
+    let size = pack.len() as u64;
+    let tail = pack.get(pack.len().saturating_sub(4)..).unwrap_or_default();
+    let start = header_start(what, size, tail)?;
+    open_header(what, key, &pack[start as usize..pack.len() - 4], start)
+}
+
+/// Where the sealed header of a pack of `size` bytes begins, from the pack's last 4 bytes
+/// (`tail`, the header's length). Lets a reader fetch just the header with ranged reads.
+pub fn header_start(what: &str, size: u64, tail: &[u8]) -> Result<u64> {
     let bad = |why: &str| Error::corrupt(format!("pack {what}"), why.to_string());
-    if pack.len() < 4 {
+    let Ok(tail) = <[u8; 4]>::try_from(tail) else {
         return Err(bad("too short"));
-    }
-    let hlen = u32::from_le_bytes(pack[pack.len() - 4..].try_into().unwrap()) as usize;
-    if hlen + 4 > pack.len() {
+    };
+    let hlen = u32::from_le_bytes(tail) as u64;
+    if size < 4 || hlen + 4 > size {
         return Err(bad("header length beyond pack"));
     }
-    let start = pack.len() - 4 - hlen;
-    let header = key.open(
-        &format!("pack header of {what}"),
-        &pack[start..pack.len() - 4],
-    )?;
+    Ok(size - 4 - hlen)
+}
+
+/// Decrypts and decodes a pack's sealed header, checking that its blobs fill the pack exactly
+/// up to `start`, where the header begins.
+pub fn open_header(
+    what: &str,
+    key: &MasterKey,
+    sealed: &[u8],
+    start: u64,
+) -> Result<Vec<PackedBlob>> {
+    let header = key.open(&format!("pack header of {what}"), sealed)?;
     let blobs = decode_header(what, &header)?;
     let end = blobs
         .last()
-        .map(|b| b.offset as usize + b.length as usize)
+        .map(|b| b.offset as u64 + b.length as u64)
         .unwrap_or(0);
     if end != start {
-        return Err(bad("blobs and header do not add up to the pack size"));
+        return Err(Error::corrupt(
+            format!("pack {what}"),
+            "blobs and header do not add up to the pack size",
+        ));
     }
     Ok(blobs)
 }

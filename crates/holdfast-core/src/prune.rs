@@ -91,6 +91,16 @@ pub fn used_blobs(repo: &Repository) -> Result<HashSet<BlobId>> {
                     }
                 }
                 Ok(false)
+            })
+            .map_err(|e| match e {
+                crate::Error::Corrupt { what, why } => crate::Error::corrupt(
+                    what,
+                    format!(
+                        "{why}; nothing was deleted (holdfast repair snapshots shows what is \
+                         affected)"
+                    ),
+                ),
+                e => e,
             })?;
         }
     }
@@ -110,15 +120,7 @@ pub fn prune_guarded(
     still_locked: &dyn Fn() -> Result<()>,
 ) -> Result<PruneReport> {
     let index = repo.index();
-    let used = used_blobs(repo).map_err(|e| match e {
-        crate::Error::Corrupt { what, why } => crate::Error::corrupt(
-            what,
-            format!(
-                "{why}; prune deleted nothing (holdfast repair snapshots shows what is affected)"
-            ),
-        ),
-        e => e,
-    })?;
+    let used = used_blobs(repo)?;
     let mut report = PruneReport {
         dry_run: opts.dry_run,
         packs_total: index.pack_count(),

@@ -68,10 +68,8 @@ pub fn repair_index(repo: &Arc<Repository>) -> Result<IndexRepairReport> {
         .filter(|p| !readable_hex.contains(p.rsplit('/').next().unwrap_or("")))
         .cloned()
         .collect();
-    if !damaged_errors.is_empty() {
-        for e in &damaged_errors {
-            tracing::warn!("{e}");
-        }
+    for e in &damaged_errors {
+        tracing::warn!("{e}");
     }
 
     let stored: Vec<crate::storage::Listed> = repo.storage().list(layout::DATA)?;
@@ -153,28 +151,13 @@ fn read_pack_entry(repo: &Repository, l: &crate::storage::Listed) -> Result<Pack
         Some(s) => s,
         None => repo.storage().read(&l.path)?.len() as u64,
     };
-    let bad = |why: &str| Error::corrupt(format!("pack {}", l.name), why.to_string());
     if size < 4 {
-        return Err(bad("too short"));
+        return Err(Error::corrupt(format!("pack {}", l.name), "too short"));
     }
     let tail = repo.read_pack_range(&id, size - 4, 4)?;
-    let hlen = u32::from_le_bytes(tail[..4].try_into().unwrap()) as u64;
-    if hlen + 4 > size {
-        return Err(bad("header length beyond pack"));
-    }
-    let start = size - 4 - hlen;
-    let sealed = repo.read_pack_range(&id, start, hlen)?;
-    let header = repo
-        .key()
-        .open(&format!("pack header of {}", l.name), &sealed)?;
-    let blobs = crate::pack::decode_header(&l.name, &header)?;
-    let end = blobs
-        .last()
-        .map(|b| b.offset as u64 + b.length as u64)
-        .unwrap_or(0);
-    if end != start {
-        return Err(bad("blobs and header do not add up to the pack size"));
-    }
+    let start = crate::pack::header_start(&l.name, size, &tail)?;
+    let sealed = repo.read_pack_range(&id, start, size - 4 - start)?;
+    let blobs = crate::pack::open_header(&l.name, repo.key(), &sealed, start)?;
     Ok(PackEntry { id, blobs })
 }
 

@@ -291,12 +291,6 @@ impl Repository {
         Ok(b)
     }
 
-    /// Whether this handle reads through a local cache (`check` opens without one, so that
-    /// it verifies what is stored rather than what was once copied).
-    pub fn uses_cache(&self) -> bool {
-        self.cache.is_some()
-    }
-
     /// Writes a content-addressed object and returns its hash.
     fn write_addressed(&self, dir: &str, sealed: Vec<u8>, cache: bool) -> Result<[u8; 32]> {
         let hash = content_hash(&sealed);

@@ -735,20 +735,13 @@ pub fn upgrade(ctx: &Ctx, a: UpgradeArgs) -> Result<i32> {
                 say("the service is not running: upgrading it as it is, and leaving it stopped");
                 None
             } else {
-                if let Some(q) = &app.config.service.quiesce {
-                    say("waiting until no job is running");
-                    let q = q.replace("{data_dir}", &app.data_dir().to_string_lossy());
-                    service::wait_quiet(
-                        &q,
-                        holdfast_app::config::parse_duration(&app.config.service.quiesce_timeout)
-                            .map_err(holdfast_app::Error::Config)?,
-                        holdfast_app::config::parse_duration(&app.config.service.quiesce_interval)
-                            .map_err(holdfast_app::Error::Config)?,
-                        step_timeout,
-                        &ctx.cancel,
-                        user.as_ref(),
-                    )?;
-                }
+                holdfast_app::procedure::wait_until_quiet(
+                    &app,
+                    user.as_ref(),
+                    step_timeout,
+                    &ctx.cancel,
+                    &say,
+                )?;
                 say("stopping the service for the backup and the upgrade");
                 ctx.critical.store(true, Ordering::SeqCst);
                 Some(Stopped::stop_as(stop, start, step_timeout, user.clone())?)
@@ -756,21 +749,9 @@ pub fn upgrade(ctx: &Ctx, a: UpgradeArgs) -> Result<i32> {
             // 2. The pre-upgrade backup of the stopped service. If it fails, dropping the
             //    guard starts the service again: nothing was upgraded.
             let backup = BackupArgs {
-                paths: Vec::new(),
-                app: Some(a.app.clone()),
-                profile: None,
                 consistency: Some("stop".into()),
-                exclude_tier: Vec::new(),
-                postgres: Vec::new(),
-                exclude: Vec::new(),
-                exclude_file: Vec::new(),
-                exclude_if_present: Vec::new(),
-                one_file_system: false,
                 tag: vec![holdfast_core::retention::PRE_UPGRADE_TAG.to_string()],
-                host: None,
-                parent: None,
-                force: false,
-                checkpoint_interval: CHECKPOINT_INTERVAL_SECS,
+                ..BackupArgs::for_app(&a.app)
             };
             // A service that was not running is found so by the backup's own status check
             // and noted as such; one stopped here is noted as stopped for the upgrade.

@@ -583,6 +583,30 @@ pub struct BackupArgs {
     pub checkpoint_interval: u64,
 }
 
+impl BackupArgs {
+    /// `backup --app NAME` with every other option at its default: what a scheduled run and
+    /// an upgrade's own backup run.
+    pub fn for_app(name: &str) -> BackupArgs {
+        BackupArgs {
+            paths: Vec::new(),
+            app: Some(name.to_string()),
+            profile: None,
+            consistency: None,
+            exclude_tier: Vec::new(),
+            postgres: Vec::new(),
+            exclude: Vec::new(),
+            exclude_file: Vec::new(),
+            exclude_if_present: Vec::new(),
+            one_file_system: false,
+            tag: Vec::new(),
+            host: None,
+            parent: None,
+            force: false,
+            checkpoint_interval: CHECKPOINT_INTERVAL_SECS,
+        }
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct SnapshotsArgs {
     #[command(flatten)]

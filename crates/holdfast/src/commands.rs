@@ -1229,14 +1229,10 @@ fn import(ctx: &Ctx, a: ImportArgs) -> Result<i32> {
         let app_cfg = ctx.config()?.app(name)?;
         let app = holdfast_app::profile::Resolved::new(name, app_cfg);
         as_path = as_path.or_else(|| Some(app.data_dir().to_string_lossy().into_owned()));
+        // The archive holds the whole directory: no tier was left out of it.
         extra.insert(
             "app".to_string(),
-            json!({
-                "name": name,
-                "profile": app.profile.name.as_str(),
-                "version": null,
-                "data_dir": app.data_dir(),
-            }),
+            holdfast_app::procedure::app_record(&app, None, &[]),
         );
     }
     let opts = holdfast_core::import::ImportOptions {

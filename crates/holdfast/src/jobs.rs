@@ -128,24 +128,7 @@ fn app_names(ctx: &Ctx, app: &Option<String>, all: bool) -> Result<Vec<String>> 
 /// One scheduled run of `name`: backup, retention, check; logged, hooked, measured.
 fn run_one(ctx: &Ctx, name: &str) -> RunRecord {
     let started = Utc::now();
-    let backup = BackupArgs {
-        paths: Vec::new(),
-        app: Some(name.to_string()),
-        profile: None,
-        consistency: None,
-        exclude_tier: Vec::new(),
-        postgres: Vec::new(),
-        exclude: Vec::new(),
-        exclude_file: Vec::new(),
-        exclude_if_present: Vec::new(),
-        one_file_system: false,
-        tag: Vec::new(),
-        host: None,
-        parent: None,
-        force: false,
-        checkpoint_interval: CHECKPOINT_INTERVAL_SECS,
-    };
-    let result = run_backup_app(ctx, backup, false, false);
+    let result = run_backup_app(ctx, BackupArgs::for_app(name), false, false);
     if let Err(e) = &result {
         crate::errln!("holdfast: error: {name}: {}", one_line(e));
     }

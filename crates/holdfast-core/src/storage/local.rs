@@ -51,11 +51,7 @@ impl LocalDir {
     /// Opens (with `create`, makes, mode 0700) the repository folder.
     pub fn open(path: &Path, create: bool) -> Result<LocalDir> {
         if create {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode_private()
-                .create(path)
-                .map_err(|e| Error::io(path, e))?;
+            crate::private::create_dir_all(path).map_err(|e| Error::io(path, e))?;
         }
         let root = std::fs::canonicalize(path).map_err(|e| Error::io(path, e))?;
         let fd = openat(
@@ -349,18 +345,6 @@ impl LocalDir {
             }
         }
         Ok(())
-    }
-}
-
-/// `DirBuilder` with mode 0700.
-trait PrivateDirBuilder {
-    fn mode_private(&mut self) -> &mut Self;
-}
-
-impl PrivateDirBuilder for std::fs::DirBuilder {
-    fn mode_private(&mut self) -> &mut Self {
-        use std::os::unix::fs::DirBuilderExt;
-        self.mode(DIR_MODE)
     }
 }
 

@@ -106,9 +106,10 @@ pub const READS_IN_FLIGHT: usize = 32;
 
 #[derive(Clone)]
 pub struct Storage {
-    /// The object store (S3); `None` for a local folder.
+    /// The object store (S3) and the runtime its client runs on; `None` for a local folder,
+    /// which needs neither.
     op: Option<Operator>,
-    rt: Arc<tokio::runtime::Runtime>,
+    rt: Option<Arc<tokio::runtime::Runtime>>,
     location: String,
     local: Option<Arc<LocalDir>>,
 }
@@ -195,7 +196,7 @@ impl Storage {
         }
         Ok(Storage {
             op: None,
-            rt: Arc::new(runtime()),
+            rt: None,
             location,
             local: Some(Arc::new(LocalDir::open(path, create)?)),
         })
@@ -254,7 +255,7 @@ impl Storage {
             .layer(ConcurrentLimitLayer::new(opts.max_requests.max(1)));
         Ok(Storage {
             op: Some(op),
-            rt: Arc::new(runtime()),
+            rt: Some(Arc::new(runtime())),
             location,
             local: None,
         })
@@ -277,6 +278,14 @@ impl Storage {
             .expect("an object store behind a non-local storage")
     }
 
+    /// Runs an object-store request to completion; only called where `local` is `None`.
+    fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.rt
+            .as_ref()
+            .expect("a runtime behind a non-local storage")
+            .block_on(f)
+    }
+
     pub fn read(&self, path: &str) -> Result<Vec<u8>> {
         count(READS, 1);
         if let Some(local) = &self.local {
@@ -285,7 +294,6 @@ impl Storage {
             return Ok(bytes);
         }
         let bytes = self
-            .rt
             .block_on(self.op().read(path))
             .map(|b| b.to_vec())
             .map_err(|e| self.err("read", path, e))?;
@@ -302,7 +310,7 @@ impl Storage {
         if self.local.is_some() {
             return paths.iter().map(|path| self.read(path)).collect();
         }
-        self.rt.block_on(
+        self.block_on(
             stream::iter(paths)
                 .map(|path| async move {
                     count(READS, 1);
@@ -328,7 +336,6 @@ impl Storage {
             return Ok(buf);
         }
         let buf = self
-            .rt
             .block_on(async { self.op().read_with(path).range(offset..offset + len).await })
             .map_err(|e| self.err("read", path, e))?;
         if buf.len() as u64 != len {
@@ -368,7 +375,7 @@ impl Storage {
         let buf = opendal::Buffer::from(bytes);
         let mut attempt = 0;
         loop {
-            let result = self.rt.block_on(async {
+            let result = self.block_on(async {
                 if big {
                     // Parts go one after the other: packs already upload in parallel.
                     let mut w = self.op().writer_with(path).chunk(PART).await?;
@@ -407,8 +414,7 @@ impl Storage {
         if let Some(local) = &self.local {
             return local.delete(path);
         }
-        self.rt
-            .block_on(self.op().delete(path))
+        self.block_on(self.op().delete(path))
             .map_err(|e| self.err("delete", path, e))
     }
 
@@ -417,8 +423,7 @@ impl Storage {
         if let Some(local) = &self.local {
             return local.exists(path);
         }
-        self.rt
-            .block_on(self.op().exists(path))
+        self.block_on(self.op().exists(path))
             .map_err(|e| self.err("stat", path, e))
     }
 
@@ -439,9 +444,7 @@ impl Storage {
                 })
                 .collect());
         }
-        let entries = match self
-            .rt
-            .block_on(async { self.op().list_with(dir).recursive(true).await })
+        let entries = match self.block_on(async { self.op().list_with(dir).recursive(true).await })
         {
             Ok(e) => e,
             Err(e) if e.kind() == ErrorKind::NotFound => {
