@@ -308,6 +308,13 @@ pub struct ServiceConfig {
     /// the generic profile whoever runs holdfast, except that root refuses to run a service
     /// whose data directory belongs to another user without this set.
     pub user: Option<String>,
+    /// dss profile: a file holding a global API key with administrator rights. With it, and
+    /// no `quiesce` command, the check before stopping asks DSS's public API that no job,
+    /// scenario or long task is running (see docs/applications.md).
+    pub dss_api_key_file: Option<PathBuf>,
+    /// dss profile: where the public API answers; default `http://127.0.0.1:PORT` with the
+    /// port from `install.ini`.
+    pub dss_url: Option<String>,
 }
 
 impl Default for ServiceConfig {
@@ -321,6 +328,8 @@ impl Default for ServiceConfig {
             quiesce_interval: default_quiesce_interval(),
             command_timeout: default_command_timeout(),
             user: None,
+            dss_api_key_file: None,
+            dss_url: None,
         }
     }
 }
@@ -570,6 +579,24 @@ impl AppConfig {
             if let Err(e) = parse_duration(v) {
                 out.push((key, e));
             }
+        }
+        if profile.name != ProfileName::Dss {
+            for (key, set) in [
+                (
+                    "service.dss_api_key_file",
+                    self.service.dss_api_key_file.is_some(),
+                ),
+                ("service.dss_url", self.service.dss_url.is_some()),
+            ] {
+                if set {
+                    out.push((key, "only the dss profile has a DSS API check".to_string()));
+                }
+            }
+        } else if self.service.dss_url.is_some() && self.service.dss_api_key_file.is_none() {
+            out.push((
+                "service.dss_url",
+                "needs service.dss_api_key_file (the check needs a key)".to_string(),
+            ));
         }
         if self.consistency == Mode::Stop
             && profile.name == ProfileName::Generic

@@ -23,7 +23,7 @@ use crate::config::{parse_duration, Mode};
 use crate::error::{Error, Result};
 use crate::postgres::Postgres;
 use crate::profile::Resolved;
-use crate::service::{self, Stopped};
+use crate::service::{self, QuietCheck, Stopped};
 use crate::volume::Volume;
 
 /// The step during which data is read (a progress bar belongs to it alone).
@@ -189,11 +189,17 @@ pub fn preflight(app: &Resolved, mode: Mode, state_dir: &Path) -> Result<Vec<Str
             if let Some(s) = &app.status {
                 commands.push(("service.status", s.clone()));
             }
-            if let Some(q) = &app.config.service.quiesce {
-                commands.push((
-                    "service.quiesce",
-                    q.replace("{data_dir}", &data_dir.to_string_lossy()),
-                ));
+            match app.quiet_check() {
+                Some(QuietCheck::Command(q)) => commands.push(("service.quiesce", q)),
+                Some(QuietCheck::DssApi(api)) => match api.running() {
+                    Ok(running) => checked.push(format!(
+                        "{} answers ({} running now)",
+                        api.describe(),
+                        running.len()
+                    )),
+                    Err(e) => failed.push(format!("the no-job check: {e}")),
+                },
+                None => {}
             }
         }
         Mode::Snapshot => match &app.config.snapshot {
@@ -285,8 +291,8 @@ fn command_problem(cmd: &str) -> Option<String> {
     }
 }
 
-/// Runs the application's quiesce check (`service.quiesce`, `{data_dir}` replaced) until it
-/// passes, as the service's user; returns the attempts it took (0 without a check).
+/// Runs the application's quiesce check ([`Resolved::quiet_check`]) until it passes, as the
+/// service's user; returns the attempts it took (0 without a check).
 pub fn wait_until_quiet(
     app: &Resolved,
     user: Option<&crate::service::RunAs>,
@@ -295,13 +301,12 @@ pub fn wait_until_quiet(
     on_step: &dyn Fn(&str),
 ) -> Result<u32> {
     let cfg = &app.config.service;
-    let Some(q) = &cfg.quiesce else {
+    let Some(check) = app.quiet_check() else {
         return Ok(0);
     };
     on_step("waiting until no job is running");
-    let q = q.replace("{data_dir}", &app.data_dir().to_string_lossy());
     service::wait_quiet(
-        &q,
+        &check,
         parse_duration(&cfg.quiesce_timeout).map_err(Error::Config)?,
         parse_duration(&cfg.quiesce_interval).map_err(Error::Config)?,
         command_timeout,
@@ -560,8 +565,13 @@ fn measure(path: &Path) -> (u64, u64) {
 pub fn no_quiesce_warning(app: &Resolved) -> String {
     format!(
         "stop mode will stop {} without checking that no job or scenario is running (no \
-         service.quiesce): a running job is ended the way the stop command ends it",
-        app.name
+         service.quiesce{}): a running job is ended the way the stop command ends it",
+        app.name,
+        if app.profile.name == crate::config::ProfileName::Dss {
+            " and no service.dss_api_key_file"
+        } else {
+            ""
+        }
     )
 }
 
@@ -577,11 +587,15 @@ pub fn plan(app: &Resolved, mode: Mode) -> Plan {
                     "ask the service's status: `{s}` (not running: back up as it is, leave it stopped)"
                 ));
             }
-            if let Some(q) = &cfg.service.quiesce {
-                let q = q.replace("{data_dir}", &data_dir.to_string_lossy());
+            if let Some(check) = app.quiet_check() {
+                if let QuietCheck::DssApi(api) = &check {
+                    warnings.extend(api.key_file_warning());
+                }
                 steps.push(format!(
-                    "wait until `{q}` succeeds (every {}, at most {})",
-                    cfg.service.quiesce_interval, cfg.service.quiesce_timeout
+                    "wait until {} says no job is running (every {}, at most {})",
+                    check.describe(),
+                    cfg.service.quiesce_interval,
+                    cfg.service.quiesce_timeout
                 ));
             } else {
                 warnings.push(no_quiesce_warning(app));

@@ -186,6 +186,24 @@ impl Resolved {
         Ok(None)
     }
 
+    /// What tells that no work runs before the service is stopped: `service.quiesce` when set
+    /// (`{data_dir}` replaced); for the dss profile, otherwise, DSS's public API when
+    /// `service.dss_api_key_file` is set; else nothing.
+    pub fn quiet_check(&self) -> Option<crate::service::QuietCheck> {
+        use crate::service::QuietCheck;
+        let service = &self.config.service;
+        if let Some(q) = &service.quiesce {
+            return Some(QuietCheck::Command(
+                q.replace("{data_dir}", &self.data_dir().to_string_lossy()),
+            ));
+        }
+        if self.profile.name == ProfileName::Dss {
+            return crate::dss_api::DssApi::from_config(service, self.data_dir())
+                .map(QuietCheck::DssApi);
+        }
+        None
+    }
+
     /// Exclude patterns for the tiers left out, anchored at `read_root` (the data directory,
     /// or where a volume snapshot of it is mounted).
     pub fn tier_patterns(&self, read_root: &Path) -> Vec<String> {

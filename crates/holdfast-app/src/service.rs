@@ -257,9 +257,57 @@ pub fn is_running(
     }
 }
 
-/// Runs the quiesce check until it succeeds, the timeout passes, or the run is cancelled.
+/// What tells that the application has no work running, asked before it is stopped.
+#[derive(Clone, Debug)]
+pub enum QuietCheck {
+    /// `service.quiesce`: succeeds (exit 0) when quiet; run as the service's user.
+    Command(String),
+    /// The dss profile's default with `service.dss_api_key_file`: DSS's public API.
+    DssApi(crate::dss_api::DssApi),
+}
+
+impl QuietCheck {
+    pub fn describe(&self) -> String {
+        match self {
+            QuietCheck::Command(cmd) => format!("`{cmd}`"),
+            QuietCheck::DssApi(api) => api.describe(),
+        }
+    }
+
+    /// Asks once: `None` when quiet, otherwise what is running or why it cannot be told
+    /// (which counts as not quiet: the check fails closed).
+    pub fn probe(&self, command_timeout: Duration, user: Option<&RunAs>) -> Result<Option<String>> {
+        match self {
+            QuietCheck::Command(cmd) => {
+                let out = run_as(cmd, &[], command_timeout, user)
+                    .map_err(|e| Error::step("quiesce check", format!("{cmd}: {e}")))?;
+                Ok((!out.success).then_some(out.text))
+            }
+            QuietCheck::DssApi(api) => Ok(match api.running() {
+                Ok(running) if running.is_empty() => None,
+                Ok(running) => Some(format!(
+                    "running: {}{}",
+                    running
+                        .iter()
+                        .take(5)
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    if running.len() > 5 {
+                        format!(" and {} more", running.len() - 5)
+                    } else {
+                        String::new()
+                    }
+                )),
+                Err(e) => Some(format!("cannot tell: {e}")),
+            }),
+        }
+    }
+}
+
+/// Runs the quiesce check until it passes, the timeout passes, or the run is cancelled.
 pub fn wait_quiet(
-    cmd: &str,
+    check: &QuietCheck,
     timeout: Duration,
     interval: Duration,
     command_timeout: Duration,
@@ -270,26 +318,25 @@ pub fn wait_quiet(
     let mut attempts = 0;
     loop {
         attempts += 1;
-        let out = run_as(cmd, &[], command_timeout, user)
-            .map_err(|e| Error::step("quiesce check", format!("{cmd}: {e}")))?;
-        if out.success {
+        let Some(why) = check.probe(command_timeout, user)? else {
             return Ok(attempts);
-        }
+        };
         if Instant::now() + interval > deadline {
             return Err(Error::step(
                 "quiesce check",
                 format!(
-                    "`{cmd}` still failing after {attempts} attempts over {}s; the service was not stopped{}",
+                    "{} still not quiet after {attempts} attempts over {}s; the service was not stopped{}",
+                    check.describe(),
                     timeout.as_secs(),
-                    if out.text.is_empty() {
+                    if why.is_empty() {
                         String::new()
                     } else {
-                        format!(" (last said: {})", last_lines(&out.text, 2))
+                        format!(" (last said: {})", last_lines(&why, 2))
                     }
                 ),
             ));
         }
-        tracing::info!("quiesce check not yet satisfied ({}); waiting", out.text);
+        tracing::info!("quiesce check not yet satisfied ({why}); waiting");
         let wake = Instant::now() + interval;
         while Instant::now() < wake {
             if cancel.load(Ordering::Relaxed) {

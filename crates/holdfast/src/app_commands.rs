@@ -409,8 +409,13 @@ pub fn config_check(ctx: &Ctx) -> Result<i32> {
     let warnings: Vec<String> = cfg
         .app
         .iter()
-        .filter(|(_, a)| a.consistency == Mode::Stop && a.service.quiesce.is_none())
-        .map(|(name, a)| procedure::no_quiesce_warning(&Resolved::new(name, a)))
+        .map(|(name, a)| Resolved::new(name, a))
+        .filter(|r| r.config.consistency == Mode::Stop)
+        .filter_map(|r| match r.quiet_check() {
+            None => Some(procedure::no_quiesce_warning(&r)),
+            Some(holdfast_app::service::QuietCheck::DssApi(api)) => api.key_file_warning(),
+            Some(_) => None,
+        })
         .collect();
     if ctx.global.json {
         ctx.json(&json!({"file": path, "ok": true, "repository": cfg.repository, "apps": apps, "warnings": warnings}));

@@ -10,6 +10,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod app;
+
 pub struct Env {
     pub dir: tempfile::TempDir,
     /// The local repository folder (unused when `repo_url` is an s3:// URL).
