@@ -8,6 +8,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use holdfast_core::share::Subset;
+use holdfast_core::span::Span;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
@@ -74,79 +76,18 @@ impl HooksConfig {
     }
 }
 
-/// The retention policy applied after each scheduled run (`holdfast run`).
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RetentionConfig {
-    pub keep_last: Option<u32>,
-    pub keep_hourly: Option<u32>,
-    pub keep_daily: Option<u32>,
-    pub keep_weekly: Option<u32>,
-    pub keep_monthly: Option<u32>,
-    pub keep_yearly: Option<u32>,
-    /// e.g. "4d", as the documented cron script's "older than 4 days".
-    pub keep_within: Option<String>,
-    #[serde(default)]
-    pub keep_tags: Vec<String>,
-    /// Also apply the policy to `pre-upgrade` snapshots.
-    #[serde(default)]
-    pub include_pre_upgrade: bool,
-    /// Prune after forgetting.
-    #[serde(default)]
-    pub prune: bool,
-    /// With `prune`: repack packs with at least this share unused.
-    #[serde(default = "default_repack")]
-    pub repack_threshold: String,
-}
-
-fn default_repack() -> String {
-    "20%".into()
-}
-
-impl RetentionConfig {
-    pub fn policy(&self) -> std::result::Result<holdfast_core::retention::Policy, String> {
-        Ok(holdfast_core::retention::Policy {
-            last: self.keep_last,
-            hourly: self.keep_hourly,
-            daily: self.keep_daily,
-            weekly: self.keep_weekly,
-            monthly: self.keep_monthly,
-            yearly: self.keep_yearly,
-            within: self
-                .keep_within
-                .as_deref()
-                .map(holdfast_core::retention::parse_duration)
-                .transpose()?,
-            tags: self.keep_tags.clone(),
-            protected_tags: if self.include_pre_upgrade {
-                Vec::new()
-            } else {
-                vec![holdfast_core::retention::PRE_UPGRADE_TAG.to_string()]
-            },
-        })
-    }
-
-    pub fn repack_fraction(&self) -> std::result::Result<f64, String> {
-        let t = self.repack_threshold.trim();
-        t.strip_suffix('%')
-            .unwrap_or(t)
-            .trim()
-            .parse::<f64>()
-            .ok()
-            .filter(|v| (0.0..=100.0).contains(v))
-            .map(|v| v / 100.0)
-            .ok_or_else(|| format!("'{t}' is not a percentage (e.g. 20%)"))
-    }
-}
+/// The retention policy applied after each scheduled run (`holdfast run`): the same typed
+/// rules as `forget --keep-* [--prune]`, so the two cannot drift.
+pub type RetentionConfig = holdfast_core::retention::ForgetRules;
 
 /// Verification after scheduled runs.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CheckConfig {
     /// Read and verify this share of the data ("5%", "1/7"); "100%" reads everything.
-    pub read_data_subset: Option<String>,
+    pub read_data_subset: Option<Subset>,
     /// Run the check when the last one is older than this (e.g. "7d"); every run if absent.
-    pub every: Option<String>,
+    pub every: Option<Span>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -232,7 +173,7 @@ pub struct AppConfig {
     pub post_restore_command: Option<String>,
     /// Longest the post-restore step may take (an installer upgrade can be slow).
     #[serde(default = "default_post_restore_timeout")]
-    pub post_restore_timeout: String,
+    pub post_restore_timeout: Span,
     /// Live mode: how often a file that changed while being read is read again.
     #[serde(default = "default_live_retries")]
     pub live_retries: u32,
@@ -278,8 +219,8 @@ impl Default for AppConfig {
     }
 }
 
-fn default_post_restore_timeout() -> String {
-    "2h".into()
+fn default_post_restore_timeout() -> Span {
+    Span::from_hours(2)
 }
 
 fn default_live_retries() -> u32 {
@@ -297,12 +238,12 @@ pub struct ServiceConfig {
     /// Must succeed before stopping (e.g. "no job running"); retried until `quiesce_timeout`.
     pub quiesce: Option<String>,
     #[serde(default = "default_quiesce_timeout")]
-    pub quiesce_timeout: String,
+    pub quiesce_timeout: Span,
     #[serde(default = "default_quiesce_interval")]
-    pub quiesce_interval: String,
+    pub quiesce_interval: Span,
     /// Longest a stop or start command may take.
     #[serde(default = "default_command_timeout")]
-    pub command_timeout: String,
+    pub command_timeout: Span,
     /// The user that stop, start, status and quiesce commands run as (`root` to keep root,
     /// e.g. for systemctl). Default: for the dss profile the owner of the data directory; for
     /// the generic profile whoever runs holdfast, except that root refuses to run a service
@@ -334,14 +275,14 @@ impl Default for ServiceConfig {
     }
 }
 
-fn default_quiesce_timeout() -> String {
-    "10m".into()
+fn default_quiesce_timeout() -> Span {
+    Span::from_mins(10)
 }
-fn default_quiesce_interval() -> String {
-    "15s".into()
+fn default_quiesce_interval() -> Span {
+    Span::from_secs(15)
 }
-fn default_command_timeout() -> String {
-    "5m".into()
+fn default_command_timeout() -> Span {
+    Span::from_mins(5)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -412,12 +353,12 @@ pub struct PostgresConfig {
     /// a transaction holding an exclusive lock would otherwise hang a nightly run until
     /// morning. `0` waits forever.
     #[serde(default = "default_lock_wait_timeout")]
-    pub lock_wait_timeout: String,
+    pub lock_wait_timeout: Span,
     /// How long the PostgreSQL tools may take to connect (libpq's `connect_timeout`, given as
     /// PGCONNECT_TIMEOUT): a server that accepts connections and never answers would
     /// otherwise hang a run. Default: PGCONNECT_TIMEOUT from the environment, else 30s.
     /// `0` waits forever.
-    pub connect_timeout: Option<String>,
+    pub connect_timeout: Option<Span>,
     /// Also dump roles and tablespaces (`pg_dumpall --globals-only`).
     #[serde(default)]
     pub globals: bool,
@@ -453,8 +394,8 @@ impl PostgresConfig {
     }
 }
 
-fn default_lock_wait_timeout() -> String {
-    "10m".into()
+fn default_lock_wait_timeout() -> Span {
+    Span::from_mins(10)
 }
 
 impl Config {
@@ -570,16 +511,6 @@ impl AppConfig {
                 ));
             }
         }
-        for (key, v) in [
-            ("post_restore_timeout", &self.post_restore_timeout),
-            ("service.quiesce_timeout", &self.service.quiesce_timeout),
-            ("service.quiesce_interval", &self.service.quiesce_interval),
-            ("service.command_timeout", &self.service.command_timeout),
-        ] {
-            if let Err(e) = parse_duration(v) {
-                out.push((key, e));
-            }
-        }
         if profile.name != ProfileName::Dss {
             for (key, set) in [
                 (
@@ -643,28 +574,11 @@ impl AppConfig {
             }
         }
         if let Some(r) = &self.retention {
-            match r.policy() {
-                Err(e) => out.push(("retention.keep_within", e)),
-                Ok(p) if p.is_empty() => out.push((
+            if r.policy().is_empty() {
+                out.push((
                     "retention",
                     "no keep_* rule: this policy would remove every snapshot".into(),
-                )),
-                Ok(_) => {}
-            }
-            if let Err(e) = r.repack_fraction() {
-                out.push(("retention.repack_threshold", e));
-            }
-        }
-        if let Some(c) = &self.check {
-            if let Some(s) = &c.read_data_subset {
-                if let Err(e) = crate::job::parse_subset(s) {
-                    out.push(("check.read_data_subset", e));
-                }
-            }
-            if let Some(e) = &c.every {
-                if let Err(e) = holdfast_core::retention::parse_duration(e) {
-                    out.push(("check.every", e));
-                }
+                ));
             }
         }
         let mut names = std::collections::HashSet::new();
@@ -681,30 +595,9 @@ impl AppConfig {
             if pg.jobs == 0 {
                 out.push(("postgres.jobs", "must be at least 1".into()));
             }
-            if let Err(e) = parse_duration(&pg.lock_wait_timeout) {
-                out.push(("postgres.lock_wait_timeout", e));
-            }
-            if let Some(Err(e)) = pg.connect_timeout.as_deref().map(parse_duration) {
-                out.push(("postgres.connect_timeout", e));
-            }
         }
         out
     }
-}
-
-/// `30s`, `10m`, `2h`, or plain seconds.
-pub fn parse_duration(s: &str) -> std::result::Result<std::time::Duration, String> {
-    let s = s.trim();
-    let (num, mult) = match s.char_indices().last() {
-        Some((i, 's')) => (&s[..i], 1),
-        Some((i, 'm')) => (&s[..i], 60),
-        Some((i, 'h')) => (&s[..i], 3600),
-        _ => (s, 1),
-    };
-    num.trim()
-        .parse::<u64>()
-        .map(|n| std::time::Duration::from_secs(n * mult))
-        .map_err(|_| format!("'{s}' is not a duration (e.g. 30s, 10m, 2h)"))
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
@@ -800,10 +693,39 @@ url = "postgresql://govern@127.0.0.1:5432/govern"
         assert!(!e.contains("secret"), "{e}");
     }
 
+    /// One duration grammar for the whole file: timeouts and retention used to read `m` as
+    /// minutes and months respectively; now it is refused wherever it appears.
     #[test]
-    fn durations() {
-        assert_eq!(parse_duration("10m").unwrap().as_secs(), 600);
-        assert_eq!(parse_duration("45").unwrap().as_secs(), 45);
-        assert!(parse_duration("soon").is_err());
+    fn durations_share_one_grammar() {
+        let base = "[app.x]\nprofile = \"dss\"\ndata_dir = \"/d\"\n";
+        for (table, key) in [
+            ("service", "quiesce_timeout"),
+            ("service", "command_timeout"),
+            ("retention", "keep_within"),
+            ("check", "every"),
+        ] {
+            let extra = if table == "retention" {
+                "keep_last = 1\n"
+            } else {
+                ""
+            };
+            let e = parse(&format!("{base}[app.x.{table}]\n{extra}{key} = \"6m\"\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("6min") && e.contains("6mo"),
+                "{table}.{key}: {e}"
+            );
+            assert!(e.contains(":5:") || e.contains(":6:"), "{e}");
+        }
+        let c = parse(&format!(
+            "{base}[app.x.service]\nquiesce_timeout = \"10min\"\n[app.x.retention]\nkeep_within = \"6mo\"\n"
+        ))
+        .unwrap();
+        let app = &c.app["x"];
+        assert_eq!(app.service.quiesce_timeout.as_secs(), 600);
+        let within = app.retention.as_ref().unwrap().keep_within.unwrap();
+        assert_eq!(within.as_secs(), 180 * 86400);
+        assert_eq!(app.service.command_timeout.as_secs(), 300, "default 5min");
     }
 }

@@ -127,17 +127,11 @@ impl Postgres {
             // libpq prefers PGPASSWORD to the file: the configured file must win.
             c.env("PGPASSFILE", p).env_remove("PGPASSWORD");
         }
-        match self
-            .config
-            .connect_timeout
-            .as_deref()
-            .map(crate::config::parse_duration)
-        {
-            Some(Ok(t)) => {
+        match self.config.connect_timeout {
+            Some(t) => {
                 // libpq counts whole seconds and treats 1 as 2; 0 means no limit.
                 c.env("PGCONNECT_TIMEOUT", t.as_secs().to_string());
             }
-            Some(Err(_)) => {} // reported by `config check` and before a run
             None if std::env::var_os("PGCONNECT_TIMEOUT").is_none() => {
                 c.env(
                     "PGCONNECT_TIMEOUT",
@@ -153,8 +147,7 @@ impl Postgres {
     /// `pg_dump` with the configured lock wait timeout.
     fn pg_dump(&self) -> Command {
         let mut c = self.tool("pg_dump");
-        let wait = crate::config::parse_duration(&self.config.lock_wait_timeout)
-            .unwrap_or(std::time::Duration::ZERO);
+        let wait = self.config.lock_wait_timeout.as_std();
         if !wait.is_zero() {
             c.arg(format!("--lock-wait-timeout={}", wait.as_millis()));
         }

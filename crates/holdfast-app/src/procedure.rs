@@ -19,7 +19,7 @@ use holdfast_core::snapshot::Snapshot;
 use holdfast_core::Repository;
 use serde::Serialize;
 
-use crate::config::{parse_duration, Mode};
+use crate::config::Mode;
 use crate::error::{Error, Result};
 use crate::postgres::Postgres;
 use crate::profile::Resolved;
@@ -307,8 +307,8 @@ pub fn wait_until_quiet(
     on_step("waiting until no job is running");
     service::wait_quiet(
         &check,
-        parse_duration(&cfg.quiesce_timeout).map_err(Error::Config)?,
-        parse_duration(&cfg.quiesce_interval).map_err(Error::Config)?,
+        cfg.quiesce_timeout.as_std(),
+        cfg.quiesce_interval.as_std(),
         command_timeout,
         cancel,
         user,
@@ -332,7 +332,7 @@ pub fn backup_app(
     preflight(app, mode, &run.state_dir)?;
     let version = app.version_in(&data_dir);
     let dbs = database_sources(app, &run.state_dir)?;
-    let command_timeout = parse_duration(&cfg.service.command_timeout).map_err(Error::Config)?;
+    let command_timeout = cfg.service.command_timeout.as_std();
     let mut hooks = Hooks {
         app,
         mode,

@@ -17,7 +17,6 @@ use holdfast_core::tree::NodeKind;
 use holdfast_core::Repository;
 use serde::Serialize;
 
-use crate::config::parse_duration;
 use crate::error::{Error, Result};
 use crate::postgres::{DumpInput, PgUrl, Postgres};
 use crate::profile::{compare_versions, Resolved};
@@ -335,8 +334,7 @@ impl AppRestore<'_> {
         if let Some(cmd) = &self.app.config.post_restore_command {
             let cmd = cmd.replace("{data_dir}", &target.to_string_lossy());
             (self.on_step)("running the post-restore step");
-            let timeout =
-                parse_duration(&self.app.config.post_restore_timeout).map_err(Error::Config)?;
+            let timeout = self.app.config.post_restore_timeout.as_std();
             run_step("post-restore step", &cmd, &[], timeout)?;
             report.post_restore = Some(cmd);
         }
@@ -645,8 +643,7 @@ impl AppRestore<'_> {
 }
 
 fn parse_timeout(app: &Resolved) -> std::time::Duration {
-    parse_duration(&app.config.service.command_timeout)
-        .unwrap_or(std::time::Duration::from_secs(300))
+    app.config.service.command_timeout.as_std()
 }
 
 /// A pristine restore renames the data directory's entries into a sibling directory, which

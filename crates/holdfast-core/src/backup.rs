@@ -232,10 +232,10 @@ pub fn backup(
         None => None,
     };
 
-    let uploaders = if repo.storage().local_root().is_some() {
-        1
-    } else {
+    let uploaders = if repo.storage().properties().high_latency {
         4
+    } else {
+        1
     };
     let saver = BlobSaver::with_checkpoints(repo.clone(), uploaders, opts.checkpoints.clone());
     let ctx = Ctx {

@@ -241,22 +241,18 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
 
 /// Key files any local user can read: an offline password guess needs nothing more.
 fn key_file_modes(repo: &Repository, report: &mut CheckReport) {
-    use std::os::unix::fs::PermissionsExt;
-    let Some(root) = repo.storage().local_root() else {
-        return;
-    };
     let Ok(keys) = repo.storage().list(layout::KEYS) else {
         return;
     };
     for k in keys {
-        let path = root.join(&k.path);
-        if let Ok(m) = std::fs::symlink_metadata(&path) {
-            if m.permissions().mode() & 0o077 != 0 {
+        if let Some(mode) = repo.storage().mode(&k.path) {
+            if mode & 0o077 != 0 {
                 report.warnings.push(format!(
-                    "key file {} is readable by others (mode {:o}): anyone who can read it can \
-                     try passwords offline; chmod 600 it",
-                    path.display(),
-                    m.permissions().mode() & 0o777
+                    "key file {} of {} is readable by others (mode {:o}): anyone who can read \
+                     it can try passwords offline; chmod 600 it",
+                    k.path,
+                    repo.storage().location(),
+                    mode & 0o777
                 ));
             }
         }

@@ -101,10 +101,10 @@ pub fn copy(
 ) -> Result<CopyReport> {
     let mut report = CopyReport::default();
     let dst_snaps = dst.list_snapshots()?;
-    let uploaders = if dst.storage().local_root().is_some() {
-        1
-    } else {
+    let uploaders = if dst.storage().properties().high_latency {
         4
+    } else {
+        1
     };
     let saver = BlobSaver::with_checkpoints(dst.clone(), uploaders, Some(checkpoints.clone()));
     let mut copier = Copier {

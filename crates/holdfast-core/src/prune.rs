@@ -59,9 +59,9 @@ pub struct PruneReport {
 /// Temporary files in the local backend's `tmp/` older than [`crate::lock::STALE_AFTER`]:
 /// writes of processes killed before their rename. Younger ones may be a live write.
 pub fn stale_temp_files(repo: &Repository) -> Result<Vec<crate::storage::Listed>> {
-    let Some(_) = repo.storage().local_root() else {
+    if !repo.storage().properties().temp_files {
         return Ok(Vec::new()); // object stores have no temporary names
-    };
+    }
     let now = std::time::SystemTime::now();
     Ok(repo
         .storage()

@@ -781,7 +781,7 @@ pub fn read_config(storage: &Storage) -> Result<Config> {
     let bytes = match storage.read(layout::CONFIG) {
         Ok(b) => b,
         // A bucket has no folders: an empty prefix is simply no repository yet.
-        Err(Error::NotFound(_)) if storage.local_root().is_none() => {
+        Err(Error::NotFound(_)) if !storage.properties().has_folders => {
             return Err(Error::NoRepository(storage.location().to_string()))
         }
         Err(Error::NotFound(_)) => {

@@ -325,7 +325,7 @@ const ZERO_BLOCK: usize = 4096;
 const REMOTE_WRITERS: usize = 8;
 
 fn remote_pool(repo: &Repository) -> Option<rayon::ThreadPool> {
-    if repo.storage().local_root().is_some() {
+    if !repo.storage().properties().high_latency {
         return None;
     }
     rayon::ThreadPoolBuilder::new()

@@ -8,11 +8,13 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Datelike, Duration, Local, Timelike, Utc};
+use chrono::{DateTime, Datelike, Local, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::id::SnapshotId;
+use crate::share::Share;
 use crate::snapshot::Snapshot;
+use crate::span::Span;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Policy {
@@ -24,8 +26,8 @@ pub struct Policy {
     pub yearly: Option<u32>,
     /// Keep everything newer than this, measured back from the group's newest snapshot (not
     /// from now, so that a host that stopped backing up does not lose its last snapshots).
-    #[serde(default, with = "opt_duration")]
-    pub within: Option<Duration>,
+    #[serde(default)]
+    pub within: Option<Span>,
     /// Keep every snapshot carrying one of these tags.
     #[serde(default)]
     pub tags: Vec<String>,
@@ -149,8 +151,8 @@ pub fn apply(snaps: &[(SnapshotId, Snapshot)], policy: &Policy) -> Vec<Decision>
                 }
             }
             if let (Some(d), Some(newest)) = (policy.within, newest) {
-                if s.time >= newest - d {
-                    reasons.push(format!("within {}", format_duration(d)));
+                if s.time >= newest - d.as_chrono() {
+                    reasons.push(format!("within {d}"));
                 }
             }
             for t in &policy.tags {
@@ -170,73 +172,91 @@ pub fn apply(snaps: &[(SnapshotId, Snapshot)], policy: &Policy) -> Vec<Decision>
     out
 }
 
-/// Parses `4d`, `36h`, `2w`, `1y6m`, `90m` is minutes only when written `90min`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let mut total = Duration::zero();
-    let mut num = String::new();
-    let mut rest = s.trim();
-    if rest.is_empty() {
-        return Err("empty duration".into());
-    }
-    while !rest.is_empty() {
-        let c = rest.chars().next().unwrap();
-        if c.is_ascii_digit() {
-            num.push(c);
-            rest = &rest[1..];
-            continue;
-        }
-        let n: i64 = num
-            .parse()
-            .map_err(|_| format!("'{s}' is not a duration like 4d, 36h, 2w, 6m or 1y"))?;
-        num.clear();
-        let (unit, len) = if rest.starts_with("min") {
-            ("min", 3)
-        } else {
-            (&rest[..1], 1)
-        };
-        total += match unit {
-            "min" => Duration::minutes(n),
-            "h" => Duration::hours(n),
-            "d" => Duration::days(n),
-            "w" => Duration::weeks(n),
-            "m" => Duration::days(30 * n),
-            "y" => Duration::days(365 * n),
-            _ => {
-                return Err(format!(
-                    "'{s}': unknown unit '{unit}' (use min, h, d, w, m, y)"
-                ))
-            }
-        };
-        rest = &rest[len..];
-    }
-    if !num.is_empty() {
-        return Err(format!("'{s}': a number needs a unit (min, h, d, w, m, y)"));
-    }
-    Ok(total)
+/// A forget run's rules, the same whether they come from `forget --keep-* [--prune]` or from
+/// an application's `[retention]` table (whose keys are these fields' names).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
+pub struct ForgetRules {
+    /// Keep the N newest snapshots
+    #[cfg_attr(feature = "clap", arg(long, value_name = "N"))]
+    pub keep_last: Option<u32>,
+    /// Keep the newest snapshot of each of the last N hours that have one
+    #[cfg_attr(feature = "clap", arg(long, value_name = "N"))]
+    pub keep_hourly: Option<u32>,
+    /// ... of each of the last N days
+    #[cfg_attr(feature = "clap", arg(long, value_name = "N"))]
+    pub keep_daily: Option<u32>,
+    /// ... of each of the last N ISO weeks
+    #[cfg_attr(feature = "clap", arg(long, value_name = "N"))]
+    pub keep_weekly: Option<u32>,
+    /// ... of each of the last N months
+    #[cfg_attr(feature = "clap", arg(long, value_name = "N"))]
+    pub keep_monthly: Option<u32>,
+    /// ... of each of the last N years
+    #[cfg_attr(feature = "clap", arg(long, value_name = "N"))]
+    pub keep_yearly: Option<u32>,
+    /// Keep every snapshot within DURATION of the group's newest (e.g. 4d, 36h, 2w, 6mo, 1y;
+    /// `m` is refused as ambiguous: min or mo)
+    #[cfg_attr(feature = "clap", arg(long, value_name = "DURATION"))]
+    pub keep_within: Option<Span>,
+    /// Keep every snapshot with this tag (repeatable)
+    #[serde(default)]
+    #[cfg_attr(feature = "clap", arg(long = "keep-tag", value_name = "TAG"))]
+    pub keep_tags: Vec<String>,
+    /// Apply the policy to snapshots tagged `pre-upgrade` too (by default they are always kept
+    /// and not counted)
+    #[serde(default)]
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub include_pre_upgrade: bool,
+    /// Prune afterwards
+    #[serde(default)]
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub prune: bool,
+    /// With prune: repack packs with at least this share unused
+    #[serde(default = "Share::repack_default")]
+    #[cfg_attr(
+        feature = "clap",
+        arg(long, default_value = "20%", value_name = "PERCENT")
+    )]
+    pub repack_threshold: Share,
 }
 
-pub fn format_duration(d: Duration) -> String {
-    let h = d.num_hours();
-    if h % 24 == 0 {
-        format!("{}d", h / 24)
-    } else {
-        format!("{h}h")
+impl Default for ForgetRules {
+    fn default() -> Self {
+        ForgetRules {
+            keep_last: None,
+            keep_hourly: None,
+            keep_daily: None,
+            keep_weekly: None,
+            keep_monthly: None,
+            keep_yearly: None,
+            keep_within: None,
+            keep_tags: Vec::new(),
+            include_pre_upgrade: false,
+            prune: false,
+            repack_threshold: Share::repack_default(),
+        }
     }
 }
 
-mod opt_duration {
-    use chrono::Duration;
-    use serde::{Deserialize, Deserializer, Serializer};
-    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match d {
-            Some(d) => s.serialize_str(&super::format_duration(*d)),
-            None => s.serialize_none(),
+impl ForgetRules {
+    pub fn policy(&self) -> Policy {
+        Policy {
+            last: self.keep_last,
+            hourly: self.keep_hourly,
+            daily: self.keep_daily,
+            weekly: self.keep_weekly,
+            monthly: self.keep_monthly,
+            yearly: self.keep_yearly,
+            within: self.keep_within,
+            tags: self.keep_tags.clone(),
+            protected_tags: if self.include_pre_upgrade {
+                Vec::new()
+            } else {
+                vec![PRE_UPGRADE_TAG.to_string()]
+            },
         }
-    }
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        let s: Option<String> = Option::deserialize(d)?;
-        s.map(|s| super::parse_duration(&s).map_err(serde::de::Error::custom))
-            .transpose()
     }
 }
 
@@ -244,6 +264,7 @@ mod opt_duration {
 mod tests {
     use super::*;
     use crate::id::BlobId;
+    use chrono::Duration;
 
     fn snap(days_ago: i64, hours: i64, host: &str, tags: &[&str]) -> (SnapshotId, Snapshot) {
         let time = Utc::now() - Duration::days(days_ago) - Duration::hours(hours);
@@ -357,7 +378,7 @@ mod tests {
         let d = apply(
             &snaps,
             &Policy {
-                within: Some(Duration::days(4)),
+                within: Some(Span::from_hours(96)),
                 ..Default::default()
             },
         );
@@ -370,11 +391,9 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("4d").unwrap(), Duration::days(4));
-        assert_eq!(parse_duration("1d12h").unwrap(), Duration::hours(36));
-        assert_eq!(parse_duration("90min").unwrap(), Duration::minutes(90));
-        assert!(parse_duration("4").is_err());
-        assert!(parse_duration("4x").is_err());
-        assert!(parse_duration("").is_err());
+        let r: ForgetRules = serde_json::from_str(r#"{"keep_within": "4d"}"#).unwrap();
+        assert_eq!(r.policy().within, Some(Span::from_hours(96)));
+        assert_eq!(r.repack_threshold, Share::repack_default());
+        assert!(serde_json::from_str::<ForgetRules>(r#"{"keep_within": "6m"}"#).is_err());
     }
 }

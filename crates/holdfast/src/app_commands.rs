@@ -359,8 +359,7 @@ pub fn provider_snapshots(ctx: &Ctx, app_name: &str) -> Result<i32> {
             "application {app_name} has no [snapshot] provider configured"
         ));
     };
-    let timeout = holdfast_app::config::parse_duration(&app_cfg.service.command_timeout)
-        .map_err(holdfast_app::Error::Config)?;
+    let timeout = app_cfg.service.command_timeout.as_std();
     let vol =
         holdfast_app::volume::Volume::new(app_name, v, &app_cfg.data_dir, &cfg.state_dir, timeout);
     let names = vol.list()?;
@@ -661,8 +660,7 @@ fn say_databases(ctx: &Ctx, r: &holdfast_app::restore::AppRestoreReport) {
 pub fn upgrade(ctx: &Ctx, a: UpgradeArgs) -> Result<i32> {
     use holdfast_app::service::{self, Stopped};
     use holdfast_app::upgrade as marker;
-    let timeout =
-        holdfast_app::config::parse_duration(&a.timeout).map_err(holdfast_app::Error::Config)?;
+    let timeout = a.timeout.as_std();
     let cfg = ctx.config()?;
     let state_dir = cfg.state_dir.clone();
     // Held from the preflight to the start after the upgrade; the backup inside shares it.
@@ -702,8 +700,7 @@ pub fn upgrade(ctx: &Ctx, a: UpgradeArgs) -> Result<i32> {
             a.app
         ));
     };
-    let step_timeout = holdfast_app::config::parse_duration(&app.config.service.command_timeout)
-        .map_err(holdfast_app::Error::Config)?;
+    let step_timeout = app.config.service.command_timeout.as_std();
     let user = app.service_user()?;
     // A failed upgrade is resumed on the stopped service (no new backup: the pre-upgrade
     // snapshot is the one to go back to), or refused until resumed, abandoned or restored.

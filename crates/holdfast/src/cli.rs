@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use holdfast_core::span::Span;
 
 pub const EXIT_CODES: &str = "\
 EXIT CODES:
@@ -273,10 +274,10 @@ pub struct CopyArgs {
     /// S3 region of the source, when it differs
     #[arg(long, value_name = "REGION")]
     pub from_s3_region: Option<String>,
-    /// Every this many seconds, write an index of the data copied so far, so that a copy
+    /// Every DURATION, write an index of the data copied so far, so that a copy
     /// killed midway keeps it (as `backup --checkpoint-interval`)
-    #[arg(long, default_value_t = CHECKPOINT_INTERVAL_SECS, value_name = "SECONDS")]
-    pub checkpoint_interval: u64,
+    #[arg(long, default_value_t = CHECKPOINT_INTERVAL, value_name = "DURATION")]
+    pub checkpoint_interval: Span,
     #[command(flatten)]
     pub filter: Filter,
 }
@@ -338,7 +339,7 @@ pub struct UpgradeArgs {
     pub app: String,
     /// Longest the upgrade command may take
     #[arg(long, default_value = "2h", value_name = "DURATION")]
-    pub timeout: String,
+    pub timeout: Span,
     /// After a failed upgrade: run the upgrade command again on the stopped service (no new
     /// backup), then start the service if it ran before
     #[arg(long, conflicts_with = "abandon")]
@@ -408,10 +409,10 @@ pub struct ImportArgs {
     /// any amount of work. Checked against declared sizes before reading, and while reading
     #[arg(long, default_value = "16T", value_name = "SIZE", value_parser = parse_byte_size)]
     pub max_total_size: u64,
-    /// Every this many seconds, write an index of the data stored so far, so that an import
+    /// Every DURATION, write an index of the data stored so far, so that an import
     /// killed midway keeps it (as `backup --checkpoint-interval`)
-    #[arg(long, default_value_t = CHECKPOINT_INTERVAL_SECS, value_name = "SECONDS")]
-    pub checkpoint_interval: u64,
+    #[arg(long, default_value_t = CHECKPOINT_INTERVAL, value_name = "DURATION")]
+    pub checkpoint_interval: Span,
 }
 
 #[derive(Args, Debug)]
@@ -431,55 +432,18 @@ pub struct ExportArgs {
     pub filter: Filter,
 }
 
-#[derive(Args, Debug, Clone, Default)]
-pub struct KeepArgs {
-    /// Keep the N newest snapshots
-    #[arg(long = "keep-last", value_name = "N")]
-    pub last: Option<u32>,
-    /// Keep the newest snapshot of each of the last N hours that have one
-    #[arg(long = "keep-hourly", value_name = "N")]
-    pub hourly: Option<u32>,
-    /// ... of each of the last N days
-    #[arg(long = "keep-daily", value_name = "N")]
-    pub daily: Option<u32>,
-    /// ... of each of the last N ISO weeks
-    #[arg(long = "keep-weekly", value_name = "N")]
-    pub weekly: Option<u32>,
-    /// ... of each of the last N months
-    #[arg(long = "keep-monthly", value_name = "N")]
-    pub monthly: Option<u32>,
-    /// ... of each of the last N years
-    #[arg(long = "keep-yearly", value_name = "N")]
-    pub yearly: Option<u32>,
-    /// Keep every snapshot within DURATION (e.g. 4d, 36h, 2w, 6m, 1y) of the group's newest
-    #[arg(long = "keep-within", value_name = "DURATION")]
-    pub within: Option<String>,
-    /// Keep every snapshot with this tag (repeatable)
-    #[arg(long = "keep-tag", value_name = "TAG")]
-    pub keep_tags: Vec<String>,
-    /// Apply the policy to snapshots tagged `pre-upgrade` too (by default they are always kept
-    /// and not counted)
-    #[arg(long)]
-    pub include_pre_upgrade: bool,
-}
-
 #[derive(Args, Debug)]
 pub struct ForgetArgs {
     /// Forget exactly these snapshots (id prefixes) instead of applying a policy
     pub snapshots: Vec<String>,
+    /// The same rules as an application's `[retention]` table
     #[command(flatten)]
-    pub keep: KeepArgs,
+    pub rules: holdfast_core::retention::ForgetRules,
     #[command(flatten)]
     pub filter: Filter,
     /// Show what would be removed, and why, without removing anything
     #[arg(short = 'n', long)]
     pub dry_run: bool,
-    /// Prune afterwards
-    #[arg(long)]
-    pub prune: bool,
-    /// With --prune: repack packs with at least this share unused
-    #[arg(long, default_value = "20%", value_name = "PERCENT")]
-    pub repack_threshold: String,
 }
 
 #[derive(Args, Debug)]
@@ -489,12 +453,12 @@ pub struct PruneArgs {
     pub dry_run: bool,
     /// Repack packs with at least this share of unused bytes (0% repacks any with waste)
     #[arg(long, default_value = "20%", value_name = "PERCENT")]
-    pub repack_threshold: String,
+    pub repack_threshold: holdfast_core::share::Share,
 }
 
 /// Default of `backup --checkpoint-interval`: at most five minutes of uploads are lost to a
 /// killed backup, for one small index file per five minutes of a long run.
-pub const CHECKPOINT_INTERVAL_SECS: u64 = 300;
+pub const CHECKPOINT_INTERVAL: Span = Span::from_mins(5);
 
 #[derive(Args, Debug)]
 pub struct InitArgs {
@@ -576,11 +540,11 @@ pub struct BackupArgs {
     /// Read every file, ignoring the parent snapshot
     #[arg(long)]
     pub force: bool,
-    /// Every this many seconds, write an index of the data stored so far. A backup killed
+    /// Every DURATION, write an index of the data stored so far. A backup killed
     /// midway (kill -9, power loss) then keeps what it uploaded up to the last checkpoint: the
     /// next run does not read it into the repository again. 0 writes one after every pack
-    #[arg(long, default_value_t = CHECKPOINT_INTERVAL_SECS, value_name = "SECONDS")]
-    pub checkpoint_interval: u64,
+    #[arg(long, default_value_t = CHECKPOINT_INTERVAL, value_name = "DURATION")]
+    pub checkpoint_interval: Span,
 }
 
 impl BackupArgs {
@@ -602,7 +566,7 @@ impl BackupArgs {
             host: None,
             parent: None,
             force: false,
-            checkpoint_interval: CHECKPOINT_INTERVAL_SECS,
+            checkpoint_interval: CHECKPOINT_INTERVAL,
         }
     }
 }
@@ -701,7 +665,7 @@ pub struct CheckArgs {
     pub read_data: bool,
     /// Read and verify a part of the data: a percentage (`10%`) or a fraction (`1/7`)
     #[arg(long, value_name = "SUBSET", conflicts_with = "read_data")]
-    pub read_data_subset: Option<String>,
+    pub read_data_subset: Option<holdfast_core::share::Subset>,
 }
 
 #[derive(Subcommand, Debug)]

@@ -180,10 +180,10 @@ fn backup_cmd(ctx: &Ctx, a: BackupArgs) -> Result<i32> {
 }
 
 /// Intermediate index files every `secs` seconds, written while `lock` is still held.
-pub fn checkpoints(lock: &LockGuard, secs: u64) -> Checkpoints {
+pub fn checkpoints(lock: &LockGuard, every: holdfast_core::span::Span) -> Checkpoints {
     let witness = lock.witness();
     Checkpoints {
-        every: std::time::Duration::from_secs(secs),
+        every: every.as_std(),
         guard: Arc::new(move || witness.ensure_held()),
     }
 }
@@ -428,36 +428,8 @@ pub fn restore_files(
     })
 }
 
-fn parse_subset(s: &str) -> Result<f64> {
-    let f = if let Some(p) = s.strip_suffix('%') {
-        p.trim().parse::<f64>().map(|v| v / 100.0)
-    } else if let Some((n, d)) = s.split_once('/') {
-        match (n.trim().parse::<f64>(), d.trim().parse::<f64>()) {
-            (Ok(n), Ok(d)) if d > 0.0 => Ok(n / d),
-            _ => "x".parse::<f64>(),
-        }
-    } else {
-        s.parse::<f64>()
-    }
-    .map_err(|_| {
-        crate::usage!(
-            "--read-data-subset takes a percentage like 10% or a fraction like 1/7, not '{s}'"
-        )
-    })?;
-    if !(f > 0.0 && f <= 1.0) {
-        return Err(crate::usage!(
-            "--read-data-subset must be more than 0% and at most 100%, not '{s}'"
-        ));
-    }
-    Ok(f)
-}
-
 fn check_cmd(ctx: &Ctx, a: CheckArgs) -> Result<i32> {
-    let subset = a
-        .read_data_subset
-        .as_deref()
-        .map(parse_subset)
-        .transpose()?;
+    let subset = a.read_data_subset.map(|s| s.fraction());
     // Not open_locked: a damaged index file must be reported by check, not stop it. And not
     // through the cache: check verifies what the repository holds.
     let repo = ctx.open_cached(a.with_cache && !ctx.global.no_cache)?;
@@ -824,44 +796,8 @@ fn unlock(ctx: &Ctx, a: UnlockArgs) -> Result<i32> {
     Ok(exit::OK)
 }
 
-fn parse_percent(s: &str) -> Result<f64> {
-    let v: f64 = s
-        .trim()
-        .trim_end_matches('%')
-        .parse()
-        .map_err(|_| crate::usage!("'{s}' is not a percentage like 20%"))?;
-    if !(0.0..=100.0).contains(&v) {
-        return Err(crate::usage!("'{s}' must be between 0% and 100%"));
-    }
-    Ok(v / 100.0)
-}
-
-fn policy(k: &KeepArgs) -> Result<holdfast_core::retention::Policy> {
-    Ok(holdfast_core::retention::Policy {
-        last: k.last,
-        hourly: k.hourly,
-        daily: k.daily,
-        weekly: k.weekly,
-        monthly: k.monthly,
-        yearly: k.yearly,
-        within: k
-            .within
-            .as_deref()
-            .map(holdfast_core::retention::parse_duration)
-            .transpose()
-            .map_err(|e| crate::usage!("--keep-within: {e}"))?,
-        tags: k.keep_tags.clone(),
-        protected_tags: if k.include_pre_upgrade {
-            Vec::new()
-        } else {
-            vec![holdfast_core::retention::PRE_UPGRADE_TAG.to_string()]
-        },
-    })
-}
-
 fn forget(ctx: &Ctx, a: ForgetArgs) -> Result<i32> {
-    let policy = policy(&a.keep)?;
-    let threshold = parse_percent(&a.repack_threshold)?;
+    let policy = a.rules.policy();
     if policy.is_empty() && a.snapshots.is_empty() {
         return Err(crate::usage!(
             "no snapshots and no --keep-* policy given: refusing to forget everything"
@@ -874,88 +810,27 @@ fn forget(ctx: &Ctx, a: ForgetArgs) -> Result<i32> {
     }
     let (repo, lock) = ctx.open_locked(true, "forget")?;
     let f = filter(&a.filter);
-    // A policy decides by every snapshot: while one cannot be read (it may be the newest of
-    // its group), nothing is forgotten by policy. Named ids are taken as given.
-    let snaps: Vec<_> = if a.snapshots.is_empty() {
-        repo.list_snapshots_strict()?
-            .into_iter()
-            .filter(|(_, s)| f.matches(s))
-            .collect()
+    let selection = if a.snapshots.is_empty() {
+        holdfast_core::forget::Selection::Policy
     } else {
-        repo.list_snapshots_matching(&f)?
+        holdfast_core::forget::Selection::Named(&a.snapshots)
     };
-    // Snapshot files that cannot be read are named by id only (no listing shows them);
-    // forgetting one is how an operator removes a damaged snapshot on purpose.
-    let mut damaged = Vec::new();
-    let decisions: Vec<holdfast_core::retention::Decision> = if a.snapshots.is_empty() {
-        holdfast_core::retention::apply(&snaps, &policy)
-    } else {
-        let mut chosen = Vec::new();
-        for p in &a.snapshots {
-            match repo.find_snapshot(p, &SnapshotFilter::default()) {
-                Ok((id, _)) => chosen.push(id),
-                Err(e @ holdfast_core::Error::Corrupt { .. }) => {
-                    match repo.snapshot_ids_with_prefix(p)?.as_slice() {
-                        [id] if p != "latest" => {
-                            tracing::warn!(
-                                "snapshot {} cannot be read ({e}); it is removed as asked",
-                                id.short()
-                            );
-                            damaged.push(*id);
-                        }
-                        _ => return Err(e.into()),
-                    }
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        snaps
-            .iter()
-            .map(|(id, s)| holdfast_core::retention::Decision {
-                id: *id,
-                time: s.time,
-                group: holdfast_core::retention::group_key(s),
-                keep: !chosen.contains(id),
-                reasons: if chosen.contains(id) {
-                    vec![]
-                } else {
-                    vec!["not named".into()]
-                },
-            })
-            .collect()
-    };
-    let mut removed = Vec::new();
-    if !a.dry_run {
-        for d in decisions.iter().filter(|d| !d.keep) {
-            lock.ensure_held()?;
-            repo.delete_snapshot(&d.id)?;
-            removed.push(d.id);
-        }
-        for id in &damaged {
-            lock.ensure_held()?;
-            repo.delete_snapshot(id)?;
-            removed.push(*id);
-        }
-    }
-    let prune_report = if a.prune && !a.dry_run {
-        Some(holdfast_core::prune::prune_guarded(
-            &repo,
-            &holdfast_core::prune::PruneOptions {
-                repack_threshold: threshold,
-                dry_run: false,
-            },
-            &|| lock.ensure_held(),
-        )?)
-    } else {
-        None
-    };
+    let report = holdfast_core::forget::forget(
+        &repo,
+        &lock,
+        selection,
+        &|s| f.matches(s),
+        &a.rules,
+        a.dry_run,
+    )?;
     drop(lock);
     if ctx.global.json {
-        ctx.json(&json!({"dry_run": a.dry_run, "decisions": decisions, "removed": removed, "prune": prune_report}));
+        ctx.json(&report);
         return Ok(exit::OK);
     }
+    let (decisions, damaged) = (&report.decisions, &report.unreadable);
     let mut group = String::new();
-    for d in &decisions {
+    for d in decisions {
         if d.group != group {
             group = d.group.clone();
             ctx.say(format!("{group}:"));
@@ -974,7 +849,7 @@ fn forget(ctx: &Ctx, a: ForgetArgs) -> Result<i32> {
             d.reasons.join(", ")
         ));
     }
-    for id in &damaged {
+    for id in damaged {
         ctx.say(format!(
             "  {} {}  (snapshot file cannot be read; named on the command line)",
             if a.dry_run { "would remove" } else { "remove" },
@@ -992,8 +867,8 @@ fn forget(ctx: &Ctx, a: ForgetArgs) -> Result<i32> {
             "removed"
         }
     ));
-    if let Some(r) = prune_report {
-        say_prune(ctx, &r);
+    if let Some(r) = &report.prune {
+        say_prune(ctx, r);
     }
     Ok(exit::OK)
 }
@@ -1100,7 +975,7 @@ fn copy_cmd(ctx: &Ctx, a: CopyArgs) -> Result<i32> {
 }
 
 fn prune_cmd(ctx: &Ctx, a: PruneArgs) -> Result<i32> {
-    let threshold = parse_percent(&a.repack_threshold)?;
+    let threshold = a.repack_threshold.fraction();
     let (repo, _lock) = ctx.open_locked(true, "prune")?;
     let r = holdfast_core::prune::prune(
         &repo,

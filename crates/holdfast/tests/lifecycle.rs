@@ -106,6 +106,61 @@ fn forget_by_policy_dry_run_then_for_real() {
     assert!(stderr(&o).contains("refusing to forget everything"));
 }
 
+/// `m` meant months in `--keep-within` and minutes in configuration timeouts: it is refused in
+/// both places now, naming both spellings, and nothing is forgotten.
+#[test]
+fn an_ambiguous_duration_is_refused_in_flags_and_files_alike() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), "x").unwrap();
+    env.ok(&["backup", src.to_str().unwrap()]);
+    let o = env.run(&["forget", "--keep-within", "6m"]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("6min") && stderr(&o).contains("6mo"),
+        "{}",
+        stderr(&o)
+    );
+    let o = env.run(&[
+        "backup",
+        src.to_str().unwrap(),
+        "--checkpoint-interval",
+        "5m",
+    ]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert_eq!(env.json(&["snapshots"]).as_array().unwrap().len(), 1);
+    for (table, extra, key, line) in [
+        ("retention", "keep_last = 1\n", "keep_within", 7),
+        ("service", "", "quiesce_timeout", 6),
+    ] {
+        let cfg = env.path("holdfast.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "repository = \"{}\"\n[app.a]\nprofile = \"dss\"\ndata_dir = \"{}\"\n[app.a.{table}]\n{extra}{key} = \"6m\"\n",
+                env.repo.display(),
+                src.display()
+            ),
+        )
+        .unwrap();
+        let o = env
+            .cmd()
+            .env("HOLDFAST_CONFIG", &cfg)
+            .args(["config", "check"])
+            .output()
+            .unwrap();
+        assert_eq!(code(&o), 4, "{key}: {}", stderr(&o));
+        assert!(stderr(&o).contains("6min"), "{key}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains(&format!("holdfast.toml:{line}:")),
+            "{key}: {}",
+            stderr(&o)
+        );
+    }
+}
+
 #[test]
 fn prune_frees_space_and_repacks_without_losing_anything() {
     let env = Env::new();

@@ -530,3 +530,20 @@ fn a_failed_multipart_upload_is_aborted() {
     assert!(parts.is_empty(), "parts left on the server: {parts:?}");
     env.ok(&["check"]);
 }
+
+/// The storage conformance suite that the core runs on the local folder, memory and the
+/// decorators, here on a real S3 server (multipart, ranged reads, listing pages, deletes).
+#[test]
+fn the_object_store_backend_conforms() {
+    use holdfast_core::storage::{conformance, S3Credentials, S3Options, Storage};
+    let server = S3Server::start();
+    let mut opts = S3Options::from_url(&format!("s3://{S3_BUCKET}/conformance")).unwrap();
+    opts.endpoint = Some(server.endpoint());
+    opts.credentials = Some(S3Credentials {
+        access_key_id: server.key.clone(),
+        secret_access_key: server.secret.clone(),
+    });
+    let storage = Storage::s3(&opts).unwrap();
+    assert!(storage.properties().high_latency && !storage.properties().has_folders);
+    conformance::check(&storage).unwrap();
+}

@@ -25,7 +25,8 @@ use nix::fcntl::{openat, renameat, OFlag};
 use nix::sys::stat::{fstatat, mkdirat, Mode};
 use nix::unistd::{unlinkat, UnlinkatFlags};
 
-use super::layout;
+use super::backend::{Backend, Properties};
+use super::{layout, Listed};
 use crate::error::{Error, Result};
 
 /// Mode of every file holdfast creates in a repository, cache or state folder.
@@ -64,10 +65,6 @@ impl LocalDir {
         // SAFETY: openat returned a new descriptor that nothing else owns.
         let root_fd = unsafe { OwnedFd::from_raw_fd(fd) };
         Ok(LocalDir { root, root_fd })
-    }
-
-    pub fn root(&self) -> &Path {
-        &self.root
     }
 
     fn full(&self, rel: &str) -> PathBuf {
@@ -345,6 +342,60 @@ impl LocalDir {
             }
         }
         Ok(())
+    }
+}
+
+impl Backend for LocalDir {
+    fn properties(&self) -> Properties {
+        Properties {
+            high_latency: false,
+            has_folders: true,
+            temp_files: true,
+        }
+    }
+
+    fn read(&self, path: &str) -> Result<Vec<u8>> {
+        LocalDir::read(self, path)
+    }
+
+    fn read_range(&self, path: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+        LocalDir::read_range(self, path, offset, len)
+    }
+
+    fn write(&self, path: &str, bytes: Vec<u8>) -> Result<Option<Vec<u8>>> {
+        LocalDir::write(self, path, &bytes).map(|()| Some(bytes))
+    }
+
+    fn delete(&self, path: &str) -> Result<()> {
+        LocalDir::delete(self, path)
+    }
+
+    fn exists(&self, path: &str) -> Result<bool> {
+        LocalDir::exists(self, path)
+    }
+
+    fn list(&self, dir: &str) -> Result<Vec<Listed>> {
+        Ok(LocalDir::list(self, dir)?
+            .into_iter()
+            .map(|e| Listed {
+                path: e.path,
+                name: e.name,
+                modified: e.modified,
+                size: Some(e.size),
+            })
+            .collect())
+    }
+
+    fn mode(&self, path: &str) -> Option<u32> {
+        let (dir, name) = Self::split(path);
+        let chain = self.dir_chain(dir, false).ok()?;
+        fstatat(
+            Some(chain.last()?.as_raw_fd()),
+            name,
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .ok()
+        .map(|st| st.st_mode & 0o7777)
     }
 }
 
