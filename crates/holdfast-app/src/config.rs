@@ -13,6 +13,7 @@ use holdfast_core::span::Span;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+pub use crate::profile::ProfileName;
 
 /// Where the configuration is looked for when `--config` is not given.
 pub const DEFAULT_PATH: &str = "/etc/holdfast/holdfast.toml";
@@ -88,23 +89,6 @@ pub struct CheckConfig {
     pub read_data_subset: Option<Subset>,
     /// Run the check when the last one is older than this (e.g. "7d"); every run if absent.
     pub every: Option<Span>,
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ProfileName {
-    Dss,
-    #[default]
-    Generic,
-}
-
-impl ProfileName {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProfileName::Dss => "dss",
-            ProfileName::Generic => "generic",
-        }
-    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -434,8 +418,13 @@ impl Config {
                     format!(":{line}:{col}")
                 })
                 .unwrap_or_default();
+            let key = e
+                .span()
+                .and_then(|s| key_at(text, s.start))
+                .map(|k| format!("{k}: "))
+                .unwrap_or_default();
             Error::Config(format!(
-                "{}{at}: {}",
+                "{}{at}: {key}{}",
                 path.display(),
                 e.message().trim().replace('\n', " ")
             ))
@@ -583,7 +572,7 @@ impl AppConfig {
         }
         let mut names = std::collections::HashSet::new();
         for pg in &self.postgres {
-            match crate::postgres::PgUrl::parse(&pg.url) {
+            match crate::pg_url::PgUrl::parse(&pg.url) {
                 Ok(u) => {
                     let n = pg.name.clone().unwrap_or(u.dbname.clone());
                     if !names.insert(n.clone()) {
@@ -598,6 +587,27 @@ impl AppConfig {
         }
         out
     }
+}
+
+/// The table and key whose value starts at `offset` (`[app.design.postgres] connect_timeout`),
+/// so that a value that does not parse is named, not only located.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let offset = offset.min(text.len());
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next()?;
+    let (key, _) = line.split_once('=')?;
+    if line_start + key.len() >= offset {
+        return None; // the span is the key itself, not its value
+    }
+    let key = key.trim();
+    let table = text[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|h| format!("{h} "))
+        .unwrap_or_default();
+    Some(format!("{table}{key}"))
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {

@@ -14,11 +14,15 @@ use holdfast_core::lock::LockGuard;
 use holdfast_core::retention::Decision;
 use holdfast_core::Repository;
 
-use crate::config::{CheckConfig, RetentionConfig};
-use crate::error::Result;
-use crate::profile::Resolved;
+use std::path::{Path, PathBuf};
+
+use holdfast_core::error::exit;
+
+use crate::config::{CheckConfig, Config, RetentionConfig};
+use crate::error::{Error, Result};
+use crate::resolved::Resolved;
 use crate::restore::recorded_app;
-use crate::runlog::RunRecord;
+use crate::runlog::{self, RunRecord, RunResult};
 
 /// What the retention step did.
 #[derive(Debug, serde::Serialize)]
@@ -52,6 +56,113 @@ pub fn apply_retention(
         decisions: report.decisions,
         prune: report.prune,
     })
+}
+
+/// The run log: `run_log` of the configuration, else `state_dir/runs.jsonl`.
+pub fn run_log(cfg: &Config) -> PathBuf {
+    cfg.run_log
+        .clone()
+        .unwrap_or_else(|| cfg.state_dir.join("runs.jsonl"))
+}
+
+/// After a scheduled run's backup succeeded: the application's retention, then its check
+/// when due, each recorded in `rec`. `open(use_cache)` opens the repository. Damage is a
+/// failure of the run (exit code 14), never a warning: nothing was forgotten and someone has
+/// to act; other problems of these steps are warnings, the snapshot being written.
+pub fn after_backup(
+    cfg: &Config,
+    app: &Resolved,
+    rec: &mut RunRecord,
+    open: &dyn Fn(bool) -> Result<Arc<Repository>>,
+) {
+    let damaged = |e: &Error| e.exit_code() == exit::INTEGRITY;
+    if let Some(r) = &app.config.retention {
+        match open(true).and_then(|repo| apply_retention(&repo, app, r)) {
+            Ok(o) => {
+                rec.forgotten = o.forgotten;
+                rec.retention_applied = true;
+            }
+            Err(e) if damaged(&e) => {
+                rec.result = RunResult::Failure;
+                rec.exit_code = exit::INTEGRITY;
+                rec.error = Some(format!("retention refused: {e}"));
+            }
+            Err(e) => rec.warnings.push(format!("retention: {e}")),
+        }
+    }
+    if let Some(c) = &app.config.check {
+        if check_due(c, &app.name, &runlog::read(&run_log(cfg))) {
+            // The repository itself, not the cache: check verifies what is stored.
+            match open(false).and_then(|repo| run_check(&repo, c)) {
+                Ok(report) => {
+                    rec.checked = true;
+                    if !report.ok() {
+                        rec.result = RunResult::Failure;
+                        rec.exit_code = exit::INTEGRITY;
+                        rec.error = Some(format!(
+                            "check found damage: {}",
+                            report.errors.first().cloned().unwrap_or_default()
+                        ));
+                    }
+                }
+                Err(e) if damaged(&e) => {
+                    rec.checked = true;
+                    rec.result = RunResult::Failure;
+                    rec.exit_code = exit::INTEGRITY;
+                    rec.error = Some(format!("check found damage: {e}"));
+                }
+                Err(e) => rec.warnings.push(format!("check: {e}")),
+            }
+        }
+    }
+}
+
+/// Ends a run: hooks (global, then the application's), the run log line, the metrics file
+/// (`metrics_file`, else the configuration's), with repository numbers when `repo` is given.
+/// None of these changes the run's result: hook failures become the run's warnings, and
+/// failures to write the log or the metrics are returned, for the caller to say.
+pub fn finish_run(
+    cfg: &Config,
+    rec: &mut RunRecord,
+    metrics_file: Option<&Path>,
+    repo: Option<&Repository>,
+) -> Vec<String> {
+    rec.end = Some(Utc::now());
+    let success = rec.result != RunResult::Failure;
+    let mut hooks = cfg.hooks.for_result(success);
+    if let Some(app) = cfg.app.get(&rec.app) {
+        hooks.extend(app.hooks.for_result(success));
+    }
+    let problems = runlog::run_hooks(&hooks, rec);
+    rec.warnings.extend(problems);
+    let mut said = Vec::new();
+    let log = run_log(cfg);
+    if let Err(e) = runlog::append(&log, rec) {
+        said.push(format!("run log {}: {e}", log.display()));
+    }
+    if let Some(path) = metrics_file.or(cfg.metrics_file.as_deref()) {
+        if let Err(e) = write_metrics(&log, path, repo) {
+            said.push(format!("metrics file {}: {e}", path.display()));
+        }
+    }
+    said
+}
+
+fn write_metrics(log: &Path, path: &Path, repo: Option<&Repository>) -> Result<()> {
+    let records = runlog::read(log);
+    let mut numbers = runlog::RepoNumbers::default();
+    if let Some(repo) = repo {
+        let mut per_app: std::collections::BTreeMap<String, usize> = Default::default();
+        for (_, s) in repo.list_snapshots()? {
+            let app = recorded_app(&s).map(|(n, _)| n).unwrap_or_default();
+            *per_app.entry(app).or_default() += 1;
+        }
+        numbers.snapshots_per_app = per_app.into_iter().collect();
+        repo.load_index()?;
+        numbers.repository_bytes = repo.index().blobs().map(|(_, loc)| loc.length as u64).sum();
+    }
+    runlog::write_atomic(path, &runlog::render_metrics(&records, &numbers))?;
+    Ok(())
 }
 
 /// Whether the check is due: `every` has passed since the last checked run of `app`.

@@ -22,7 +22,7 @@ use serde::Serialize;
 use crate::config::Mode;
 use crate::error::{Error, Result};
 use crate::postgres::Postgres;
-use crate::profile::Resolved;
+use crate::resolved::Resolved;
 use crate::service::{self, QuietCheck, Stopped};
 use crate::volume::Volume;
 

@@ -19,7 +19,8 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::postgres::{DumpInput, PgUrl, Postgres};
-use crate::profile::{compare_versions, Resolved};
+use crate::profile::compare_versions;
+use crate::resolved::Resolved;
 use crate::service::{run_step, Stopped};
 
 /// The application recorded in a snapshot.

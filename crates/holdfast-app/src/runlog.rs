@@ -15,6 +15,43 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::service;
 
+/// How a run ended, for monitoring.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunResult {
+    #[default]
+    Success,
+    /// A snapshot was written, with files that could not be read.
+    Partial,
+    Failure,
+}
+
+impl RunResult {
+    /// The result of a run that ended with exit code `code`: exit 3 (some files unreadable)
+    /// still wrote a good snapshot; anything else but 0, such as a service that did not start
+    /// again, is a failure for monitoring.
+    pub fn of_exit_code(code: i32) -> RunResult {
+        match code {
+            holdfast_core::error::exit::OK => RunResult::Success,
+            holdfast_core::error::exit::PARTIAL => RunResult::Partial,
+            _ => RunResult::Failure,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunResult::Success => "success",
+            RunResult::Partial => "partial",
+            RunResult::Failure => "failure",
+        }
+    }
+}
+
+impl std::fmt::Display for RunResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RunRecord {
@@ -23,8 +60,7 @@ pub struct RunRecord {
     pub app: String,
     /// `backup`, `run` (backup, retention, check).
     pub kind: String,
-    /// `success`, `partial` (snapshot written with warnings) or `failure`.
-    pub result: String,
+    pub result: RunResult,
     pub exit_code: i32,
     pub snapshot: Option<String>,
     pub bytes_added: u64,
@@ -75,7 +111,7 @@ pub fn read(log: &Path) -> Vec<RunRecord> {
 pub fn run_hooks(hooks: &[(&str, &str)], rec: &RunRecord) -> Vec<String> {
     let env: Vec<(&str, String)> = vec![
         ("HOLDFAST_APP", rec.app.clone()),
-        ("HOLDFAST_RESULT", rec.result.clone()),
+        ("HOLDFAST_RESULT", rec.result.to_string()),
         ("HOLDFAST_EXIT_CODE", rec.exit_code.to_string()),
         (
             "HOLDFAST_SNAPSHOT",
@@ -126,7 +162,7 @@ pub fn render_metrics(records: &[RunRecord], repo: &RepoNumbers) -> String {
     let mut last_ok: BTreeMap<&str, &RunRecord> = BTreeMap::new();
     for r in records {
         last.insert(&r.app, r);
-        if r.result != "failure" {
+        if r.result != RunResult::Failure {
             last_ok.insert(&r.app, r);
         }
     }
@@ -164,7 +200,16 @@ pub fn render_metrics(records: &[RunRecord], repo: &RepoNumbers) -> String {
         "holdfast_last_run_success",
         "1 if the last run wrote a snapshot, else 0.",
         "gauge",
-        by_app(&|r| if r.result == "failure" { 0.0 } else { 1.0 }, &last),
+        by_app(
+            &|r| {
+                if r.result == RunResult::Failure {
+                    0.0
+                } else {
+                    1.0
+                }
+            },
+            &last,
+        ),
     );
     metric(
         "holdfast_last_run_duration_seconds",
@@ -225,7 +270,7 @@ mod tests {
         let log = d.path().join("runs.jsonl");
         let rec = RunRecord {
             app: "design".into(),
-            result: "success".into(),
+            result: RunResult::Success,
             bytes_added: 42,
             ..Default::default()
         };
@@ -247,7 +292,7 @@ mod tests {
         let recs = vec![
             RunRecord {
                 app: "design".into(),
-                result: "success".into(),
+                result: RunResult::Success,
                 start: t(100),
                 end: t(160),
                 bytes_added: 5,
@@ -255,7 +300,7 @@ mod tests {
             },
             RunRecord {
                 app: "design".into(),
-                result: "failure".into(),
+                result: RunResult::Failure,
                 start: t(200),
                 end: t(210),
                 ..Default::default()

@@ -37,7 +37,7 @@ impl Cache {
     pub fn get(&self, path: &str) -> Option<Vec<u8>> {
         let file = self.dir.join(path);
         let bytes = std::fs::read(&file).ok()?;
-        match crate::repo::verify_addressed(path, bytes) {
+        match crate::id::verify_addressed(path, bytes) {
             Ok(b) => Some(b),
             Err(_) => {
                 let _ = std::fs::remove_file(&file);

@@ -74,7 +74,7 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
     for l in repo.storage().list(layout::INDEX)? {
         match repo.storage().read(&l.path) {
             Ok(b) => {
-                let opened = crate::repo::verify_addressed(&l.path, b)
+                let opened = crate::id::verify_addressed(&l.path, b)
                     .and_then(|b| IndexFile::open(&l.path, repo.key(), &b));
                 if let Err(e) = opened {
                     index_damaged = true;

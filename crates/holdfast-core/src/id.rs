@@ -109,6 +109,19 @@ pub fn content_hash(bytes: &[u8]) -> [u8; ID_LEN] {
     *blake3::hash(bytes).as_bytes()
 }
 
+/// Checks that a content-addressed object's bytes hash to its name (the last component of
+/// `path`).
+pub(crate) fn verify_addressed(path: &str, bytes: Vec<u8>) -> crate::error::Result<Vec<u8>> {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    if hex::encode(content_hash(&bytes)) != name {
+        return Err(crate::error::Error::corrupt(
+            path,
+            "content does not match its name (damaged, or another object's content copied over it)",
+        ));
+    }
+    Ok(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

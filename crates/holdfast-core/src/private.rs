@@ -9,7 +9,10 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
-use crate::storage::{DIR_MODE, FILE_MODE};
+/// Mode of every file holdfast creates in a repository, cache or state folder.
+pub const FILE_MODE: u32 = 0o600;
+/// Mode of every folder it creates there.
+pub const DIR_MODE: u32 = 0o700;
 
 /// Creates `dir` and any missing parents, each 0700. Folders that already exist keep their
 /// mode: a configured log or state folder may be shared (`/var/log`), and is the

@@ -264,7 +264,7 @@ impl Repository {
         let missing: Vec<usize> = (0..paths.len()).filter(|&i| out[i].is_none()).collect();
         let wanted: Vec<String> = missing.iter().map(|&i| paths[i].clone()).collect();
         for (i, r) in missing.into_iter().zip(self.storage.read_many(&wanted)) {
-            let r = r.and_then(|b| verify_addressed(&paths[i], b));
+            let r = r.and_then(|b| crate::id::verify_addressed(&paths[i], b));
             if let (Ok(b), Some(c)) = (&r, &self.cache) {
                 c.put(&paths[i], b);
             }
@@ -284,7 +284,7 @@ impl Repository {
                 return Ok(b);
             }
         }
-        let b = verify_addressed(path, self.storage.read(path)?)?;
+        let b = crate::id::verify_addressed(path, self.storage.read(path)?)?;
         if let Some(c) = &self.cache {
             c.put(path, &b);
         }
@@ -757,19 +757,6 @@ impl std::fmt::Display for UnreadableSnapshot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "snapshot {}: {}", self.id, self.why)
     }
-}
-
-/// Checks that a content-addressed object's bytes hash to its name (the last component of
-/// `path`).
-pub(crate) fn verify_addressed(path: &str, bytes: Vec<u8>) -> Result<Vec<u8>> {
-    let name = path.rsplit('/').next().unwrap_or(path);
-    if hex::encode(content_hash(&bytes)) != name {
-        return Err(Error::corrupt(
-            path,
-            "content does not match its name (damaged, or another object's content copied over it)",
-        ));
-    }
-    Ok(bytes)
 }
 
 fn key_path(id: &KeyId) -> String {

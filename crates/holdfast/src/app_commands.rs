@@ -6,19 +6,22 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use anyhow::{anyhow, Context, Result};
+use chrono::{DateTime, Utc};
 use holdfast_app::config::{AppConfig, Config, Mode, PostgresConfig, ProfileName};
+use holdfast_app::job;
 use holdfast_app::procedure::{self, RunOptions};
-use holdfast_app::profile::Resolved;
+use holdfast_app::resolved::Resolved;
 use holdfast_app::restore::AppRestore;
+use holdfast_app::runlog::{RunRecord, RunResult};
 use holdfast_core::backup::Progress;
 use holdfast_core::error::exit;
 use holdfast_core::exclude::Excludes;
 use holdfast_core::restore::RestoreProgress;
-use holdfast_core::snapshot::{Snapshot, SnapshotFilter};
+use holdfast_core::snapshot::SnapshotFilter;
 use serde_json::json;
 
 use crate::cli::*;
-use crate::context::Ctx;
+use crate::context::{exit_code, one_line, Ctx};
 use crate::format;
 use crate::progress::Bar;
 
@@ -96,8 +99,8 @@ pub fn backup_app(ctx: &Ctx, a: BackupArgs) -> Result<i32> {
     if let Some(name) =
         name.filter(|n| ctx.config().map(|c| c.app.contains_key(n)).unwrap_or(false))
     {
-        let mut rec = crate::jobs::record_for(ctx, &name, "backup", started, &result);
-        crate::jobs::finish_run(ctx, &mut rec);
+        let mut rec = record_for(ctx, &name, "backup", started, &result);
+        finish_run(ctx, &mut rec);
     }
     result.map(|d| d.code)
 }
@@ -216,7 +219,10 @@ pub fn run_backup_app(
                 format::bytes(at.bytes)
             ));
         }
-        ctx.say(format!("  consistency: {}", consistency_explained(s)));
+        ctx.say(format!(
+            "  consistency: {}",
+            format::consistency_explained(s)
+        ));
         if !app.excluded_tiers.is_empty() {
             ctx.say(format!(
                 "  excluded tiers: {}",
@@ -266,89 +272,6 @@ pub fn run_backup_app(
         downtime: s.consistency.as_ref().and_then(|c| c.downtime_secs),
         warnings,
     })
-}
-
-/// What the snapshot's consistency guarantees, in words an operator reads once: the terminal
-/// summary of a backup. (`consistency_line` is the short form for tables.)
-pub fn consistency_explained(s: &Snapshot) -> String {
-    let Some(c) = &s.consistency else {
-        return "not recorded".into();
-    };
-    let not_running = c
-        .notes
-        .iter()
-        .any(|n| n == holdfast_app::procedure::NOT_RUNNING_NOTE);
-    match (c.mode.as_str(), c.consistent) {
-        ("stop", true) if not_running => {
-            "quiescent: the service was not running, and was left stopped".to_string()
-        }
-        ("stop", true) => format!(
-            "quiescent: the service was stopped while the data was read{}",
-            c.downtime_secs
-                .map(|d| format!(" ({d:.1}s downtime)"))
-                .unwrap_or_default()
-        ),
-        ("snapshot", true) => "point in time: read from an atomic volume snapshot while the \
-             service ran; it restores as after a power cut (the application recovers as from a \
-             crash)"
-            .to_string(),
-        ("live", _) => format!(
-            "NOT guaranteed consistent: read while the service ran; {} file(s) changed while \
-             read and were read again, {} still changing (listed above), {} vanished",
-            c.reread.len(),
-            c.inconsistent.len(),
-            c.vanished.len()
-        ),
-        ("none", _) => "a plain backup: no consistency procedure".to_string(),
-        (mode, _) => format!(
-            "NOT consistent: mode {mode}, but some files could not be read or the service \
-             misbehaved (see the warnings)"
-        ),
-    }
-}
-
-/// "stop, consistent, 4.2s downtime" and the like.
-pub fn consistency_line(s: &Snapshot) -> String {
-    let Some(c) = &s.consistency else {
-        return "not recorded".into();
-    };
-    let mut parts = vec![c.mode.clone()];
-    match c.mode.as_str() {
-        "live" => parts.push(format!(
-            "{} re-read, {} inconsistent, {} vanished",
-            c.reread.len(),
-            c.inconsistent.len(),
-            c.vanished.len()
-        )),
-        "none" => {}
-        _ => parts.push(
-            if c.consistent {
-                "consistent"
-            } else {
-                "NOT consistent"
-            }
-            .into(),
-        ),
-    }
-    if let Some(d) = c.downtime_secs {
-        parts.push(format!("{d:.1}s downtime"));
-    }
-    parts.join(", ")
-}
-
-/// The application name and version recorded in a snapshot, for listings.
-pub fn app_column(s: &Snapshot) -> (String, String) {
-    match holdfast_app::restore::recorded_app(s) {
-        Some((name, v)) => (name, v.unwrap_or_default()),
-        None => (String::new(), String::new()),
-    }
-}
-
-pub fn app_filter(s: &Snapshot, app: &Option<String>) -> bool {
-    match app {
-        None => true,
-        Some(a) => app_column(s).0 == *a,
-    }
 }
 
 pub fn provider_snapshots(ctx: &Ctx, app_name: &str) -> Result<i32> {
@@ -843,4 +766,51 @@ pub fn upgrade(ctx: &Ctx, a: UpgradeArgs) -> Result<i32> {
         ));
     }
     Ok(exit::OK)
+}
+
+/// The run log record of a backup that started at `started` and ended with `result`.
+pub fn record_for(
+    ctx: &Ctx,
+    app: &str,
+    kind: &str,
+    started: DateTime<Utc>,
+    result: &Result<BackupDone>,
+) -> RunRecord {
+    let mut rec = RunRecord {
+        start: Some(started),
+        app: app.to_string(),
+        kind: kind.to_string(),
+        ..Default::default()
+    };
+    match result {
+        Ok(d) => {
+            rec.result = RunResult::of_exit_code(d.code);
+            rec.exit_code = d.code;
+            rec.snapshot = Some(d.id.clone());
+            rec.bytes_added = d.bytes_added;
+            rec.downtime_secs = d.downtime;
+            rec.warnings = d.warnings.clone();
+        }
+        Err(e) => {
+            rec.result = RunResult::Failure;
+            rec.exit_code = exit_code(e, ctx.cancelled());
+            rec.error = Some(one_line(e));
+        }
+    }
+    rec
+}
+
+/// Ends a run through the library's [`job::finish_run`]: hooks, run log line, metrics (with
+/// the repository's numbers when it opens); what could not be written is said on stderr.
+pub fn finish_run(ctx: &Ctx, rec: &mut RunRecord) {
+    let Ok(cfg) = ctx.config() else { return };
+    let repo = ctx.open().ok();
+    for w in job::finish_run(
+        cfg,
+        rec,
+        ctx.global.metrics_file.as_deref(),
+        repo.as_deref(),
+    ) {
+        crate::errln!("holdfast: warning: {w}");
+    }
 }

@@ -21,40 +21,10 @@ use holdfast_core::storage::layout;
 use holdfast_core::tree::NodeKind;
 use serde_json::json;
 
-use crate::app_commands;
 use crate::cli::*;
 use crate::context::{prompt, Ctx};
 use crate::format;
 use crate::progress::Bar;
-
-pub fn run(ctx: &Ctx, cmd: Command) -> Result<i32> {
-    match cmd {
-        Command::Init(a) => init(ctx, a),
-        Command::Backup(a) => backup_cmd(ctx, a),
-        Command::Snapshots(a) => snapshots(ctx, a),
-        Command::Ls(a) => ls(ctx, a),
-        Command::Diff(a) => diff(ctx, a),
-        Command::Restore(a) => restore_cmd(ctx, a),
-        Command::Check(a) => check_cmd(ctx, a),
-        Command::Repair(c) => repair_cmd(ctx, c),
-        Command::Stats(a) => stats(ctx, a),
-        Command::Key(k) => key(ctx, k),
-        Command::Cat(a) => cat(ctx, a),
-        Command::Unlock(a) => unlock(ctx, a),
-        Command::Forget(a) => forget(ctx, a),
-        Command::Prune(a) => prune_cmd(ctx, a),
-        Command::Export(a) => export(ctx, a),
-        Command::Import(a) => import(ctx, a),
-        Command::Config(ConfigCommand::Check) => app_commands::config_check(ctx),
-        Command::Plan(a) => app_commands::plan(ctx, a),
-        Command::Upgrade(a) => app_commands::upgrade(ctx, a),
-        Command::Run(a) => crate::jobs::run_cmd(ctx, a),
-        Command::Runs(a) => crate::jobs::runs_cmd(ctx, a),
-        Command::Schedule(c) => crate::jobs::schedule_cmd(ctx, c),
-        Command::Daemon(a) => crate::jobs::daemon_cmd(ctx, a),
-        Command::Copy(a) => copy_cmd(ctx, a),
-    }
-}
 
 fn filter(f: &Filter) -> SnapshotFilter {
     SnapshotFilter {
@@ -72,7 +42,7 @@ fn kdf(memory_mib: u32, iterations: u32) -> KdfParams {
     }
 }
 
-fn init(ctx: &Ctx, a: InitArgs) -> Result<i32> {
+pub fn init(ctx: &Ctx, a: InitArgs) -> Result<i32> {
     let location = ctx.repo_location()?;
     let storage = holdfast_app::open_storage(&location, &ctx.s3_settings(&location)?, true)?;
     let pw =
@@ -105,10 +75,7 @@ fn new_password_prompt(_: &str) -> std::io::Result<String> {
     Ok(a)
 }
 
-fn backup_cmd(ctx: &Ctx, a: BackupArgs) -> Result<i32> {
-    if app_commands::wants_procedure(&a) {
-        return app_commands::backup_app(ctx, a);
-    }
+pub fn backup_cmd(ctx: &Ctx, a: BackupArgs) -> Result<i32> {
     let mut patterns = a.exclude.clone();
     for f in &a.exclude_file {
         patterns.extend(Excludes::read_file(f)?);
@@ -211,14 +178,11 @@ pub fn backup_bar(
     }))
 }
 
-fn snapshots(ctx: &Ctx, a: SnapshotsArgs) -> Result<i32> {
+pub fn snapshots(ctx: &Ctx, a: SnapshotsArgs) -> Result<i32> {
     let repo = ctx.open()?;
     let f = filter(&a.filter);
-    if a.provider {
-        return app_commands::provider_snapshots(ctx, a.app.as_deref().unwrap_or_default());
-    }
     let mut snaps = repo.list_snapshots_matching(&f)?;
-    snaps.retain(|(_, s)| app_commands::app_filter(s, &a.app));
+    snaps.retain(|(_, s)| format::app_filter(s, &a.app));
     if ctx.global.json {
         let v: Vec<_> = snaps
             .iter()
@@ -230,7 +194,7 @@ fn snapshots(ctx: &Ctx, a: SnapshotsArgs) -> Result<i32> {
     let rows: Vec<Vec<String>> = snaps
         .iter()
         .map(|(id, s)| {
-            let (app, version) = app_commands::app_column(s);
+            let (app, version) = format::app_column(s);
             let mut paths = s.paths.join(" ");
             for at in &s.attachments {
                 paths.push_str(&format!(" +{}", at.name));
@@ -242,7 +206,7 @@ fn snapshots(ctx: &Ctx, a: SnapshotsArgs) -> Result<i32> {
                 app,
                 version,
                 match &s.consistency {
-                    Some(c) if c.mode != "none" => app_commands::consistency_line(s),
+                    Some(c) if c.mode != "none" => format::consistency_line(s),
                     _ => String::new(),
                 },
                 s.tags.join(","),
@@ -269,7 +233,7 @@ fn snapshots(ctx: &Ctx, a: SnapshotsArgs) -> Result<i32> {
     Ok(exit::OK)
 }
 
-fn ls(ctx: &Ctx, a: LsArgs) -> Result<i32> {
+pub fn ls(ctx: &Ctx, a: LsArgs) -> Result<i32> {
     let (repo, _lock) = ctx.open_locked(false, "ls")?;
     let (_, snap) = repo.find_snapshot(&a.snapshot, &filter(&a.filter))?;
     let print = |p: &Path, n: &holdfast_core::tree::Node| {
@@ -311,7 +275,7 @@ fn ls(ctx: &Ctx, a: LsArgs) -> Result<i32> {
     Ok(exit::OK)
 }
 
-fn diff(ctx: &Ctx, a: DiffArgs) -> Result<i32> {
+pub fn diff(ctx: &Ctx, a: DiffArgs) -> Result<i32> {
     let (repo, _lock) = ctx.open_locked(false, "diff")?;
     let f = filter(&a.filter);
     let (ia, sa) = repo.find_snapshot(&a.from, &f)?;
@@ -344,10 +308,7 @@ fn diff(ctx: &Ctx, a: DiffArgs) -> Result<i32> {
     Ok(exit::OK)
 }
 
-fn restore_cmd(ctx: &Ctx, a: RestoreArgs) -> Result<i32> {
-    if a.app.is_some() || a.in_place || a.db_target.is_some() || a.dumps_to.is_some() {
-        return app_commands::restore_app(ctx, a);
-    }
+pub fn restore_cmd(ctx: &Ctx, a: RestoreArgs) -> Result<i32> {
     let (repo, _lock) = ctx.open_locked(false, "restore")?;
     let (id, snap) = repo.find_snapshot(&a.snapshot, &filter(&a.filter))?;
     let target = a.target.clone().expect("clap requires --target here");
@@ -428,7 +389,7 @@ pub fn restore_files(
     })
 }
 
-fn check_cmd(ctx: &Ctx, a: CheckArgs) -> Result<i32> {
+pub fn check_cmd(ctx: &Ctx, a: CheckArgs) -> Result<i32> {
     let subset = a.read_data_subset.map(|s| s.fraction());
     // Not open_locked: a damaged index file must be reported by check, not stop it. And not
     // through the cache: check verifies what the repository holds.
@@ -491,7 +452,7 @@ fn check_cmd(ctx: &Ctx, a: CheckArgs) -> Result<i32> {
     Ok(exit::OK)
 }
 
-fn repair_cmd(ctx: &Ctx, c: RepairCommand) -> Result<i32> {
+pub fn repair_cmd(ctx: &Ctx, c: RepairCommand) -> Result<i32> {
     // Exclusive: a repair replaces index files and snapshots; nothing may add to them meanwhile.
     let repo = ctx.open_cached(false)?;
     let lock = holdfast_core::lock::LockGuard::acquire(repo.storage(), true, "repair")?;
@@ -574,7 +535,7 @@ fn repair_cmd(ctx: &Ctx, c: RepairCommand) -> Result<i32> {
     }
 }
 
-fn stats(ctx: &Ctx, a: StatsArgs) -> Result<i32> {
+pub fn stats(ctx: &Ctx, a: StatsArgs) -> Result<i32> {
     let (repo, _lock) = ctx.open_locked(false, "stats")?;
     let only = if a.snapshots.is_empty() {
         None
@@ -640,7 +601,7 @@ fn read_new_password(file: &Option<PathBuf>) -> Result<Vec<u8>> {
     )?)
 }
 
-fn key(ctx: &Ctx, k: KeyCommand) -> Result<i32> {
+pub fn key(ctx: &Ctx, k: KeyCommand) -> Result<i32> {
     match k {
         KeyCommand::Add(n) => {
             let repo = ctx.open()?;
@@ -723,7 +684,7 @@ fn key(ctx: &Ctx, k: KeyCommand) -> Result<i32> {
     Ok(exit::OK)
 }
 
-fn cat(ctx: &Ctx, a: CatArgs) -> Result<i32> {
+pub fn cat(ctx: &Ctx, a: CatArgs) -> Result<i32> {
     let need_id = || {
         a.id.clone()
             .ok_or_else(|| crate::usage!("`cat {}` needs an id", a.what))
@@ -783,7 +744,7 @@ fn cat(ctx: &Ctx, a: CatArgs) -> Result<i32> {
     Ok(exit::OK)
 }
 
-fn unlock(ctx: &Ctx, a: UnlockArgs) -> Result<i32> {
+pub fn unlock(ctx: &Ctx, a: UnlockArgs) -> Result<i32> {
     let location = ctx.repo_location()?;
     let storage = holdfast_app::open_storage(&location, &ctx.s3_settings(&location)?, false)?;
     holdfast_core::repo::read_config(&storage)?;
@@ -796,7 +757,7 @@ fn unlock(ctx: &Ctx, a: UnlockArgs) -> Result<i32> {
     Ok(exit::OK)
 }
 
-fn forget(ctx: &Ctx, a: ForgetArgs) -> Result<i32> {
+pub fn forget(ctx: &Ctx, a: ForgetArgs) -> Result<i32> {
     let policy = a.rules.policy();
     if policy.is_empty() && a.snapshots.is_empty() {
         return Err(crate::usage!(
@@ -887,7 +848,7 @@ fn say_prune(ctx: &Ctx, r: &holdfast_core::prune::PruneReport) {
     ));
 }
 
-fn copy_cmd(ctx: &Ctx, a: CopyArgs) -> Result<i32> {
+pub fn copy_cmd(ctx: &Ctx, a: CopyArgs) -> Result<i32> {
     let mut s3 = ctx.s3_settings(&a.from_repo)?;
     if a.from_s3_endpoint.is_some() {
         s3.endpoint = a.from_s3_endpoint.clone();
@@ -974,7 +935,7 @@ fn copy_cmd(ctx: &Ctx, a: CopyArgs) -> Result<i32> {
     Ok(exit::OK)
 }
 
-fn prune_cmd(ctx: &Ctx, a: PruneArgs) -> Result<i32> {
+pub fn prune_cmd(ctx: &Ctx, a: PruneArgs) -> Result<i32> {
     let threshold = a.repack_threshold.fraction();
     let (repo, _lock) = ctx.open_locked(true, "prune")?;
     let r = holdfast_core::prune::prune(
@@ -992,7 +953,7 @@ fn prune_cmd(ctx: &Ctx, a: PruneArgs) -> Result<i32> {
     Ok(exit::OK)
 }
 
-fn export(ctx: &Ctx, a: ExportArgs) -> Result<i32> {
+pub fn export(ctx: &Ctx, a: ExportArgs) -> Result<i32> {
     use std::io::Write;
     let format = match (&a.format, a.output.as_str()) {
         (Some(f), _) => f.clone(),
@@ -1085,7 +1046,7 @@ fn export(ctx: &Ctx, a: ExportArgs) -> Result<i32> {
     Ok(exit::OK)
 }
 
-fn import(ctx: &Ctx, a: ImportArgs) -> Result<i32> {
+pub fn import(ctx: &Ctx, a: ImportArgs) -> Result<i32> {
     let (repo, lock) = ctx.open_locked(false, "import")?;
     let mut archives = a.archives.clone();
     archives.sort_by_key(|p| {
@@ -1102,7 +1063,7 @@ fn import(ctx: &Ctx, a: ImportArgs) -> Result<i32> {
     let mut as_path = a.as_path.clone();
     if let Some(name) = &a.app {
         let app_cfg = ctx.config()?.app(name)?;
-        let app = holdfast_app::profile::Resolved::new(name, app_cfg);
+        let app = holdfast_app::resolved::Resolved::new(name, app_cfg);
         as_path = as_path.or_else(|| Some(app.data_dir().to_string_lossy().into_owned()));
         // The archive holds the whole directory: no tier was left out of it.
         extra.insert(

@@ -117,16 +117,20 @@ impl Ctx {
         self.open_cached(!self.global.no_cache)
     }
 
-    /// Opens the repository, with or without the local cache whatever `--no-cache` says.
-    pub fn open_cached(&self, use_cache: bool) -> Result<Arc<Repository>> {
+    /// How to open the repository, with or without the local cache.
+    pub fn access(&self, use_cache: bool) -> Result<Access> {
         let repo = self.repo_location()?;
-        let access = Access {
+        Ok(Access {
             s3: self.s3_settings(&repo)?,
             password: self.password_source()?,
             use_cache,
             repo,
-        };
-        let repo = holdfast_app::open_repository(&access, &prompt)?;
+        })
+    }
+
+    /// Opens the repository, with or without the local cache whatever `--no-cache` says.
+    pub fn open_cached(&self, use_cache: bool) -> Result<Arc<Repository>> {
+        let repo = holdfast_app::open_repository(&self.access(use_cache)?, &prompt)?;
         Ok(Arc::new(repo))
     }
 

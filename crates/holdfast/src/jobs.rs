@@ -8,108 +8,16 @@ use std::time::Duration;
 use anyhow::{anyhow, Context, Result};
 use chrono::{DateTime, Local, Utc};
 use holdfast_app::config::Config;
-use holdfast_app::profile::Resolved;
+use holdfast_app::resolved::Resolved;
 use holdfast_app::runlog::{self, RunRecord};
 use holdfast_app::{job, schedule};
 use holdfast_core::error::exit;
 use serde_json::json;
 
-use crate::app_commands::{run_backup_app, BackupDone};
+use crate::app_commands::{finish_run, record_for, run_backup_app};
 use crate::cli::*;
-use crate::context::{exit_code, one_line, Ctx};
+use crate::context::{one_line, Ctx};
 use crate::format;
-
-/// The run log record of a backup that started at `started` and ended with `result`.
-pub fn record_for(
-    ctx: &Ctx,
-    app: &str,
-    kind: &str,
-    started: DateTime<Utc>,
-    result: &Result<BackupDone>,
-) -> RunRecord {
-    let mut rec = RunRecord {
-        start: Some(started),
-        app: app.to_string(),
-        kind: kind.to_string(),
-        ..Default::default()
-    };
-    match result {
-        Ok(d) => {
-            // Exit 3 (some files unreadable) still wrote a good snapshot; anything else, such
-            // as a service that did not start again, is a failure for monitoring.
-            rec.result = match d.code {
-                exit::OK => "success",
-                exit::PARTIAL => "partial",
-                _ => "failure",
-            }
-            .into();
-            rec.exit_code = d.code;
-            rec.snapshot = Some(d.id.clone());
-            rec.bytes_added = d.bytes_added;
-            rec.downtime_secs = d.downtime;
-            rec.warnings = d.warnings.clone();
-        }
-        Err(e) => {
-            rec.result = "failure".into();
-            rec.exit_code = exit_code(e, ctx.cancelled());
-            rec.error = Some(one_line(e));
-        }
-    }
-    rec
-}
-
-fn run_log(cfg: &Config) -> PathBuf {
-    cfg.run_log
-        .clone()
-        .unwrap_or_else(|| cfg.state_dir.join("runs.jsonl"))
-}
-
-/// Ends a run: hooks (global, then the application's), the run log line, the metrics file.
-/// None of these may change the run's result; their failures become warnings.
-pub fn finish_run(ctx: &Ctx, rec: &mut RunRecord) {
-    rec.end = Some(Utc::now());
-    let Ok(cfg) = ctx.config() else { return };
-    let success = rec.result != "failure";
-    let mut hooks = cfg.hooks.for_result(success);
-    if let Some(app) = cfg.app.get(&rec.app) {
-        hooks.extend(app.hooks.for_result(success));
-    }
-    let problems = runlog::run_hooks(&hooks, rec);
-    rec.warnings.extend(problems);
-    let log = run_log(cfg);
-    if let Err(e) = runlog::append(&log, rec) {
-        crate::errln!("holdfast: warning: run log {}: {e}", log.display());
-    }
-    let metrics = ctx
-        .global
-        .metrics_file
-        .clone()
-        .or_else(|| cfg.metrics_file.clone());
-    if let Some(path) = metrics {
-        if let Err(e) = write_metrics(ctx, &log, &path) {
-            crate::errln!("holdfast: warning: metrics file {}: {e:#}", path.display());
-        }
-    }
-}
-
-fn write_metrics(ctx: &Ctx, log: &Path, path: &Path) -> Result<()> {
-    let records = runlog::read(log);
-    let mut numbers = runlog::RepoNumbers::default();
-    if let Ok(repo) = ctx.open() {
-        let mut per_app: std::collections::BTreeMap<String, usize> = Default::default();
-        for (_, s) in repo.list_snapshots()? {
-            let app = holdfast_app::restore::recorded_app(&s)
-                .map(|(n, _)| n)
-                .unwrap_or_default();
-            *per_app.entry(app).or_default() += 1;
-        }
-        numbers.snapshots_per_app = per_app.into_iter().collect();
-        repo.load_index()?;
-        numbers.repository_bytes = repo.index().blobs().map(|(_, loc)| loc.length as u64).sum();
-    }
-    runlog::write_atomic(path, &runlog::render_metrics(&records, &numbers))?;
-    Ok(())
-}
 
 fn app_names(ctx: &Ctx, app: &Option<String>, all: bool) -> Result<Vec<String>> {
     let cfg = ctx.config()?;
@@ -137,52 +45,22 @@ fn run_one(ctx: &Ctx, name: &str) -> RunRecord {
     let app_cfg = cfg.app.get(name).cloned().unwrap_or_default();
     let app = Resolved::new(name, &app_cfg);
     if result.is_ok() && !ctx.cancelled() {
-        if let Some(r) = &app_cfg.retention {
-            match ctx
-                .open()
-                .and_then(|repo| Ok(job::apply_retention(&repo, &app, r)?))
-            {
-                Ok(o) => {
-                    rec.forgotten = o.forgotten;
-                    rec.retention_applied = true;
-                }
-                // Damage is a failure of the run, never a warning: nothing was forgotten and
-                // someone has to act.
-                Err(e) if crate::context::exit_code(&e, false) == exit::INTEGRITY => {
-                    rec.result = "failure".into();
-                    rec.exit_code = exit::INTEGRITY;
-                    rec.error = Some(format!("retention refused: {}", one_line(&e)));
-                }
-                Err(e) => rec.warnings.push(format!("retention: {}", one_line(&e))),
+        match ctx.access(true) {
+            Ok(access) => {
+                let open = |use_cache: bool| {
+                    let access = holdfast_app::Access {
+                        use_cache,
+                        ..access.clone()
+                    };
+                    holdfast_app::open_repository(&access, &crate::context::prompt)
+                        .map(std::sync::Arc::new)
+                        .map_err(holdfast_app::Error::from)
+                };
+                job::after_backup(cfg, &app, &mut rec, &open);
             }
-        }
-        if let Some(c) = &app_cfg.check {
-            if job::check_due(c, name, &runlog::read(&run_log(cfg))) {
-                // The repository itself, not the cache: check verifies what is stored.
-                match ctx
-                    .open_cached(false)
-                    .and_then(|repo| Ok(job::run_check(&repo, c)?))
-                {
-                    Ok(report) => {
-                        rec.checked = true;
-                        if !report.ok() {
-                            rec.result = "failure".into();
-                            rec.exit_code = exit::INTEGRITY;
-                            rec.error = Some(format!(
-                                "check found damage: {}",
-                                report.errors.first().cloned().unwrap_or_default()
-                            ));
-                        }
-                    }
-                    Err(e) if crate::context::exit_code(&e, false) == exit::INTEGRITY => {
-                        rec.checked = true;
-                        rec.result = "failure".into();
-                        rec.exit_code = exit::INTEGRITY;
-                        rec.error = Some(format!("check found damage: {}", one_line(&e)));
-                    }
-                    Err(e) => rec.warnings.push(format!("check: {}", one_line(&e))),
-                }
-            }
+            Err(e) => rec
+                .warnings
+                .push(format!("retention and check: {}", one_line(&e))),
         }
     }
     finish_run(ctx, &mut rec);
@@ -289,7 +167,7 @@ fn run_line(r: &RunRecord) -> String {
 
 pub fn runs_cmd(ctx: &Ctx, a: RunsArgs) -> Result<i32> {
     let cfg = ctx.config()?;
-    let mut recs = runlog::read(&run_log(cfg));
+    let mut recs = runlog::read(&job::run_log(cfg));
     if let Some(app) = &a.app {
         recs.retain(|r| &r.app == app);
     }
@@ -306,7 +184,7 @@ pub fn runs_cmd(ctx: &Ctx, a: RunsArgs) -> Result<i32> {
                 r.start.map(|t| format::local_time(&t)).unwrap_or_default(),
                 r.app.clone(),
                 r.kind.clone(),
-                r.result.clone(),
+                r.result.to_string(),
                 format!("{:.1}s", r.duration_secs()),
                 r.snapshot
                     .as_deref()
@@ -477,7 +355,7 @@ pub fn daemon_cmd(ctx: &Ctx, _a: DaemonArgs) -> Result<i32> {
         return Err(anyhow!("no application has a schedule: nothing to run"));
     }
     let exe = std::env::current_exe()?;
-    let log = run_log(cfg);
+    let log = job::run_log(cfg);
     // When each job is next due; a run missed while we were down is due now, once.
     let mut due: Vec<(String, String, DateTime<Local>)> = Vec::new();
     for (name, expr) in &jobs {

@@ -4,6 +4,7 @@ mod app_commands;
 mod cli;
 mod commands;
 mod context;
+mod dispatch;
 mod format;
 mod jobs;
 mod output;
@@ -34,7 +35,7 @@ fn main() {
         .without_time()
         .init();
     let ctx = context::Ctx::new(cli.global.clone());
-    let code = match commands::run(&ctx, cli.command) {
+    let code = match dispatch::run(&ctx, cli.command) {
         Ok(code) => code,
         Err(e) => {
             crate::errln!("holdfast: error: {}", context::one_line(&e));

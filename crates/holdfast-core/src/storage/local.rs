@@ -29,10 +29,7 @@ use super::backend::{Backend, Properties};
 use super::{layout, Listed};
 use crate::error::{Error, Result};
 
-/// Mode of every file holdfast creates in a repository, cache or state folder.
-pub const FILE_MODE: u32 = 0o600;
-/// Mode of every folder it creates there.
-pub const DIR_MODE: u32 = 0o700;
+use crate::private::{DIR_MODE, FILE_MODE};
 
 /// One object found by a listing, with the time the filesystem says it was last written.
 pub(crate) struct LocalEntry {

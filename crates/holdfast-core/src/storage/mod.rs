@@ -26,12 +26,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
+pub use crate::private::{DIR_MODE, FILE_MODE};
 pub use backend::{Backend, Properties};
 pub use counting::{process_counters, request_counts, Counters, Counting, RequestCounts};
 pub use dry_run::DryRun;
 pub use faults::{FaultInjecting, Faults};
 use local::LocalDir;
-pub use local::{DIR_MODE, FILE_MODE};
 pub use memory::Memory;
 use object::ObjectStore;
 
