@@ -474,7 +474,7 @@ fn check_reads_a_subset_of_packs(env: Env) {
     );
     let o = env.run(&["check", "--read-data-subset", "150%"]);
     assert_eq!(code(&o), 2, "a usage error");
-    assert!(stderr(&o).contains("at most 100%"));
+    assert!(stderr(&o).contains("between 0% and 100%"), "{}", stderr(&o));
 }
 
 /// Runs a test body against a local repository and against one on a real S3 server.
