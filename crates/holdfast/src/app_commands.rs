@@ -581,7 +581,6 @@ fn say_databases(ctx: &Ctx, r: &holdfast_app::restore::AppRestoreReport) {
 }
 
 pub fn upgrade(ctx: &Ctx, a: UpgradeArgs) -> Result<i32> {
-    use holdfast_app::service::{self, Stopped};
     use holdfast_app::upgrade as marker;
     let timeout = a.timeout.as_std();
     let cfg = ctx.config()?;
@@ -617,62 +616,23 @@ pub fn upgrade(ctx: &Ctx, a: UpgradeArgs) -> Result<i32> {
     if command.is_empty() {
         return Err(crate::usage!("give the upgrade command after --"));
     }
-    let (Some(stop), Some(start)) = (&app.stop, &app.start) else {
-        return Err(anyhow!(
-            "application {} has no service.stop/start to upgrade with",
-            a.app
-        ));
+    if a.resume && pending.is_none() {
+        return Err(crate::usage!("no failed upgrade of {} to resume", a.app));
+    }
+    let opts = marker::UpgradeOptions {
+        command,
+        timeout,
+        state_dir: state_dir.clone(),
+        resume: a.resume,
+        cancel: &ctx.cancel,
+        critical: &ctx.critical,
+        on_step: &say,
     };
-    let step_timeout = app.config.service.command_timeout.as_std();
-    let user = app.service_user()?;
-    // A failed upgrade is resumed on the stopped service (no new backup: the pre-upgrade
-    // snapshot is the one to go back to), or refused until resumed, abandoned or restored.
-    // The repository opens and its shared lock is held before the service is stopped: a
-    // wrong password or a running prune must not cost a stop and a start.
-    let mut _repo_hold = None;
-    let (snap_id, was_running, mut stopped) = match (pending, a.resume) {
-        (Some(m), true) => {
-            if service::is_running(app.status.as_deref(), step_timeout, user.as_ref())?
-                == Some(true)
-            {
-                return Err(holdfast_app::Error::step(
-                    "upgrade --resume",
-                    "the service is running again: refusing to run the upgrade under it; \
-                     stop it first, or --abandon",
-                )
-                .into());
-            }
-            say("resuming the failed upgrade on the stopped service");
-            let id: holdfast_core::id::SnapshotId = m.snapshot.parse().map_err(|_| {
-                anyhow!("the failed upgrade's marker names no snapshot; abandon it or restore")
-            })?;
-            (id, m.service_was_running, None)
-        }
-        (Some(m), false) => return Err(marker::pending(&m).into()),
-        (None, true) => return Err(crate::usage!("no failed upgrade of {} to resume", a.app)),
-        (None, false) => {
-            // 1. Preflight, then one stop window: quiesce, stop, back up (stop mode whatever
-            //    the configured mode), upgrade, start. Jobs cannot start in between.
-            holdfast_app::procedure::preflight(&app, Mode::Stop, &state_dir)?;
-            _repo_hold = Some(ctx.open_locked(false, "upgrade")?);
-            let running = service::is_running(app.status.as_deref(), step_timeout, user.as_ref())?;
-            let stopped = if running == Some(false) {
-                say("the service is not running: upgrading it as it is, and leaving it stopped");
-                None
-            } else {
-                holdfast_app::procedure::wait_until_quiet(
-                    &app,
-                    user.as_ref(),
-                    step_timeout,
-                    &ctx.cancel,
-                    &say,
-                )?;
-                say("stopping the service for the backup and the upgrade");
-                ctx.critical.store(true, Ordering::SeqCst);
-                Some(Stopped::stop_as(stop, start, step_timeout, user.clone())?)
-            };
-            // 2. The pre-upgrade backup of the stopped service. If it fails, dropping the
-            //    guard starts the service again: nothing was upgraded.
+    let report = marker::upgrade::<anyhow::Error>(
+        &app,
+        &opts,
+        &mut || Ok(Box::new(ctx.open_locked(false, "upgrade")?) as Box<dyn std::any::Any>),
+        &mut |stopped_here| {
             let backup = BackupArgs {
                 consistency: Some("stop".into()),
                 tag: vec![holdfast_core::retention::PRE_UPGRADE_TAG.to_string()],
@@ -680,81 +640,12 @@ pub fn upgrade(ctx: &Ctx, a: UpgradeArgs) -> Result<i32> {
             };
             // A service that was not running is found so by the backup's own status check
             // and noted as such; one stopped here is noted as stopped for the upgrade.
-            let done = run_backup_app(ctx, backup, false, stopped.is_some())?;
-            if done.code != exit::OK {
-                return Err(holdfast_app::Error::step(
-                    "upgrade",
-                    format!(
-                        "the pre-upgrade backup did not complete cleanly (exit code {}); not \
-                         upgrading, the service runs as before",
-                        done.code
-                    ),
-                )
-                .into());
-            }
-            // The snapshot this run just wrote, by its id.
-            let id: holdfast_core::id::SnapshotId = done.id.parse().map_err(|_| {
-                anyhow!(
-                    "the pre-upgrade backup returned no snapshot id ({})",
-                    done.id
-                )
-            })?;
-            (id, running != Some(false), stopped)
-        }
-    };
-    // 3. The upgrade, as the service's user.
-    say(&format!("running {command}"));
-    if let Err(e) = service::run_step_as("upgrade", &command, &[], timeout, user.as_ref()) {
-        if let Some(s) = stopped.take() {
-            s.disarm();
-        }
-        ctx.critical.store(false, Ordering::SeqCst);
-        let m = marker::UpgradeMarker {
-            app: a.app.clone(),
-            time: chrono::Utc::now(),
-            snapshot: snap_id.to_hex(),
-            command: command.clone(),
-            error: e.to_string(),
-            service_was_running: was_running,
-        };
-        // The upgrade's own error and the ways out are said even if the marker cannot be
-        // written (then scheduled runs are not held back: say so).
-        let unguarded = match marker::write(&state_dir, &m) {
-            Ok(()) => String::new(),
-            Err(w) => format!(
-                " WARNING: the failed-upgrade marker could not be written ({w}): scheduled runs \
-                 are NOT held back; disable them until this is resolved."
-            ),
-        };
-        return Err(holdfast_app::Error::step(
-            "upgrade",
-            format!(
-                "{e}; the service was left stopped and scheduled runs will neither back it up \
-                 nor start it until one of these: {}.{unguarded}",
-                marker::ways_out(&m)
-            ),
-        )
-        .into());
-    }
-    marker::clear(&state_dir, &a.app)?;
-    // 4. Start, if it ran before.
-    if let Some(mut s) = stopped {
-        say("starting the service");
-        let started = s.start();
-        ctx.critical.store(false, Ordering::SeqCst);
-        started
-            .map_err(|e| holdfast_app::Error::step("starting the service after the upgrade", e))?;
-    } else if a.resume && was_running {
-        say("starting the service");
-        service::run_step_as(
-            "starting the service",
-            start,
-            &[],
-            step_timeout,
-            user.as_ref(),
-        )?;
-    }
-    let version = app.version_in(app.data_dir());
+            let done = run_backup_app(ctx, backup, false, stopped_here)?;
+            Ok((done.code, done.id))
+        },
+    )?;
+    let (snap_id, command) = (report.pre_upgrade_snapshot, report.command);
+    let version = report.version;
     if ctx.global.json {
         ctx.json(&json!({"pre_upgrade_snapshot": snap_id, "command": command, "version": version}));
     } else {
