@@ -111,14 +111,19 @@ impl Mode {
             Mode::Live => "live",
         }
     }
-    pub fn parse(s: &str) -> Result<Mode> {
+}
+
+/// `--consistency` and `consistency =` read the same words.
+impl std::str::FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Mode, String> {
         match s {
             "stop" => Ok(Mode::Stop),
             "snapshot" => Ok(Mode::Snapshot),
             "live" => Ok(Mode::Live),
-            _ => Err(Error::Config(format!(
+            _ => Err(format!(
                 "consistency '{s}': expected stop, snapshot or live"
-            ))),
+            )),
         }
     }
 }

@@ -70,6 +70,16 @@ impl Excludes {
             .collect())
     }
 
+    /// The patterns given one by one (`--exclude`) followed by those of pattern files
+    /// (`--exclude-file`): how every backup assembles them.
+    pub fn gather(patterns: &[String], files: &[std::path::PathBuf]) -> Result<Vec<String>> {
+        let mut all = patterns.to_vec();
+        for f in files {
+            all.extend(Self::read_file(f)?);
+        }
+        Ok(all)
+    }
+
     /// `abs` is the entry's absolute path, `rel` its path below the backed-up root.
     pub fn excluded(&self, abs: &Path, rel: &Path) -> bool {
         if let Some(n) = &self.names {

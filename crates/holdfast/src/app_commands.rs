@@ -75,10 +75,7 @@ fn resolve_app(ctx: &Ctx, a: &BackupArgs) -> Result<(Resolved, Mode)> {
     for url in &a.postgres {
         app_cfg.postgres.push(PostgresConfig::for_url(url));
     }
-    let mode = match &a.consistency {
-        Some(m) => Mode::parse(m)?,
-        None => app_cfg.consistency,
-    };
+    let mode = a.consistency.unwrap_or(app_cfg.consistency);
     app_cfg.consistency = mode;
     let problems = app_cfg.problems();
     if let Some((key, p)) = problems.first() {
@@ -124,10 +121,7 @@ pub fn run_backup_app(
 ) -> Result<BackupDone> {
     let (app, mode) = resolve_app(ctx, &a)?;
     let cfg = ctx.config()?;
-    let mut patterns = a.exclude.clone();
-    for f in &a.exclude_file {
-        patterns.extend(Excludes::read_file(f)?);
-    }
+    let patterns = Excludes::gather(&a.exclude, &a.exclude_file)?;
     let (repo, lock) = ctx.open_locked(false, "backup")?;
     let progress = Arc::new(Progress::default());
     // The bar is drawn for the backup phase only: not over the preflight, the quiesce wait
@@ -198,18 +192,10 @@ pub fn run_backup_app(
             }));
         }
     } else {
-        let m = &s.summary;
-        ctx.say(format!(
-            "snapshot {} of {} saved: {} files ({} new, {} changed, {} unchanged), {} read, {} added in {:.1}s",
-            outcome.backup.id.short(),
-            app.name,
-            m.total_files,
-            m.files_new,
-            m.files_changed,
-            m.files_unchanged,
-            format::bytes(m.bytes_read),
-            format::bytes(m.bytes_added),
-            m.duration_secs
+        ctx.say(format::snapshot_saved(
+            &outcome.backup.id,
+            Some(&app.name),
+            s,
         ));
         for at in &s.attachments {
             ctx.say(format!(
@@ -371,10 +357,7 @@ pub fn config_check(ctx: &Ctx) -> Result<i32> {
 pub fn plan(ctx: &Ctx, a: PlanArgs) -> Result<i32> {
     let cfg = ctx.config()?;
     let app_cfg = cfg.app(&a.app)?;
-    let mode = match &a.consistency {
-        Some(m) => Mode::parse(m)?,
-        None => app_cfg.consistency,
-    };
+    let mode = a.consistency.unwrap_or(app_cfg.consistency);
     let app = Resolved::new(&a.app, app_cfg);
     let p = procedure::plan(&app, mode);
     // The same preflight as a backup: a plan that could not run says so, and exits non-zero.
@@ -634,7 +617,7 @@ pub fn upgrade(ctx: &Ctx, a: UpgradeArgs) -> Result<i32> {
         &mut || Ok(Box::new(ctx.open_locked(false, "upgrade")?) as Box<dyn std::any::Any>),
         &mut |stopped_here| {
             let backup = BackupArgs {
-                consistency: Some("stop".into()),
+                consistency: Some(Mode::Stop),
                 tag: vec![holdfast_core::retention::PRE_UPGRADE_TAG.to_string()],
                 ..BackupArgs::for_app(&a.app)
             };

@@ -364,9 +364,9 @@ pub struct PlanArgs {
     /// The configured application
     #[arg(long, value_name = "NAME")]
     pub app: String,
-    /// Consistency mode to plan for (default: the configured one)
-    #[arg(long, value_parser = ["stop", "snapshot", "live"])]
-    pub consistency: Option<String>,
+    /// Consistency mode to plan for: stop, snapshot or live (default: the configured one)
+    #[arg(long, value_name = "MODE")]
+    pub consistency: Option<holdfast_app::config::Mode>,
 }
 
 #[derive(Args, Debug)]
@@ -508,8 +508,8 @@ pub struct BackupArgs {
     #[arg(long, value_parser = ["dss", "generic"])]
     pub profile: Option<String>,
     /// Consistency mode: stop, snapshot or live (overrides the configuration)
-    #[arg(long, value_parser = ["stop", "snapshot", "live"])]
-    pub consistency: Option<String>,
+    #[arg(long, value_name = "MODE")]
+    pub consistency: Option<holdfast_app::config::Mode>,
     /// Leave out a tier of the profile (repeatable; replaces the configured list)
     #[arg(long, value_name = "TIER")]
     pub exclude_tier: Vec<String>,

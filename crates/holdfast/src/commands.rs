@@ -76,10 +76,7 @@ fn new_password_prompt(_: &str) -> std::io::Result<String> {
 }
 
 pub fn backup_cmd(ctx: &Ctx, a: BackupArgs) -> Result<i32> {
-    let mut patterns = a.exclude.clone();
-    for f in &a.exclude_file {
-        patterns.extend(Excludes::read_file(f)?);
-    }
+    let patterns = Excludes::gather(&a.exclude, &a.exclude_file)?;
     let excludes = Excludes::new(&patterns, &a.exclude_if_present)?;
     let (repo, lock) = ctx.open_locked(false, "backup")?;
     let parent = match &a.parent {
@@ -119,19 +116,7 @@ pub fn backup_cmd(ctx: &Ctx, a: BackupArgs) -> Result<i32> {
     if ctx.global.json {
         ctx.json(&json!({"id": outcome.id, "snapshot": s}));
     } else {
-        let m = &s.summary;
-        ctx.say(format!(
-            "snapshot {} saved: {} files ({} new, {} changed, {} unchanged), {} read, {} added ({} stored) in {:.1}s",
-            outcome.id.short(),
-            m.total_files,
-            m.files_new,
-            m.files_changed,
-            m.files_unchanged,
-            format::bytes(m.bytes_read),
-            format::bytes(m.bytes_added),
-            format::bytes(m.bytes_stored),
-            m.duration_secs
-        ));
+        ctx.say(format::snapshot_saved(&outcome.id, None, s));
         if !s.warnings.is_empty() {
             ctx.say(format!(
                 "{} path(s) could not be backed up (see warnings above)",

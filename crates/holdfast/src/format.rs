@@ -175,6 +175,28 @@ pub fn app_filter(s: &holdfast_core::snapshot::Snapshot, app: &Option<String>) -
     }
 }
 
+/// "snapshot 1a2b3c4d of design saved: 6163 files (…)": the line every backup ends with.
+pub fn snapshot_saved(
+    id: &holdfast_core::id::SnapshotId,
+    app: Option<&str>,
+    s: &holdfast_core::snapshot::Snapshot,
+) -> String {
+    let m = &s.summary;
+    format!(
+        "snapshot {}{} saved: {} files ({} new, {} changed, {} unchanged), {} read, {} added ({} stored) in {:.1}s",
+        id.short(),
+        app.map(|a| format!(" of {a}")).unwrap_or_default(),
+        m.total_files,
+        m.files_new,
+        m.files_changed,
+        m.files_unchanged,
+        bytes(m.bytes_read),
+        bytes(m.bytes_added),
+        bytes(m.bytes_stored),
+        m.duration_secs
+    )
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
