@@ -461,6 +461,25 @@ impl Config {
         }
     }
 
+    /// The applications with a schedule, `(name, cron expression)`; with `only`, that one, which
+    /// must have a schedule.
+    pub fn scheduled(&self, only: Option<&str>) -> Result<Vec<(String, String)>> {
+        if let Some(a) = only {
+            let app = self.app(a)?;
+            let s = app.schedule.clone().ok_or_else(|| {
+                Error::Config(format!(
+                    "application {a} has no schedule in the configuration"
+                ))
+            })?;
+            return Ok(vec![(a.to_string(), s)]);
+        }
+        Ok(self
+            .app
+            .iter()
+            .filter_map(|(n, a)| a.schedule.clone().map(|s| (n.clone(), s)))
+            .collect())
+    }
+
     pub fn app(&self, name: &str) -> Result<&AppConfig> {
         self.app.get(name).ok_or_else(|| {
             let known: Vec<&str> = self.app.keys().map(String::as_str).collect();

@@ -21,6 +21,7 @@ pub mod runlog;
 pub mod schedule;
 pub mod service;
 pub mod upgrade;
+pub mod upgrade_marker;
 pub mod volume;
 
 pub use access::{open_repository, open_storage, Access, PasswordSource};

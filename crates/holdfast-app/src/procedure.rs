@@ -327,7 +327,7 @@ pub fn backup_app(
     let data_dir = app.data_dir().to_path_buf();
     // One run of this application's procedure at a time, from the preflight to the end.
     let _app_lock = crate::applock::AppLock::acquire(&run.state_dir, &app.name, "backup")?;
-    crate::upgrade::ensure_none_pending(&run.state_dir, &app.name)?;
+    crate::upgrade_marker::ensure_none_pending(&run.state_dir, &app.name)?;
     (run.on_step)("preflight");
     preflight(app, mode, &run.state_dir)?;
     let version = app.version_in(&data_dir);

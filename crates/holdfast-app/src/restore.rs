@@ -362,7 +362,7 @@ impl AppRestore<'_> {
         )?;
         // Restoring the pre-upgrade state is one way out of a failed upgrade: it clears the
         // marker, and starts the service if it ran before the upgrade stopped it.
-        let pending_upgrade = crate::upgrade::read(&self.state_dir, &self.app.name);
+        let pending_upgrade = crate::upgrade_marker::read(&self.state_dir, &self.app.name);
         let data_dir = self.app.data_dir().to_path_buf();
         let mut report = AppRestoreReport {
             snapshot: self.snap_id.short(),
@@ -482,7 +482,7 @@ impl AppRestore<'_> {
         match result {
             Ok(()) => {
                 if let Some(m) = &pending_upgrade {
-                    crate::upgrade::clear(&self.state_dir, &self.app.name)?;
+                    crate::upgrade_marker::clear(&self.state_dir, &self.app.name)?;
                     report.notes.push(format!(
                         "the failed upgrade of {} is resolved by this restore",
                         m.app

@@ -6,7 +6,7 @@
 //! containers. systemd does not read cron syntax, so expressions are translated into
 //! `OnCalendar=` with every field spelled out as an explicit list, which is always exact.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use chrono::{DateTime, Local, TimeZone};
@@ -190,6 +190,108 @@ pub fn cron_line(app: &str, expr: &str, exe: &Path, config: &Path) -> String {
         exe.display(),
         config.display()
     )
+}
+
+/// The files that run `jobs` on a schedule: one cron file, or a systemd service and timer per
+/// application, in `dir` (default `/etc/cron.d` or `/etc/systemd/system`), and the command
+/// that activates them.
+pub fn unit_files(
+    jobs: &[(String, String)],
+    cron: bool,
+    dir: Option<&Path>,
+    exe: &Path,
+    config: &Path,
+) -> Result<(Vec<(PathBuf, String)>, String)> {
+    let mut files = Vec::new();
+    if cron {
+        let dir = dir.unwrap_or(Path::new("/etc/cron.d"));
+        let mut text = String::from(
+            "# Written by `holdfast schedule install --cron`.\nSHELL=/bin/sh\nPATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n",
+        );
+        for (name, expr) in jobs {
+            text.push_str(&cron_line(name, expr, exe, config));
+        }
+        files.push((dir.join("holdfast"), text));
+        return Ok((files, "cron picks the file up by itself".into()));
+    }
+    let dir = dir.unwrap_or(Path::new("/etc/systemd/system"));
+    for (name, expr) in jobs {
+        let (service, timer) = systemd_units(name, expr, exe, config).map_err(Error::Config)?;
+        files.push((dir.join(format!("holdfast-{name}.service")), service));
+        files.push((dir.join(format!("holdfast-{name}.timer")), timer));
+    }
+    let enable = format!(
+        "systemctl daemon-reload && systemctl enable --now {}",
+        jobs.iter()
+            .map(|(n, _)| format!("holdfast-{n}.timer"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    Ok((files, enable))
+}
+
+/// A run that was due while nobody ran the schedule: the job, and when it was due.
+pub type Missed = (String, DateTime<Local>);
+
+/// When each scheduled job is next due, for a process that runs the schedules itself: a run
+/// missed while it was down is due at once, once; runs never overlap, and a due time that
+/// passed during a run is caught up once, when it ends.
+pub struct Timetable {
+    due: Vec<(String, String, DateTime<Local>)>,
+}
+
+impl Timetable {
+    /// The timetable at `now`, from when each job last started (from the run log); also
+    /// returns, for each missed run, the job and the time it was due.
+    pub fn new(
+        jobs: &[(String, String)],
+        last_start: &dyn Fn(&str) -> Option<DateTime<chrono::Utc>>,
+        now: DateTime<Local>,
+    ) -> Result<(Timetable, Vec<Missed>)> {
+        let mut due = Vec::new();
+        let mut missed = Vec::new();
+        for (name, expr) in jobs {
+            let last = last_start(name);
+            let when = match last.and_then(|l| missed_since(expr, &l.with_timezone(&Local), &now)) {
+                Some(m) => {
+                    missed.push((name.clone(), m));
+                    now
+                }
+                None => next_after(expr, now)?,
+            };
+            due.push((name.clone(), expr.clone(), when));
+        }
+        Ok((Timetable { due }, missed))
+    }
+
+    /// The job due first, and when.
+    pub fn next_due(&mut self) -> Option<(String, DateTime<Local>)> {
+        self.due.sort_by_key(|d| d.2);
+        self.due.first().map(|(n, _, w)| (n.clone(), *w))
+    }
+
+    /// Records that `name`'s run, started at `started`, ended at `now`.
+    pub fn ran(
+        &mut self,
+        name: &str,
+        started: DateTime<Local>,
+        now: DateTime<Local>,
+    ) -> Result<()> {
+        if let Some(d) = self.due.iter_mut().find(|d| d.0 == name) {
+            d.2 = match missed_since(&d.1, &started, &now) {
+                Some(_) => now,
+                None => next_after(&d.1, now)?,
+            };
+        }
+        Ok(())
+    }
+}
+
+fn next_after(expr: &str, t: DateTime<Local>) -> Result<DateTime<Local>> {
+    next_runs(expr, t, 1)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::Config(format!("schedule '{expr}' has no next run time")))
 }
 
 #[cfg(test)]

@@ -564,7 +564,7 @@ fn say_databases(ctx: &Ctx, r: &holdfast_app::restore::AppRestoreReport) {
 }
 
 pub fn upgrade(ctx: &Ctx, a: UpgradeArgs) -> Result<i32> {
-    use holdfast_app::upgrade as marker;
+    use holdfast_app::upgrade_marker as marker;
     let timeout = a.timeout.as_std();
     let cfg = ctx.config()?;
     let state_dir = cfg.state_dir.clone();
@@ -602,7 +602,7 @@ pub fn upgrade(ctx: &Ctx, a: UpgradeArgs) -> Result<i32> {
     if a.resume && pending.is_none() {
         return Err(crate::usage!("no failed upgrade of {} to resume", a.app));
     }
-    let opts = marker::UpgradeOptions {
+    let opts = holdfast_app::upgrade::UpgradeOptions {
         command,
         timeout,
         state_dir: state_dir.clone(),
@@ -611,7 +611,7 @@ pub fn upgrade(ctx: &Ctx, a: UpgradeArgs) -> Result<i32> {
         critical: &ctx.critical,
         on_step: &say,
     };
-    let report = marker::upgrade::<anyhow::Error>(
+    let report = holdfast_app::upgrade::upgrade::<anyhow::Error>(
         &app,
         &opts,
         &mut || Ok(Box::new(ctx.open_locked(false, "upgrade")?) as Box<dyn std::any::Any>),

@@ -6,8 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
-use chrono::{DateTime, Local, Utc};
-use holdfast_app::config::Config;
+use chrono::{Local, Utc};
 use holdfast_app::resolved::Resolved;
 use holdfast_app::runlog::{self, RunRecord};
 use holdfast_app::{job, schedule};
@@ -213,27 +212,11 @@ pub fn runs_cmd(ctx: &Ctx, a: RunsArgs) -> Result<i32> {
     Ok(exit::OK)
 }
 
-fn scheduled(cfg: &Config, only: &Option<String>) -> Result<Vec<(String, String)>> {
-    if let Some(a) = only {
-        let app = cfg.app(a)?;
-        let s = app
-            .schedule
-            .clone()
-            .ok_or_else(|| anyhow!("application {a} has no schedule in the configuration"))?;
-        return Ok(vec![(a.clone(), s)]);
-    }
-    Ok(cfg
-        .app
-        .iter()
-        .filter_map(|(n, a)| a.schedule.clone().map(|s| (n.clone(), s)))
-        .collect())
-}
-
 pub fn schedule_cmd(ctx: &Ctx, c: ScheduleCommand) -> Result<i32> {
     let cfg = ctx.config()?;
     match c {
         ScheduleCommand::List { count, app } => {
-            let jobs = scheduled(cfg, &app)?;
+            let jobs = cfg.scheduled(app.as_deref())?;
             let now = Local::now();
             let mut out = Vec::new();
             for (name, expr) in &jobs {
@@ -279,7 +262,7 @@ pub fn schedule_cmd(ctx: &Ctx, c: ScheduleCommand) -> Result<i32> {
             app,
             dry_run,
         } => {
-            let jobs = scheduled(cfg, &app)?;
+            let jobs = cfg.scheduled(app.as_deref())?;
             if jobs.is_empty() {
                 return Err(anyhow!("no application has a schedule to install"));
             }
@@ -289,41 +272,13 @@ pub fn schedule_cmd(ctx: &Ctx, c: ScheduleCommand) -> Result<i32> {
                     .clone()
                     .unwrap_or_else(|| PathBuf::from(holdfast_app::config::DEFAULT_PATH)),
             )?;
-            let mut files: Vec<(PathBuf, String)> = Vec::new();
-            if cron {
-                let dir = dir.unwrap_or_else(|| PathBuf::from("/etc/cron.d"));
-                let mut text = String::from(
-                    "# Written by `holdfast schedule install --cron`.\nSHELL=/bin/sh\nPATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n",
-                );
-                for (name, expr) in &jobs {
-                    text.push_str(&schedule::cron_line(name, expr, &exe, &config));
-                }
-                files.push((dir.join("holdfast"), text));
-            } else {
-                let dir = dir.unwrap_or_else(|| PathBuf::from("/etc/systemd/system"));
-                for (name, expr) in &jobs {
-                    let (service, timer) = schedule::systemd_units(name, expr, &exe, &config)
-                        .map_err(holdfast_app::Error::Config)?;
-                    files.push((dir.join(format!("holdfast-{name}.service")), service));
-                    files.push((dir.join(format!("holdfast-{name}.timer")), timer));
-                }
-            }
+            let (files, next_step) =
+                schedule::unit_files(&jobs, cron, dir.as_deref(), &exe, &config)?;
             if !dry_run {
                 for (path, text) in &files {
                     runlog::write_atomic(path, text)?;
                 }
             }
-            let next_step = if cron {
-                "cron picks the file up by itself".to_string()
-            } else {
-                format!(
-                    "systemctl daemon-reload && systemctl enable --now {}",
-                    jobs.iter()
-                        .map(|(n, _)| format!("holdfast-{n}.timer"))
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                )
-            };
             if ctx.global.json {
                 ctx.json(&json!({
                     "dry_run": dry_run,
@@ -350,37 +305,27 @@ pub fn schedule_cmd(ctx: &Ctx, c: ScheduleCommand) -> Result<i32> {
 /// before the daemon exits.
 pub fn daemon_cmd(ctx: &Ctx, _a: DaemonArgs) -> Result<i32> {
     let cfg = ctx.config()?;
-    let jobs = scheduled(cfg, &None)?;
+    let jobs = cfg.scheduled(None)?;
     if jobs.is_empty() {
         return Err(anyhow!("no application has a schedule: nothing to run"));
     }
     let exe = std::env::current_exe()?;
-    let log = job::run_log(cfg);
-    // When each job is next due; a run missed while we were down is due now, once.
-    let mut due: Vec<(String, String, DateTime<Local>)> = Vec::new();
-    for (name, expr) in &jobs {
-        let last = runlog::read(&log)
+    let history = runlog::read(&job::run_log(cfg));
+    let last_start = |app: &str| {
+        history
             .iter()
-            .filter(|r| &r.app == name)
+            .filter(|r| r.app == app)
             .filter_map(|r| r.start)
-            .max();
-        let now = Local::now();
-        let when =
-            match last.and_then(|l| schedule::missed_since(expr, &l.with_timezone(&Local), &now)) {
-                Some(missed) => {
-                    crate::errln!(
-                        "holdfast: daemon: the run of {name} due at {} was missed; running it now",
-                        missed.format("%Y-%m-%d %H:%M")
-                    );
-                    now
-                }
-                None => next_after(expr, now)?,
-            };
-        due.push((name.clone(), expr.clone(), when));
+            .max()
+    };
+    let (mut table, missed) = schedule::Timetable::new(&jobs, &last_start, Local::now())?;
+    for (name, when) in missed {
+        crate::errln!(
+            "holdfast: daemon: the run of {name} due at {} was missed; running it now",
+            when.format("%Y-%m-%d %H:%M")
+        );
     }
-    loop {
-        due.sort_by_key(|d| d.2);
-        let (name, expr, when) = due[0].clone();
+    while let Some((name, when)) = table.next_due() {
         if !ctx.global.quiet {
             crate::errln!(
                 "holdfast: daemon: next run: {name} at {}",
@@ -403,21 +348,9 @@ pub fn daemon_cmd(ctx: &Ctx, _a: DaemonArgs) -> Result<i32> {
                 exit::INTERRUPTED
             });
         }
-        // Never overlapping: the next run is computed when this one ends; a time passed
-        // during the run is caught up once, at once.
-        let now = Local::now();
-        due[0].2 = match schedule::missed_since(&expr, &started, &now) {
-            Some(_) => now,
-            None => next_after(&expr, now)?,
-        };
+        table.ran(&name, started, Local::now())?;
     }
-}
-
-fn next_after(expr: &str, t: DateTime<Local>) -> Result<DateTime<Local>> {
-    schedule::next_runs(expr, t, 1)?
-        .into_iter()
-        .next()
-        .ok_or_else(|| anyhow!("schedule '{expr}' has no next run time"))
+    Ok(exit::OK)
 }
 
 /// Runs `holdfast run --app NAME` as a child; a signal to the daemon is passed on and the
