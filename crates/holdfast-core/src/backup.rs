@@ -477,6 +477,7 @@ impl Ctx<'_> {
             }
         };
         let mut node = fsmeta::node_from_metadata(name, &meta, &self.names);
+        keep_access_time(&mut node, parent);
         match fsmeta::read_xattrs(path) {
             Ok(x) => node.xattrs = x,
             Err(e) => self.warn(path, format!("extended attributes not saved: {e}")),
@@ -665,6 +666,7 @@ impl Ctx<'_> {
             } else {
                 let meta = path.symlink_metadata().map_err(|e| Error::io(&path, e))?;
                 let mut node = fsmeta::node_from_metadata(name.clone(), &meta, &self.names);
+                keep_access_time(&mut node, parent_node);
                 node.xattrs = fsmeta::read_xattrs(&path).unwrap_or_default();
                 let parent_tree = match parent_node {
                     Some(Node {
@@ -701,6 +703,24 @@ fn refresh_from(node: &mut Node, meta: &std::fs::Metadata) {
     node.ctime = Timestamp(meta.ctime(), meta.ctime_nsec() as u32);
     node.inode = meta.ino();
     node.links = meta.nlink();
+}
+
+/// Reading an entry (a `cat`, a search, an antivirus, the application itself, or listing a
+/// folder) moves its access time and nothing else. Were that recorded, every such read would
+/// make the next backup store new trees up to the root for nothing. So an entry whose kind,
+/// size, mtime, ctime and inode are those of the parent snapshot keeps the parent's access
+/// time: a tree changes only when its content or metadata changed (see docs/format.md).
+fn keep_access_time(node: &mut Node, parent: Option<&Node>) {
+    if let Some(p) = parent {
+        if p.kind == node.kind
+            && p.size == node.size
+            && p.mtime == node.mtime
+            && p.ctime == node.ctime
+            && p.inode == node.inode
+        {
+            node.atime = p.atime;
+        }
+    }
 }
 
 /// Same file as in the parent snapshot, judged from metadata alone.

@@ -310,3 +310,50 @@ fn killed_prunes_never_harm_kept_snapshots() {
     let stats = env.json(&["stats"]);
     assert_eq!(stats["snapshots"], 1);
 }
+
+/// Reading the data moves access times and nothing else: the next backup stores no new tree
+/// (the snapshot's root tree is the parent's), and what is restored still has the access
+/// times of the first backup. A file that really changed gets its new access time.
+#[test]
+fn reading_files_does_not_change_the_trees() {
+    use std::os::unix::fs::MetadataExt;
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    for d in ["a", "a/b", "c"] {
+        std::fs::create_dir_all(src.join(d)).unwrap();
+    }
+    for f in ["a/1", "a/b/2", "c/3", "4"] {
+        std::fs::write(src.join(f), f.repeat(1000)).unwrap();
+        // An access time before the modification time: the kernel's relatime rule then
+        // updates it on the next read.
+        let m = std::fs::metadata(src.join(f)).unwrap();
+        filetime::set_file_atime(
+            src.join(f),
+            filetime::FileTime::from_unix_time(m.mtime() - 3600, 0),
+        )
+        .unwrap();
+    }
+    let first = env.backup(&src);
+    let atime_before = std::fs::metadata(src.join("a/b/2")).unwrap().atime();
+    for f in ["a/1", "a/b/2", "c/3", "4"] {
+        std::fs::read(src.join(f)).unwrap();
+    }
+    let atime_after = std::fs::metadata(src.join("a/b/2")).unwrap().atime();
+    assert!(
+        atime_after > atime_before,
+        "the filesystem under {} did not move the access time on a read (mounted noatime?): \
+         this test cannot show anything there",
+        src.display()
+    );
+    let second = env.backup(&src);
+    assert_eq!(
+        first["snapshot"]["tree"], second["snapshot"]["tree"],
+        "reading files changed the trees"
+    );
+    assert_eq!(second["snapshot"]["summary"]["files_unchanged"], 4);
+    // A real change is recorded, with the access time of that moment.
+    std::fs::write(src.join("c/3"), "changed").unwrap();
+    let third = env.backup(&src);
+    assert_ne!(second["snapshot"]["tree"], third["snapshot"]["tree"]);
+}
