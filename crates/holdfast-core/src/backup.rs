@@ -10,7 +10,7 @@ use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -610,14 +610,22 @@ impl Ctx<'_> {
     /// Reads, chunks and stores the content of an open file with bounded memory; returns the
     /// chunk ids and the bytes read (the caller counts them once the file is done).
     fn read_content(&self, path: &Path, file: &File, limit: u64) -> Result<(Vec<BlobId>, u64)> {
-        let (content, read) = self.store_stream(path, &mut file.take(limit))?;
+        let mut reader = file.take(limit);
+        // Files that fit in a few batches are sealed chunk by chunk on the thread reading them
+        // (files are read in parallel already); larger ones are pipelined over every core.
+        let (content, read) = if limit < 2 * CHUNK_BATCH_BYTES as u64 {
+            self.store_inline(path, &mut reader)?
+        } else {
+            self.store_stream(path, &mut reader)?
+        };
         self.progress.bytes_done.fetch_sub(read, Ordering::Relaxed);
         Ok((content, read))
     }
 
     /// Chunks and stores everything `reader` yields, with bounded memory; returns the chunk
     /// ids and the byte count. Errors name `path`.
-    fn store_stream(&self, path: &Path, reader: &mut dyn Read) -> Result<(Vec<BlobId>, u64)> {
+    /// Cuts a small file into chunks and stores each as it is cut.
+    fn store_inline(&self, path: &Path, reader: &mut dyn Read) -> Result<(Vec<BlobId>, u64)> {
         let mut content = Vec::new();
         let read = crate::chunker::for_each_chunk(
             reader,
@@ -632,6 +640,73 @@ impl Ctx<'_> {
                 Ok(())
             },
         )?;
+        Ok((content, read))
+    }
+
+    /// Cuts a stream into chunks and stores them. Cutting is sequential, but hashing,
+    /// compressing and encrypting are not: chunks are gathered in batches of
+    /// [`CHUNK_BATCH_BYTES`], each batch is sealed on every core while the next is cut, and
+    /// the ids are put back in order. One large file (a database dump) so keeps every core
+    /// busy, with at most [`BATCHES_IN_FLIGHT`] batches in memory per file.
+    fn store_stream(&self, path: &Path, reader: &mut dyn Read) -> Result<(Vec<BlobId>, u64)> {
+        let sealed: Mutex<Vec<(usize, Result<Vec<BlobId>>)>> = Mutex::new(Vec::new());
+        let in_flight = AtomicUsize::new(0);
+        let seal = |batch: Vec<Vec<u8>>| -> Result<Vec<BlobId>> {
+            batch
+                .par_iter()
+                .map(|c| self.saver.save(BlobKind::Data, c))
+                .collect()
+        };
+        let read = rayon::in_place_scope(|scope| {
+            let mut batch: Vec<Vec<u8>> = Vec::new();
+            let mut batch_bytes = 0;
+            let mut batches = 0;
+            let mut send = |batch: Vec<Vec<u8>>| {
+                // Wait for a free slot, helping with queued work meanwhile (never blocking a
+                // worker that the batches in flight may need).
+                while in_flight.load(Ordering::Acquire) >= BATCHES_IN_FLIGHT {
+                    if rayon::yield_now() != Some(rayon::Yield::Executed) {
+                        std::thread::sleep(std::time::Duration::from_micros(200));
+                    }
+                }
+                in_flight.fetch_add(1, Ordering::AcqRel);
+                let (index, sealed, in_flight, seal) = (batches, &sealed, &in_flight, &seal);
+                batches += 1;
+                scope.spawn(move |_| {
+                    let ids = seal(batch);
+                    sealed.lock().unwrap().push((index, ids));
+                    in_flight.fetch_sub(1, Ordering::AcqRel);
+                });
+            };
+            let read = crate::chunker::for_each_chunk(
+                reader,
+                &self.repo.config().chunker,
+                |e| Error::io(path, e),
+                |chunk| {
+                    self.check_cancel()?;
+                    self.progress
+                        .bytes_done
+                        .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                    batch.push(chunk.to_vec());
+                    batch_bytes += chunk.len();
+                    if batch_bytes >= CHUNK_BATCH_BYTES {
+                        send(std::mem::take(&mut batch));
+                        batch_bytes = 0;
+                    }
+                    Ok(())
+                },
+            );
+            if !batch.is_empty() {
+                send(batch);
+            }
+            read
+        })?;
+        let mut sealed = sealed.into_inner().unwrap();
+        sealed.sort_by_key(|(i, _)| *i);
+        let mut content = Vec::new();
+        for (_, ids) in sealed {
+            content.extend(ids?);
+        }
         Ok((content, read))
     }
 
@@ -722,6 +797,13 @@ fn keep_access_time(node: &mut Node, parent: Option<&Node>) {
         }
     }
 }
+
+/// Bytes of one file's chunks sealed together, in parallel: 8 chunks of 512 KiB on average,
+/// enough to keep several cores busy.
+const CHUNK_BATCH_BYTES: usize = 4 << 20;
+/// Batches of one file being sealed while the next is cut: memory per file read is bounded
+/// by this many batches plus the one being filled.
+const BATCHES_IN_FLIGHT: usize = 2;
 
 /// Same file as in the parent snapshot, judged from metadata alone.
 fn unchanged(parent: &Node, now: &Node) -> bool {

@@ -49,7 +49,8 @@ fn back_up(storage: &Storage, src: &Path) -> holdfast_core::Result<String> {
     Ok(out.id.to_hex())
 }
 
-/// Pseudo-random bytes: new content for every call, so every backup writes new packs.
+/// Pseudo-random bytes: new content for every call, so every backup writes new packs. Files
+/// of 20 MiB are sealed in parallel batches (see backup.rs), so failures there are covered too.
 fn fill(path: &Path, len: usize, seed: u64) {
     let mut x = seed
         .wrapping_mul(6364136223846793005)
@@ -128,11 +129,11 @@ fn a_failed_write_anywhere_leaves_earlier_snapshots_whole() {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("src");
     std::fs::create_dir_all(&src).unwrap();
-    fill(&src.join("data.bin"), 3 << 20, 1);
+    fill(&src.join("data.bin"), 20 << 20, 1);
     let first_content = std::fs::read(src.join("data.bin")).unwrap();
     let first = back_up(&base, &src).unwrap();
     for (n, under) in [(1, "data/"), (2, "data/"), (1, "index/"), (1, "snapshots/")] {
-        fill(&src.join("data.bin"), 3 << 20, 100 + n);
+        fill(&src.join("data.bin"), 20 << 20, 100 + n);
         fill(
             &src.join(format!("more-{under}{n}").replace('/', "")),
             1 << 20,
