@@ -136,7 +136,7 @@ read_data_subset = "100%"
         let id = back_up(Vec::new(), false)?;
         rec.snapshot = Some(id.clone());
         job::after_backup(&cfg, &app, &mut rec, &open);
-        let said = job::finish_run(&cfg, &mut rec, None, None);
+        let said = job::finish_run(&cfg, &mut rec, None, &|| None);
         println!(
             "  snapshot {} -> {} (forgotten {}, checked {}){}",
             &id[..8],

@@ -7,16 +7,15 @@
 
 use std::sync::Arc;
 
+use std::path::{Path, PathBuf};
+
 use chrono::Utc;
 use holdfast_core::check::{self, CheckOptions, CheckReport};
+use holdfast_core::error::exit;
 use holdfast_core::forget;
 use holdfast_core::lock::LockGuard;
 use holdfast_core::retention::Decision;
 use holdfast_core::Repository;
-
-use std::path::{Path, PathBuf};
-
-use holdfast_core::error::exit;
 
 use crate::config::{CheckConfig, Config, RetentionConfig};
 use crate::error::{Error, Result};
@@ -118,14 +117,15 @@ pub fn after_backup(
 }
 
 /// Ends a run: hooks (global, then the application's), the run log line, the metrics file
-/// (`metrics_file`, else the configuration's), with repository numbers when `repo` is given.
-/// None of these changes the run's result: hook failures become the run's warnings, and
-/// failures to write the log or the metrics are returned, for the caller to say.
+/// (`metrics_file`, else the configuration's). Only when metrics are written is the
+/// repository opened (`open_repo`, `None` to leave its numbers out). None of these changes the
+/// run's result: hook failures become the run's warnings, and failures to write the log or
+/// the metrics are returned, for the caller to say.
 pub fn finish_run(
     cfg: &Config,
     rec: &mut RunRecord,
     metrics_file: Option<&Path>,
-    repo: Option<&Repository>,
+    open_repo: &dyn Fn() -> Option<Arc<Repository>>,
 ) -> Vec<String> {
     rec.end = Some(Utc::now());
     let success = rec.result != RunResult::Failure;
@@ -141,7 +141,7 @@ pub fn finish_run(
         said.push(format!("run log {}: {e}", log.display()));
     }
     if let Some(path) = metrics_file.or(cfg.metrics_file.as_deref()) {
-        if let Err(e) = write_metrics(&log, path, repo) {
+        if let Err(e) = write_metrics(&log, path, open_repo().as_deref()) {
             said.push(format!("metrics file {}: {e}", path.display()));
         }
     }

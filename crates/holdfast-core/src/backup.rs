@@ -622,12 +622,16 @@ impl Ctx<'_> {
         Ok((content, read))
     }
 
-    /// Chunks and stores everything `reader` yields, with bounded memory; returns the chunk
-    /// ids and the byte count. Errors name `path`.
-    /// Cuts a small file into chunks and stores each as it is cut.
-    fn store_inline(&self, path: &Path, reader: &mut dyn Read) -> Result<(Vec<BlobId>, u64)> {
-        let mut content = Vec::new();
-        let read = crate::chunker::for_each_chunk(
+    /// Cuts what `reader` yields into chunks, counting them as read and stopping when the run
+    /// is cancelled; `store` gets each chunk in order. Returns the bytes read; errors name
+    /// `path`.
+    fn for_each_chunk(
+        &self,
+        path: &Path,
+        reader: &mut dyn Read,
+        mut store: impl FnMut(&[u8]) -> Result<()>,
+    ) -> Result<u64> {
+        crate::chunker::for_each_chunk(
             reader,
             &self.repo.config().chunker,
             |e| Error::io(path, e),
@@ -636,10 +640,19 @@ impl Ctx<'_> {
                 self.progress
                     .bytes_done
                     .fetch_add(chunk.len() as u64, Ordering::Relaxed);
-                content.push(self.saver.save(BlobKind::Data, chunk)?);
-                Ok(())
+                store(chunk)
             },
-        )?;
+        )
+    }
+
+    /// Cuts a small file into chunks and stores each as it is cut; returns the chunk ids and
+    /// the byte count.
+    fn store_inline(&self, path: &Path, reader: &mut dyn Read) -> Result<(Vec<BlobId>, u64)> {
+        let mut content = Vec::new();
+        let read = self.for_each_chunk(path, reader, |chunk| {
+            content.push(self.saver.save(BlobKind::Data, chunk)?);
+            Ok(())
+        })?;
         Ok((content, read))
     }
 
@@ -651,6 +664,7 @@ impl Ctx<'_> {
     fn store_stream(&self, path: &Path, reader: &mut dyn Read) -> Result<(Vec<BlobId>, u64)> {
         let sealed: Mutex<Vec<(usize, Result<Vec<BlobId>>)>> = Mutex::new(Vec::new());
         let in_flight = AtomicUsize::new(0);
+        let failed = AtomicBool::new(false);
         let seal = |batch: Vec<Vec<u8>>| -> Result<Vec<BlobId>> {
             batch
                 .par_iter()
@@ -670,44 +684,45 @@ impl Ctx<'_> {
                     }
                 }
                 in_flight.fetch_add(1, Ordering::AcqRel);
-                let (index, sealed, in_flight, seal) = (batches, &sealed, &in_flight, &seal);
+                let (index, sealed, in_flight, failed, seal) =
+                    (batches, &sealed, &in_flight, &failed, &seal);
                 batches += 1;
                 scope.spawn(move |_| {
                     let ids = seal(batch);
+                    if ids.is_err() {
+                        failed.store(true, Ordering::Release);
+                    }
                     sealed.lock().unwrap().push((index, ids));
                     in_flight.fetch_sub(1, Ordering::AcqRel);
                 });
             };
-            let read = crate::chunker::for_each_chunk(
-                reader,
-                &self.repo.config().chunker,
-                |e| Error::io(path, e),
-                |chunk| {
-                    self.check_cancel()?;
-                    self.progress
-                        .bytes_done
-                        .fetch_add(chunk.len() as u64, Ordering::Relaxed);
-                    batch.push(chunk.to_vec());
-                    batch_bytes += chunk.len();
-                    if batch_bytes >= CHUNK_BATCH_BYTES {
-                        send(std::mem::take(&mut batch));
-                        batch_bytes = 0;
-                    }
-                    Ok(())
-                },
-            );
-            if !batch.is_empty() {
+            let read = self.for_each_chunk(path, reader, |chunk| {
+                // A batch that failed (storage refused a pack) fails the file: stop reading
+                // rather than cut gigabytes of a dump that cannot be stored. Its own error is
+                // the one reported, below.
+                if failed.load(Ordering::Acquire) {
+                    return Err(Error::Invalid("storing a batch of chunks failed".into()));
+                }
+                batch.push(chunk.to_vec());
+                batch_bytes += chunk.len();
+                if batch_bytes >= CHUNK_BATCH_BYTES {
+                    send(std::mem::take(&mut batch));
+                    batch_bytes = 0;
+                }
+                Ok(())
+            });
+            if read.is_ok() && !batch.is_empty() {
                 send(batch);
             }
             read
-        })?;
+        });
         let mut sealed = sealed.into_inner().unwrap();
         sealed.sort_by_key(|(i, _)| *i);
         let mut content = Vec::new();
         for (_, ids) in sealed {
             content.extend(ids?);
         }
-        Ok((content, read))
+        Ok((content, read?))
     }
 
     /// The root tree of a snapshot of several paths: their full paths from `/`.
@@ -786,16 +801,18 @@ fn refresh_from(node: &mut Node, meta: &std::fs::Metadata) {
 /// size, mtime, ctime and inode are those of the parent snapshot keeps the parent's access
 /// time: a tree changes only when its content or metadata changed (see docs/format.md).
 fn keep_access_time(node: &mut Node, parent: Option<&Node>) {
-    if let Some(p) = parent {
-        if p.kind == node.kind
-            && p.size == node.size
-            && p.mtime == node.mtime
-            && p.ctime == node.ctime
-            && p.inode == node.inode
-        {
-            node.atime = p.atime;
-        }
+    if let Some(p) = parent.filter(|p| same_metadata(p, node)) {
+        node.atime = p.atime;
     }
+}
+
+/// Same kind, size, mtime, ctime and inode: nothing but a read happened to the entry since.
+fn same_metadata(parent: &Node, now: &Node) -> bool {
+    parent.kind == now.kind
+        && parent.size == now.size
+        && parent.mtime == now.mtime
+        && parent.ctime == now.ctime
+        && parent.inode == now.inode
 }
 
 /// Bytes of one file's chunks sealed together, in parallel: 8 chunks of 512 KiB on average,
@@ -807,11 +824,7 @@ const BATCHES_IN_FLIGHT: usize = 2;
 
 /// Same file as in the parent snapshot, judged from metadata alone.
 fn unchanged(parent: &Node, now: &Node) -> bool {
-    parent.kind == NodeKind::File
-        && parent.size == now.size
-        && parent.mtime == now.mtime
-        && parent.ctime == now.ctime
-        && parent.inode == now.inode
+    parent.kind == NodeKind::File && same_metadata(parent, now)
 }
 
 /// Opens for reading without updating atime where the kernel allows it (own files, or root).

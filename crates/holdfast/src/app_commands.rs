@@ -678,13 +678,8 @@ pub fn record_for(
 /// the repository's numbers when it opens); what could not be written is said on stderr.
 pub fn finish_run(ctx: &Ctx, rec: &mut RunRecord) {
     let Ok(cfg) = ctx.config() else { return };
-    let repo = ctx.open().ok();
-    for w in job::finish_run(
-        cfg,
-        rec,
-        ctx.global.metrics_file.as_deref(),
-        repo.as_deref(),
-    ) {
+    let open_repo = || ctx.open().ok();
+    for w in job::finish_run(cfg, rec, ctx.global.metrics_file.as_deref(), &open_repo) {
         crate::errln!("holdfast: warning: {w}");
     }
 }

@@ -131,7 +131,7 @@ pub fn backup_cmd(ctx: &Ctx, a: BackupArgs) -> Result<i32> {
     })
 }
 
-/// Intermediate index files every `secs` seconds, written while `lock` is still held.
+/// Intermediate index files every `every`, written while `lock` is still held.
 pub fn checkpoints(lock: &LockGuard, every: holdfast_core::span::Span) -> Checkpoints {
     let witness = lock.witness();
     Checkpoints {

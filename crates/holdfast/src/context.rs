@@ -130,8 +130,7 @@ impl Ctx {
 
     /// Opens the repository, with or without the local cache whatever `--no-cache` says.
     pub fn open_cached(&self, use_cache: bool) -> Result<Arc<Repository>> {
-        let repo = holdfast_app::open_repository(&self.access(use_cache)?, &prompt)?;
-        Ok(Arc::new(repo))
+        Ok(open_with(&self.access(use_cache)?)?)
     }
 
     /// Opens the repository, takes a lock and loads the index.
@@ -160,6 +159,11 @@ impl Ctx {
     pub fn json(&self, v: &impl serde::Serialize) {
         crate::outln!("{}", serde_json::to_string(v).expect("serialisable"));
     }
+}
+
+/// Opens the repository `access` names, asking for a password on the terminal if need be.
+pub fn open_with(access: &Access) -> holdfast_app::Result<Arc<Repository>> {
+    Ok(Arc::new(holdfast_app::open_repository(access, &prompt)?))
 }
 
 pub fn prompt(what: &str) -> std::io::Result<String> {

@@ -47,13 +47,10 @@ fn run_one(ctx: &Ctx, name: &str) -> RunRecord {
         match ctx.access(true) {
             Ok(access) => {
                 let open = |use_cache: bool| {
-                    let access = holdfast_app::Access {
+                    crate::context::open_with(&holdfast_app::Access {
                         use_cache,
                         ..access.clone()
-                    };
-                    holdfast_app::open_repository(&access, &crate::context::prompt)
-                        .map(std::sync::Arc::new)
-                        .map_err(holdfast_app::Error::from)
+                    })
                 };
                 job::after_backup(cfg, &app, &mut rec, &open);
             }

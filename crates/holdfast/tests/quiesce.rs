@@ -65,6 +65,37 @@ impl DssApi {
     }
 }
 
+/// A running DSS stand-in with its public API, in a fresh environment with a repository.
+/// Fields drop in order: the API, then the service, then the folder they live in.
+struct Site {
+    api: DssApi,
+    _svc: Service,
+    data: PathBuf,
+    env: Env,
+}
+
+impl Site {
+    fn start() -> Site {
+        let env = Env::new();
+        env.init();
+        let data = make_dss(&env, "13.2.0");
+        let svc = Service(data.clone());
+        assert!(dss(&data, "start"));
+        let api = DssApi::start(&env, &data);
+        Site {
+            api,
+            _svc: svc,
+            data,
+            env,
+        }
+    }
+
+    /// The configuration of the stand-in with the API check, `extra` in `[app.design.service]`.
+    fn config(&self, extra: &str) -> PathBuf {
+        write_config(&self.env, &self.api.config(&self.data, extra))
+    }
+}
+
 impl Drop for DssApi {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -76,32 +107,22 @@ impl Drop for DssApi {
 /// a build job that ends while it waits delays the stop, and the snapshot says so.
 #[test]
 fn dss_api_check_waits_for_a_running_job_to_end() {
-    let env = Env::new();
-    env.init();
-    let data = make_dss(&env, "13.2.0");
-    let _svc = Service(data.clone());
-    assert!(dss(&data, "start"));
-    let api = DssApi::start(&env, &data);
+    let site = Site::start();
+    let (env, data, api) = (&site.env, &site.data, &site.api);
     std::fs::write(data.join("JOB_RUNNING"), "SALES").unwrap();
-    let cfg = write_config(
-        &env,
-        &api.config(
-            &data,
-            "quiesce_interval = \"1s\"\nquiesce_timeout = \"60s\"\n",
-        ),
-    );
+    let cfg = site.config("quiesce_interval = \"1s\"\nquiesce_timeout = \"60s\"\n");
     // plan names the check, and neither plan nor config check warns.
-    let out = ok_config(&env, &cfg, &["plan", "--app", "design"]);
+    let out = ok_config(env, &cfg, &["plan", "--app", "design"]);
     assert!(
         out.contains("DSS's public API at http://127.0.0.1:"),
         "{out}"
     );
     assert!(!out.contains("without checking"), "{out}");
-    let o = with_config(&env, &cfg, &["config", "check"]);
+    let o = with_config(env, &cfg, &["config", "check"]);
     assert!(!stderr(&o).contains("without checking"), "{}", stderr(&o));
     assert!(!stderr(&o).contains("read by others"), "{}", stderr(&o));
     std::fs::set_permissions(&api.key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let o = with_config(&env, &cfg, &["config", "check"]);
+    let o = with_config(env, &cfg, &["config", "check"]);
     assert!(stderr(&o).contains("read by others"), "{}", stderr(&o));
     std::fs::set_permissions(&api.key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
 
@@ -111,7 +132,7 @@ fn dss_api_check_waits_for_a_running_job_to_end() {
         std::thread::sleep(Duration::from_millis(2500));
         std::fs::remove_file(job_file).unwrap();
     });
-    let v = json_config(&env, &cfg, &["backup", "--app", "design"]);
+    let v = json_config(env, &cfg, &["backup", "--app", "design"]);
     ender.join().unwrap();
     // It cannot have finished before the job ended: it waited.
     assert!(started.elapsed() >= Duration::from_millis(2500));
@@ -119,8 +140,8 @@ fn dss_api_check_waits_for_a_running_job_to_end() {
     assert_eq!(snap["consistency"]["consistent"], true);
     let notes = snap["consistency"]["notes"].to_string();
     assert!(notes.contains("quiesce check passed after"), "{notes}");
-    assert_eq!(journal_actions(&data), ["start", "stop", "start"]);
-    let asked = DssApi::asked(&data);
+    assert_eq!(journal_actions(data), ["start", "stop", "start"]);
+    let asked = DssApi::asked(data);
     let sales_polls = asked
         .iter()
         .filter(|p| *p == "/public/api/projects/SALES/jobs/")
@@ -136,21 +157,11 @@ fn dss_api_check_waits_for_a_running_job_to_end() {
 /// the scenario, and DSS is never stopped.
 #[test]
 fn dss_api_check_times_out_naming_what_runs() {
-    let env = Env::new();
-    env.init();
-    let data = make_dss(&env, "13.2.0");
-    let _svc = Service(data.clone());
-    assert!(dss(&data, "start"));
-    let api = DssApi::start(&env, &data);
+    let site = Site::start();
+    let (env, data) = (&site.env, &site.data);
     std::fs::write(data.join("SCENARIO_RUNNING"), "NIGHTLY_REBUILD").unwrap();
-    let cfg = write_config(
-        &env,
-        &api.config(
-            &data,
-            "quiesce_interval = \"1s\"\nquiesce_timeout = \"2s\"\n",
-        ),
-    );
-    let o = with_config(&env, &cfg, &["backup", "--app", "design"]);
+    let cfg = site.config("quiesce_interval = \"1s\"\nquiesce_timeout = \"2s\"\n");
+    let o = with_config(env, &cfg, &["backup", "--app", "design"]);
     assert_eq!(code(&o), 5, "{}", stderr(&o));
     assert!(
         stderr(&o).contains("scenario NIGHTLY_REBUILD in SALES"),
@@ -158,7 +169,7 @@ fn dss_api_check_times_out_naming_what_runs() {
         stderr(&o)
     );
     assert!(stderr(&o).contains("not stopped"), "{}", stderr(&o));
-    assert_eq!(journal_actions(&data), ["start"], "DSS was stopped");
+    assert_eq!(journal_actions(data), ["start"], "DSS was stopped");
     assert!(env.json(&["snapshots"]).as_array().unwrap().is_empty());
 }
 
@@ -166,43 +177,39 @@ fn dss_api_check_times_out_naming_what_runs() {
 /// and a key file that is missing each fail the preflight (exit 7) before DSS is touched.
 #[test]
 fn dss_api_check_fails_closed() {
-    let env = Env::new();
-    env.init();
-    let data = make_dss(&env, "13.2.0");
-    let _svc = Service(data.clone());
-    assert!(dss(&data, "start"));
-    let api = DssApi::start(&env, &data);
-    let cfg = write_config(&env, &api.config(&data, ""));
+    let site = Site::start();
+    let (env, data, api) = (&site.env, &site.data, &site.api);
+    let cfg = site.config("");
 
     std::fs::write(&api.key_file, "not-the-key\n").unwrap();
-    let o = with_config(&env, &cfg, &["backup", "--app", "design"]);
+    let o = with_config(env, &cfg, &["backup", "--app", "design"]);
     assert_eq!(code(&o), 7, "{}", stderr(&o));
     assert!(stderr(&o).contains("refused (HTTP 401)"), "{}", stderr(&o));
     std::fs::write(&api.key_file, "secret-admin-key\n").unwrap();
 
     std::fs::write(data.join("API_BROKEN"), "").unwrap();
-    let o = with_config(&env, &cfg, &["backup", "--app", "design"]);
+    let o = with_config(env, &cfg, &["backup", "--app", "design"]);
     assert_eq!(code(&o), 7, "{}", stderr(&o));
     assert!(stderr(&o).contains("not JSON"), "{}", stderr(&o));
     std::fs::remove_file(data.join("API_BROKEN")).unwrap();
 
     std::fs::remove_file(&api.key_file).unwrap();
-    let o = with_config(&env, &cfg, &["backup", "--app", "design"]);
+    let o = with_config(env, &cfg, &["backup", "--app", "design"]);
     assert_eq!(code(&o), 7, "{}", stderr(&o));
     assert!(stderr(&o).contains("dss-api.key"), "{}", stderr(&o));
 
-    assert_eq!(journal_actions(&data), ["start"], "DSS was stopped");
+    assert_eq!(journal_actions(data), ["start"], "DSS was stopped");
     assert!(env.json(&["snapshots"]).as_array().unwrap().is_empty());
 
     // The key belongs to the dss profile only.
     let cfg = write_config(
-        &env,
+        env,
         &format!(
             "[app.other]\ndata_dir = \"{}\"\n[app.other.service]\nstop = \"true\"\nstart = \"true\"\ndss_api_key_file = \"/k\"\n",
             data.display()
         ),
     );
-    let o = with_config(&env, &cfg, &["config", "check"]);
+    let o = with_config(env, &cfg, &["config", "check"]);
     assert_eq!(code(&o), 4, "{}", stderr(&o));
     assert!(stderr(&o).contains("dss_api_key_file"), "{}", stderr(&o));
 }

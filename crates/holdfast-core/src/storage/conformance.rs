@@ -134,10 +134,7 @@ pub fn check(s: &Storage) -> Result<(), String> {
                 e.path
             ));
         };
-        let skew = now
-            .duration_since(m)
-            .or_else(|e| Ok::<_, ()>(e.duration()))
-            .unwrap_or_default();
+        let skew = now.duration_since(m).unwrap_or_else(|e| e.duration());
         if skew > std::time::Duration::from_secs(600) {
             return Err(format!(
                 "{} is listed with a modification time {skew:?} off",

@@ -31,14 +31,6 @@ use crate::error::{Error, Result};
 
 use crate::private::{DIR_MODE, FILE_MODE};
 
-/// One object found by a listing, with the time the filesystem says it was last written.
-pub(crate) struct LocalEntry {
-    pub path: String,
-    pub name: String,
-    pub modified: Option<SystemTime>,
-    pub size: u64,
-}
-
 #[derive(Debug)]
 pub(crate) struct LocalDir {
     root: PathBuf,
@@ -265,7 +257,7 @@ impl LocalDir {
 
     /// Every file below the folder `rel` (recursively). A link found there is an error: it is
     /// not the repository's, and deleting or reading through it is refused anyway.
-    pub fn list(&self, rel: &str) -> Result<Vec<LocalEntry>> {
+    pub fn list(&self, rel: &str) -> Result<Vec<Listed>> {
         let rel = rel.trim_end_matches('/');
         let chain = match self.dir_chain(rel, false) {
             Ok(c) => c,
@@ -277,7 +269,7 @@ impl LocalDir {
         Ok(out)
     }
 
-    fn list_into(&self, dir_fd: OwnedFd, rel: &str, out: &mut Vec<LocalEntry>) -> Result<()> {
+    fn list_into(&self, dir_fd: OwnedFd, rel: &str, out: &mut Vec<Listed>) -> Result<()> {
         let raw = dir_fd.as_raw_fd();
         let mut dir =
             nix::dir::Dir::from_fd(nix::unistd::dup(raw).map_err(|e| self.errno(rel, e))?)
@@ -320,7 +312,7 @@ impl LocalDir {
                     // SAFETY: openat returned a new descriptor that nothing else owns.
                     self.list_into(unsafe { OwnedFd::from_raw_fd(fd) }, &child, out)?;
                 }
-                libc::S_IFREG => out.push(LocalEntry {
+                libc::S_IFREG => out.push(Listed {
                     path: child,
                     name: name_s,
                     modified: Some(
@@ -330,7 +322,7 @@ impl LocalDir {
                                 st.st_mtime_nsec.clamp(0, 999_999_999) as u32,
                             ),
                     ),
-                    size: st.st_size.max(0) as u64,
+                    size: Some(st.st_size.max(0) as u64),
                 }),
                 libc::S_IFLNK => {
                     return Err(self.errno(&child, Errno::ELOOP));
@@ -372,15 +364,7 @@ impl Backend for LocalDir {
     }
 
     fn list(&self, dir: &str) -> Result<Vec<Listed>> {
-        Ok(LocalDir::list(self, dir)?
-            .into_iter()
-            .map(|e| Listed {
-                path: e.path,
-                name: e.name,
-                modified: e.modified,
-                size: Some(e.size),
-            })
-            .collect())
+        LocalDir::list(self, dir)
     }
 
     fn mode(&self, path: &str) -> Option<u32> {

@@ -123,7 +123,6 @@ pub const READS_IN_FLIGHT: usize = 32;
 pub struct Storage {
     backend: Arc<dyn Backend>,
     location: String,
-    properties: Properties,
 }
 
 impl std::fmt::Debug for Storage {
@@ -179,11 +178,9 @@ impl Storage {
 
     /// Storage over any backend (a stack of decorators over a store).
     pub fn new(location: impl Into<String>, backend: impl Backend + 'static) -> Storage {
-        let properties = backend.properties();
         Storage {
             backend: Arc::new(backend),
             location: location.into(),
-            properties,
         }
     }
 
@@ -202,7 +199,7 @@ impl Storage {
     }
 
     pub fn properties(&self) -> Properties {
-        self.properties
+        self.backend.properties()
     }
 
     pub fn read(&self, path: &str) -> Result<Vec<u8>> {
@@ -369,6 +366,9 @@ mod tests {
         dry.delete("snapshots/old").unwrap();
         assert_eq!(dry.read("snapshots/new").unwrap(), b"new");
         assert!(dry.read("snapshots/old").is_err());
+        let many = dry.read_many(&["snapshots/old".into(), "snapshots/new".into()]);
+        assert!(matches!(many[0], Err(Error::NotFound(_))));
+        assert_eq!(many[1].as_deref().unwrap(), b"new");
         let names: Vec<_> = dry
             .list("snapshots/")
             .unwrap()
