@@ -3,20 +3,25 @@
 # Backup benchmark: holdfast vs restic, borg, rustic, tar+gzip and tar+zstd on a generated
 # Dataiku-DSS-like DATA_DIR, and holdfast vs restic on a local S3 server. See bench/README.md.
 #
-#   bench/run.sh [--scale S] [--out DIR] [--seed N] [--percent P] [--repeat N] [--keep-restores]
+#   bench/run.sh [--set dss|many-files|large-file] [--scale S] [--files N] [--size-mib M]
+#                [--out DIR] [--seed N] [--percent P] [--repeat N] [--keep-restores]
 #                [--tools "holdfast restic borg rustic tar-gzip tar-zstd holdfast-s3 restic-s3"]
 #
 # Order: generate data once; first backups, N rounds of every tool in turn, each into a fresh
-# repository (the median is reported); for every tool: no-change backup; then mutate the data
-# once (gen_data.py --mutate); for every tool: after-change backup, stored size, full restore
-# of the latest backup into a fresh directory, verification.
+# repository (the median is reported); for every tool: no-change backup; then (dss set only)
+# mutate the data once (gen_data.py --mutate) and make an after-change backup; then N rounds
+# of full restores of the latest backup, tools in turn, each into a fresh directory (the
+# first one verified).
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 REPO_ROOT=$(dirname "$BENCH_DIR")
 ALL_TOOLS="holdfast restic borg rustic tar-gzip tar-zstd holdfast-s3 restic-s3"
 
+SET=dss
 SCALE=1.0
+FILES=1000000
+SIZE_MIB=2048
 SEED=42
 PERCENT=1
 OUT="$BENCH_DIR/out"
@@ -25,7 +30,7 @@ KEEP_RESTORES=0
 REPEAT=3
 
 usage() {
-    sed -n '3,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '3,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
@@ -34,6 +39,12 @@ die() { printf '[bench] ERROR: %s\n' "$*" >&2; exit 1; }
 
 while (($#)); do
     case "$1" in
+        --set) SET=${2:?--set needs a value}; shift 2 ;;
+        --set=*) SET=${1#*=}; shift ;;
+        --files) FILES=${2:?--files needs a value}; shift 2 ;;
+        --files=*) FILES=${1#*=}; shift ;;
+        --size-mib) SIZE_MIB=${2:?--size-mib needs a value}; shift 2 ;;
+        --size-mib=*) SIZE_MIB=${1#*=}; shift ;;
         --scale) SCALE=${2:?--scale needs a value}; shift 2 ;;
         --repeat) REPEAT=${2:?--repeat needs a value}; shift 2 ;;
         --repeat=*) REPEAT=${1#*=}; shift ;;
@@ -52,6 +63,12 @@ while (($#)); do
     esac
 done
 
+case $SET in
+    dss) MARKER=dss-version.json ;;
+    many-files) MARKER=project-0000 ;;
+    large-file) MARKER=database.sql ;;
+    *) die "unknown --set '$SET' (known: dss many-files large-file)" ;;
+esac
 [[ $REPEAT =~ ^[1-9][0-9]*$ ]] || die "--repeat needs a whole number of at least 1, not '$REPEAT'"
 read -r -a REQUESTED <<<"$TOOLS"
 ((${#REQUESTED[@]})) || die "--tools is empty"
@@ -95,7 +112,11 @@ if ((${#missing[@]})); then
 fi
 
 # rough disk need: data + one restore + repositories/archives, ~8x the data (1.1 GB per scale unit)
-need_kb=$(awk -v s="$SCALE" 'BEGIN {printf "%d", s * 1.1e9 * 8 / 1024}')
+case $SET in
+    dss) need_kb=$(awk -v s="$SCALE" 'BEGIN {printf "%d", s * 1.1e9 * 8 / 1024}') ;;
+    many-files) need_kb=$((FILES * 8 * 4)) ;;
+    large-file) need_kb=$((SIZE_MIB * 1024 * 9 / 8 * 8)) ;;
+esac
 avail_kb=$(df -Pk "$OUT" | awk 'NR == 2 {print $4}')
 if ((avail_kb < need_kb)); then
     warn "only $((avail_kb / 1024)) MiB free in $OUT; this run may need about $((need_kb / 1024)) MiB"
@@ -267,7 +288,7 @@ tool_cmd() {
                 init) CMD=("${b_env[@]}" borg init -e repokey-blake2 "$repo") ;;
                 backup) CMD=("${b_env[@]}" borg create --compression "zstd,3" "$repo::a$arg" "$DATA") ;;
                 restore) CMD=("${b_env[@]}" bash -c 'cd "$1" && exec borg extract "$2"' borg-extract \
-                    "$arg" "$repo::a3") ;;
+                    "$arg" "$repo::a$LAST") ;;
             esac ;;
         rustic:*)
             local u_env=(env RUSTIC_PASSWORD=bench "RUSTIC_CACHE_DIR=$cache")
@@ -280,13 +301,13 @@ tool_cmd() {
         tar-gzip:backup)
             CMD=(bash -c 'set -o pipefail; tar -cpf - -C "$1" . | gzip -9 > "$2"' tar-gzip \
                 "$DATA" "$OUT/tar/backup-$arg.tar.gz") ;;
-        tar-gzip:restore) CMD=(tar -xpzf "$OUT/tar/backup-3.tar.gz" -C "$arg") ;;
+        tar-gzip:restore) CMD=(tar -xpzf "$OUT/tar/backup-$LAST.tar.gz" -C "$arg") ;;
         tar-zstd:backup)
             CMD=(bash -c 'set -o pipefail; tar -cpf - -C "$1" . | zstd -3 -T0 -q -o "$2"' tar-zstd \
                 "$DATA" "$OUT/tar/backup-$arg.tar.zst") ;;
         tar-zstd:restore)
             CMD=(bash -c 'set -o pipefail; zstd -dc "$1" | tar -xpf - -C "$2"' tar-zstd-x \
-                "$OUT/tar/backup-3.tar.zst" "$arg") ;;
+                "$OUT/tar/backup-$LAST.tar.zst" "$arg") ;;
         *) die "internal: no command for $tool $action" ;;
     esac
 }
@@ -309,7 +330,7 @@ meta_list() {
 verify_restore() { # verify_restore TOOL DIR -> appends to $VERIFY
     local tool=$1 dir=$2 root="" c
     for c in "$dir" "$dir$DATA" "$dir/${DATA#/}"; do
-        if [[ -f $c/dss-version.json ]]; then root=$c; break; fi
+        if [[ -e $c/$MARKER ]]; then root=$c; break; fi
     done
     if [[ -z $root ]]; then
         printf '%s\tno\trestored tree not found under %s\n' "$tool" "$dir" >>"$VERIFY"
@@ -337,10 +358,22 @@ verify_restore() { # verify_restore TOOL DIR -> appends to $VERIFY
 # ---------------------------------------------------------------------------------------
 # run
 
-log "generating data: scale $SCALE, seed $SEED -> $DATA"
-python3 "$BENCH_DIR/gen_data.py" "$DATA" --scale "$SCALE" --seed "$SEED" | tee "$LOGS/gen_data.log"
+case $SET in
+    dss)
+        log "generating data: scale $SCALE, seed $SEED -> $DATA"
+        python3 "$BENCH_DIR/gen_data.py" "$DATA" --scale "$SCALE" --seed "$SEED" | tee "$LOGS/gen_data.log" ;;
+    many-files)
+        log "generating data: $FILES small files, seed $SEED -> $DATA"
+        python3 "$BENCH_DIR/gen_sets.py" many-files "$DATA" --files "$FILES" --seed "$SEED" \
+            | tee "$LOGS/gen_data.log" ;;
+    large-file)
+        log "generating data: one $SIZE_MIB MiB file and one of an eighth, seed $SEED -> $DATA"
+        python3 "$BENCH_DIR/gen_sets.py" large-file "$DATA" --size-mib "$SIZE_MIB" --seed "$SEED" \
+            | tee "$LOGS/gen_data.log" ;;
+esac
 read -r data_bytes data_files < <(data_stats)
 
+meta set "$SET"
 meta scale "$SCALE"
 meta seed "$SEED"
 meta percent "$PERCENT"
@@ -408,24 +441,35 @@ for t in "${TOOLS_RUN[@]}"; do
     printf '%s\tbackup2\t%s\n' "$t" "$(stored_bytes "$t")" >>"$SIZES"
 done
 
-log "mutating the data once (gen_data.py --mutate --percent $PERCENT)"
-python3 "$BENCH_DIR/gen_data.py" --mutate "$DATA" --seed "$SEED" --percent "$PERCENT" \
-    | tee -a "$LOGS/gen_data.log"
+if [[ $SET == dss ]]; then
+    LAST=3
+    log "mutating the data once (gen_data.py --mutate --percent $PERCENT)"
+    python3 "$BENCH_DIR/gen_data.py" --mutate "$DATA" --seed "$SEED" --percent "$PERCENT" \
+        | tee -a "$LOGS/gen_data.log"
+    log "phase 2: after-change backups"
+    for t in "${TOOLS_RUN[@]}"; do
+        warm_cache
+        step "$t" backup3 backup 3 || continue
+        printf '%s\tbackup3\t%s\n' "$t" "$(stored_bytes "$t")" >>"$SIZES"
+    done
+else
+    # The other sets measure scale, not change: the latest backup is the no-change one.
+    LAST=2
+fi
 read -r data_bytes2 data_files2 < <(data_stats)
 meta data_bytes_after_mutate "$data_bytes2"
 meta data_files_after_mutate "$data_files2"
 
-log "phase 2: after-change backups, restores, verification"
-for t in "${TOOLS_RUN[@]}"; do
-    warm_cache
-    step "$t" backup3 backup 3 || continue
-    printf '%s\tbackup3\t%s\n' "$t" "$(stored_bytes "$t")" >>"$SIZES"
-    rdir="$OUT/restore/$t"
-    rm -rf "$rdir"
-    mkdir -p "$rdir"
-    step "$t" restore restore "$rdir" || continue
-    verify_restore "$t" "$rdir"
-    ((KEEP_RESTORES)) || rm -rf "$rdir"
+log "phase 3: full restores ($REPEAT rounds, tools in turn, each into an empty directory; the first verified)"
+for ((round = 1; round <= REPEAT; round++)); do
+    for t in "${TOOLS_RUN[@]}"; do
+        rdir="$OUT/restore/$t"
+        rm -rf "$rdir"
+        mkdir -p "$rdir"
+        step "$t" restore restore "$rdir" || continue
+        ((round == 1)) && verify_restore "$t" "$rdir"
+        ((KEEP_RESTORES && round == REPEAT)) || rm -rf "$rdir"
+    done
 done
 
 for t in "${TOOLS_RUN[@]}"; do
@@ -475,7 +519,7 @@ for (tool, phase), rs in runs.items():
     res[tool]["phases"][phase] = chosen
 for tool, phase, b in rows("sizes.tsv"):
     res[tool]["stored_bytes_after"][phase] = int(b)
-    if phase == "backup3":
+    if phase == ("backup3" if meta["set"] == "dss" else "backup2"):
         res[tool]["stored_bytes"] = int(b)
 for tool, status, detail in rows("verify.tsv"):
     res[tool]["restore_verified"] = status
@@ -493,39 +537,50 @@ def cell(tool, phase, key, fmt="{:.2f}"):
 mb = lambda b: b / 1e6
 data_b, data_n = int(meta["data_bytes"]), int(meta["data_files"])
 lines = []
-lines.append(f"Data: {mb(data_b):.1f} MB in {data_n} files (scale {meta['scale']}, seed {meta['seed']}); "
-             f"after --mutate ({meta['percent']}%): {mb(int(meta['data_bytes_after_mutate'])):.1f} MB "
-             f"in {meta['data_files_after_mutate']} files.")
+dss = meta["set"] == "dss"
+if dss:
+    lines.append(f"Data: {mb(data_b):.1f} MB in {data_n} files (set dss, scale {meta['scale']}, seed {meta['seed']}); "
+                 f"after --mutate ({meta['percent']}%): {mb(int(meta['data_bytes_after_mutate'])):.1f} MB "
+                 f"in {meta['data_files_after_mutate']} files.")
+else:
+    lines.append(f"Data: {mb(data_b):.1f} MB in {data_n} files (set {meta['set']}, seed {meta['seed']}).")
 lines.append(f"Machine: {meta['nproc']} CPUs ({meta['cpu']}), {int(meta['mem_kib']) / 2**20:.1f} GiB RAM, "
              f"Linux {meta['kernel']}, {meta['filesystem']}; {meta['date']}.")
 lines.append("")
 hdr = ["tool", "first backup wall s", "first backup CPU s", "first backup peak MiB",
-       "no-change backup wall s", "after-change backup wall s", "restore wall s",
-       "stored MB (3 backups)", "restore verified"]
+       "no-change backup wall s", "no-change peak MiB"]
+if dss:
+    hdr.append("after-change backup wall s")
+hdr += ["restore wall s", "restore peak MiB",
+        "stored MB (3 backups)" if dss else "stored MB (2 backups)", "restore verified"]
 lines.append("| " + " | ".join(hdr) + " |")
-lines.append("|" + "|".join(["---"] + ["---:"] * 7 + ["---"]) + "|")
+lines.append("|" + "|".join(["---"] + ["---:"] * (len(hdr) - 2) + ["---"]) + "|")
 for t in tools:
     r = res[t]
     v = r["restore_verified"]
     verified = {"yes": "yes", "content": "content only", "no": "NO"}.get(v, "–")
     stored = f"{mb(r['stored_bytes']):.1f}" if r["stored_bytes"] is not None else "–"
-    lines.append("| " + " | ".join([
-        t, cell(t, "backup1", "wall_s"), cell(t, "backup1", "cpu_s"),
-        cell(t, "backup1", "peak_rss_mib", "{:.0f}"), cell(t, "backup2", "wall_s"),
-        cell(t, "backup3", "wall_s"), cell(t, "restore", "wall_s"), stored, verified]) + " |")
+    row = [t, cell(t, "backup1", "wall_s"), cell(t, "backup1", "cpu_s"),
+           cell(t, "backup1", "peak_rss_mib", "{:.0f}"), cell(t, "backup2", "wall_s"),
+           cell(t, "backup2", "peak_rss_mib", "{:.0f}")]
+    if dss:
+        row.append(cell(t, "backup3", "wall_s"))
+    row += [cell(t, "restore", "wall_s"), cell(t, "restore", "peak_rss_mib", "{:.0f}"), stored, verified]
+    lines.append("| " + " | ".join(row) + " |")
 lines.append("")
-lines.append("Times are wall-clock seconds with a warm page cache; first backups are the median of "
-             f"{meta.get('repeat', '1')} runs, each into a fresh repository, the tools taking turns (CPU "
-             "and peak are those of the median run); CPU = user + sys of the tool and "
-             "its children; peak = max RSS of the largest process; stored MB = 10^6 bytes of "
-             "repository (or of the three archives for tar) after the three backups.")
-walls = []
-for t in tools:
-    w = res[t]["phases"].get("backup1", {}).get("runs_wall_s")
-    if w:
-        walls.append(f"{t} " + " / ".join(f"{x:.2f}" for x in w))
-if walls:
-    lines.append("- first backup runs, wall s: " + "; ".join(walls))
+lines.append("Times are wall-clock seconds with a warm page cache; first backups and restores are "
+             f"the median of {meta.get('repeat', '1')} runs, each into a fresh repository or an empty "
+             "directory, the tools taking turns (CPU and peak are those of the median run); CPU = "
+             "user + sys of the tool and its children; peak = max RSS of the largest process; "
+             "stored MB = 10^6 bytes of repository (or of the archives for tar) after the last backup.")
+for phase, what in (("backup1", "first backup"), ("restore", "restore")):
+    walls = []
+    for t in tools:
+        w = res[t]["phases"].get(phase, {}).get("runs_wall_s")
+        if w:
+            walls.append(f"{t} " + " / ".join(f"{x:.2f}" for x in w))
+    if walls:
+        lines.append(f"- {what} runs, wall s: " + "; ".join(walls))
 for n in notes:
     lines.append(f"- note: {n}")
 md = "\n".join(lines) + "\n"

@@ -161,6 +161,8 @@ pub fn systemd_units(
          [Service]\n\
          Type=oneshot\n\
          ExecStart={} --config {} run --app {app}\n\
+         # A line of progress in the journal every five minutes of a long run.\n\
+         Environment=HOLDFAST_PROGRESS_INTERVAL=5min\n\
          # Let an interrupted run start the application again before it is killed.\n\
          KillMode=mixed\n\
          TimeoutStopSec=15min\n\

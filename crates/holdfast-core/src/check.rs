@@ -302,7 +302,9 @@ fn read_pack(
             raw_length: b.raw_length,
         };
         let res = if e <= bytes.len() {
-            repo.open_blob(&b.id, &loc, &bytes[s..e]).map(|_| ())
+            // A copy: blobs are opened in place, and a damaged index may list overlapping ones.
+            repo.open_blob(&b.id, &loc, &mut bytes[s..e].to_vec())
+                .map(|_| ())
         } else {
             Err(Error::corrupt(
                 format!("blob {}", b.id.short()),

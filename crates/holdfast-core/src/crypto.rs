@@ -65,6 +65,31 @@ impl MasterKey {
             Error::corrupt(what, "authentication failed (data was changed or damaged)")
         })
     }
+
+    /// [`Self::open`] within `sealed` (no second buffer: a restore opens every chunk it
+    /// writes); returns the plaintext's part of it.
+    pub fn open_in_place<'a>(&self, what: &str, sealed: &'a mut [u8]) -> Result<&'a [u8]> {
+        open_in_place_with(&self.encrypt, sealed).ok_or_else(|| {
+            Error::corrupt(what, "authentication failed (data was changed or damaged)")
+        })
+    }
+}
+
+fn open_in_place_with<'a>(key: &[u8; 32], sealed: &'a mut [u8]) -> Option<&'a [u8]> {
+    if sealed.len() < OVERHEAD {
+        return None;
+    }
+    let (nonce, rest) = sealed.split_at_mut(NONCE_LEN);
+    let (ct, tag) = rest.split_at_mut(rest.len() - TAG_LEN);
+    XChaCha20Poly1305::new(key.into())
+        .decrypt_in_place_detached(
+            XNonce::from_slice(nonce),
+            b"",
+            ct,
+            chacha20poly1305::Tag::from_slice(tag),
+        )
+        .ok()?;
+    Some(ct)
 }
 
 /// Encrypts `plaintext` as `nonce || ciphertext || tag`.

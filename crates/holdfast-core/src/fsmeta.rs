@@ -169,9 +169,11 @@ pub struct OwnerPolicy {
     pub numeric: bool,
 }
 
-/// Applies owner, mode, xattrs and times, in that order (chown clears setuid bits; times last
-/// because the other steps change ctime and, on directories, nothing else). Returns warnings
-/// for what could not be applied.
+/// Applies owner, xattrs, mode and times to the entry at `path` (never through a symlink).
+/// The order matters: chown clears setuid bits and file capabilities, so it goes first; an
+/// owner who is not root needs write permission to set `user.*` attributes, so the mode,
+/// which may be read-only, comes after them; times go last, because every other step changes
+/// ctime and, on directories, nothing else. Returns warnings for what could not be applied.
 pub fn apply_metadata(
     path: &Path,
     node: &Node,
@@ -179,6 +181,38 @@ pub fn apply_metadata(
     owners: OwnerPolicy,
     is_root: bool,
 ) -> Vec<String> {
+    apply(Entry::Path(path), path, node, names, owners, is_root)
+}
+
+/// [`apply_metadata`] through an open regular file, before it gets its real name: no path is
+/// looked up again, and the file appears under its name complete, metadata included. `path`
+/// names the file in warnings.
+pub fn apply_file_metadata(
+    file: &std::fs::File,
+    path: &Path,
+    node: &Node,
+    names: &Names,
+    owners: OwnerPolicy,
+    is_root: bool,
+) -> Vec<String> {
+    apply(Entry::File(file), path, node, names, owners, is_root)
+}
+
+#[derive(Clone, Copy)]
+enum Entry<'a> {
+    Path(&'a Path),
+    File(&'a std::fs::File),
+}
+
+fn apply(
+    entry: Entry,
+    path: &Path,
+    node: &Node,
+    names: &Names,
+    owners: OwnerPolicy,
+    is_root: bool,
+) -> Vec<String> {
+    use std::os::fd::AsFd;
     let mut warnings = Vec::new();
     let uid = if owners.numeric {
         None
@@ -193,23 +227,32 @@ pub fn apply_metadata(
     }
     .unwrap_or(node.gid);
     if is_root {
-        if let Err(e) = nix::unistd::fchownat(
-            None,
-            path,
-            Some(uid.into()),
-            Some(gid.into()),
-            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-        ) {
+        let owned = match entry {
+            Entry::Path(p) => nix::unistd::fchownat(
+                None,
+                p,
+                Some(uid.into()),
+                Some(gid.into()),
+                nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+            ),
+            Entry::File(f) => {
+                use std::os::fd::AsRawFd;
+                nix::unistd::fchown(f.as_fd().as_raw_fd(), Some(uid.into()), Some(gid.into()))
+            }
+        };
+        if let Err(e) = owned {
             warnings.push(format!("{}: chown: {e}", path.display()));
         }
     }
-    if node.kind != NodeKind::Symlink {
-        if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(node.mode)) {
-            warnings.push(format!("{}: chmod: {e}", path.display()));
-        }
-    }
     for x in &node.xattrs {
-        if let Err(e) = xattr::set(path, x.name.as_os_str(), &x.value) {
+        let set = match entry {
+            Entry::Path(p) => xattr::set(p, x.name.as_os_str(), &x.value),
+            Entry::File(f) => {
+                use xattr::FileExt;
+                f.set_xattr(x.name.as_os_str(), &x.value)
+            }
+        };
+        if let Err(e) = set {
             // Unprivileged users cannot set trusted.* or security.* attributes.
             if is_root
                 || x.name.0.starts_with(b"user.")
@@ -219,9 +262,23 @@ pub fn apply_metadata(
             }
         }
     }
+    if node.kind != NodeKind::Symlink {
+        let mode = std::fs::Permissions::from_mode(node.mode);
+        let set = match entry {
+            Entry::Path(p) => std::fs::set_permissions(p, mode),
+            Entry::File(f) => f.set_permissions(mode),
+        };
+        if let Err(e) = set {
+            warnings.push(format!("{}: chmod: {e}", path.display()));
+        }
+    }
     let at = filetime::FileTime::from_unix_time(node.atime.0, node.atime.1);
     let mt = filetime::FileTime::from_unix_time(node.mtime.0, node.mtime.1);
-    if let Err(e) = filetime::set_symlink_file_times(path, at, mt) {
+    let set = match entry {
+        Entry::Path(p) => filetime::set_symlink_file_times(p, at, mt),
+        Entry::File(f) => filetime::set_file_handle_times(f, Some(at), Some(mt)),
+    };
+    if let Err(e) = set {
         warnings.push(format!("{}: times: {e}", path.display()));
     }
     warnings

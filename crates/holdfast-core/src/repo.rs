@@ -465,12 +465,12 @@ impl Repository {
     }
 
     /// Decrypts, decompresses and verifies one sealed blob.
-    pub fn open_blob(&self, id: &BlobId, loc: &BlobLocation, sealed: &[u8]) -> Result<Vec<u8>> {
-        let what = format!("blob {} in pack {}", id.short(), loc.pack.short());
-        let payload = self.key.open(&what, sealed)?;
-        let plain = crate::compress::unpack_payload(&what, &payload, loc.raw_length as usize)?;
+    pub fn open_blob(&self, id: &BlobId, loc: &BlobLocation, sealed: &mut [u8]) -> Result<Vec<u8>> {
+        let what = || format!("blob {} in pack {}", id.short(), loc.pack.short());
+        let payload = self.key.open_in_place(&what(), sealed)?;
+        let plain = crate::compress::unpack_payload(&what(), payload, loc.raw_length as usize)?;
         if plain.len() != loc.raw_length as usize || self.key.blob_id(&plain) != *id {
-            return Err(Error::corrupt(what, "content does not match its id"));
+            return Err(Error::corrupt(what(), "content does not match its id"));
         }
         Ok(plain)
     }
@@ -510,7 +510,7 @@ impl Repository {
         } else {
             None
         };
-        let sealed = if let Some(pack) = whole {
+        let mut sealed = if let Some(pack) = whole {
             let (s, e) = (
                 loc.offset as usize,
                 loc.offset as usize + loc.length as usize,
@@ -522,7 +522,7 @@ impl Repository {
         } else {
             self.read_pack_range(&loc.pack, loc.offset as u64, loc.length as u64)?
         };
-        self.open_blob(id, &loc, &sealed)
+        self.open_blob(id, &loc, &mut sealed)
     }
 
     /// A whole tree pack, from memory, else the disk cache, else storage.

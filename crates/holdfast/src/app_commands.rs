@@ -466,7 +466,7 @@ pub fn restore_app(ctx: &Ctx, a: RestoreArgs) -> Result<i32> {
     }
     let progress = Arc::new(RestoreProgress::default());
     let p = progress.clone();
-    let bar = Bar::start(ctx.interactive(), "restore", move || {
+    let bar = Bar::start(ctx.show_progress(), "restore", move || {
         (
             p.bytes_done.load(Ordering::Relaxed),
             p.total_bytes.load(Ordering::Relaxed),

@@ -104,6 +104,16 @@ pub struct Global {
     /// Print only errors and warnings
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// When stderr is not a terminal (a systemd service, a log file), print one progress line
+    /// to stderr every DURATION during backups and restores, e.g. 1min. Off by default, so
+    /// that cron does not mail the lines; on a terminal the progress bar is drawn instead
+    #[arg(
+        long,
+        env = "HOLDFAST_PROGRESS_INTERVAL",
+        global = true,
+        value_name = "DURATION"
+    )]
+    pub progress_interval: Option<Span>,
     /// More detail on stderr (-v, -vv)
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,

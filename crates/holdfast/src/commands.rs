@@ -24,7 +24,7 @@ use serde_json::json;
 use crate::cli::*;
 use crate::context::{prompt, Ctx};
 use crate::format;
-use crate::progress::Bar;
+use crate::progress::{Bar, Show};
 
 fn filter(f: &Filter) -> SnapshotFilter {
     SnapshotFilter {
@@ -140,20 +140,22 @@ pub fn checkpoints(lock: &LockGuard, every: holdfast_core::span::Span) -> Checkp
     }
 }
 
-/// On a terminal, a progress bar fed by the backup's counters, with a scan for the totals.
+/// Progress fed by the backup's counters (a bar on a terminal, lines when asked), with a scan
+/// for the totals.
 pub fn backup_bar(
     ctx: &Ctx,
     progress: &Arc<Progress>,
     paths: Vec<PathBuf>,
     excludes: Excludes,
 ) -> Option<Bar> {
-    if !ctx.interactive() {
+    let show = ctx.show_progress();
+    if show == Show::Nothing {
         return None;
     }
     let (p, cancel) = (progress.clone(), ctx.cancel.clone());
     std::thread::spawn(move || backup::scan(&paths, &excludes, &p, &cancel));
     let p = progress.clone();
-    Some(Bar::start(true, "backup", move || {
+    Some(Bar::start(show, "backup", move || {
         (
             p.bytes_done.load(Ordering::Relaxed),
             p.total_bytes.load(Ordering::Relaxed),
@@ -329,7 +331,7 @@ pub fn restore_files(
     };
     let progress = Arc::new(RestoreProgress::default());
     let p = progress.clone();
-    let bar = Bar::start(ctx.interactive(), "restore", move || {
+    let bar = Bar::start(ctx.show_progress(), "restore", move || {
         (
             p.bytes_done.load(Ordering::Relaxed),
             p.total_bytes.load(Ordering::Relaxed),

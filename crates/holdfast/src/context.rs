@@ -150,6 +150,18 @@ impl Ctx {
         !self.global.json && !self.global.quiet && std::io::stderr().is_terminal()
     }
 
+    /// How long work shows its progress: a bar on a terminal, else lines when asked for with
+    /// `--progress-interval` (even with `--quiet` or `--json`: stdout stays clean, and
+    /// whoever asked wants them).
+    pub fn show_progress(&self) -> crate::progress::Show {
+        use crate::progress::Show;
+        match self.global.progress_interval {
+            _ if self.interactive() => Show::Bar,
+            Some(every) if every.as_secs() > 0 => Show::Lines(every.as_std()),
+            _ => Show::Nothing,
+        }
+    }
+
     pub fn say(&self, s: impl AsRef<str>) {
         if !self.global.json && !self.global.quiet {
             crate::outln!("{}", s.as_ref());

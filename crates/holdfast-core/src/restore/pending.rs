@@ -30,10 +30,16 @@ impl PendingFile {
     /// Creates the temporary file for `path` (new, private, never through a symlink) after
     /// checking that `path` may be written: free, or a non-directory when overwriting.
     pub fn create(path: &Path, overwrite: bool) -> Result<(PendingFile, File)> {
-        check_free(path, overwrite)?;
+        // Without overwriting, the target was empty when the restore began, and the rename
+        // refuses a taken name by itself.
+        if overwrite {
+            check_free(path, overwrite)?;
+        }
         loop {
             let tmp = temp_beside(path);
+            // Readable too: `--verify` reads the content back before the file is placed.
             let opened = OpenOptions::new()
+                .read(true)
                 .write(true)
                 .create_new(true)
                 .custom_flags(libc::O_NOFOLLOW)
@@ -70,7 +76,9 @@ impl PendingFile {
     /// without `overwrite`, a name taken since [`PendingFile::create`] is an error, never
     /// replaced.
     pub fn place(mut self, overwrite: bool) -> Result<()> {
-        check_free(&self.path, overwrite)?;
+        if overwrite {
+            check_free(&self.path, overwrite)?;
+        }
         let still_ours = self
             .tmp
             .symlink_metadata()
@@ -98,7 +106,9 @@ pub fn put_entry<E>(
     overwrite: bool,
     create: impl FnOnce(&Path) -> std::result::Result<(), E>,
 ) -> Result<std::result::Result<(), E>> {
-    check_free(path, overwrite)?;
+    if overwrite {
+        check_free(path, overwrite)?;
+    }
     let tmp = temp_beside(path);
     if let Err(e) = create(&tmp) {
         return Ok(Err(e));
@@ -130,18 +140,22 @@ fn placing_failed(path: &Path, e: std::io::Error) -> Error {
     }
 }
 
-/// `rename`, refusing to replace anything unless `overwrite` (where the file system can tell
-/// atomically; elsewhere the check before is what stands).
+/// `rename`, refusing to replace anything unless `overwrite`: atomically where the file system
+/// can tell, else by looking first.
 fn rename(from: &Path, to: &Path, overwrite: bool) -> std::io::Result<()> {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
     if !overwrite {
-        use nix::fcntl::{renameat2, RenameFlags};
-        match renameat2(None, from, None, to, RenameFlags::RENAME_NOREPLACE) {
-            Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOSYS) => {}
-            other => return other.map_err(std::io::Error::from),
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        {
+            use nix::fcntl::{renameat2, RenameFlags};
+            match renameat2(None, from, None, to, RenameFlags::RENAME_NOREPLACE) {
+                Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOSYS) => {}
+                other => return other.map_err(std::io::Error::from),
+            }
+        }
+        if to.symlink_metadata().is_ok() {
+            return Err(std::io::ErrorKind::AlreadyExists.into());
         }
     }
-    let _ = overwrite;
     std::fs::rename(from, to)
 }
 
@@ -244,7 +258,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         std::fs::write(&path, "old").unwrap();
-        assert!(PendingFile::create(&path, false).is_err());
+        // Without overwriting, the taken name is refused (when placing) and kept.
+        let (pending, _f) = PendingFile::create(&path, false).unwrap();
+        assert!(pending.place(false).is_err());
+        assert_eq!(std::fs::read(&path).unwrap(), b"old");
         let (pending, mut f) = PendingFile::create(&path, true).unwrap();
         f.write_all(b"new").unwrap();
         // Until placed, the old file is untouched.

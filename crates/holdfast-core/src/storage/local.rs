@@ -35,6 +35,41 @@ use crate::private::{DIR_MODE, FILE_MODE};
 pub(crate) struct LocalDir {
     root: PathBuf,
     root_fd: OwnedFd,
+    open_packs: OpenPacks,
+}
+
+/// Packs kept open for reading, most recently used first. A restore reads one chunk at a time,
+/// mostly from the same few packs in turn; opening the pack again for every chunk (each folder
+/// on the way too, without following links) cost four `openat` and four `close` per chunk.
+/// Packs never change once written, and one deleted through this handle is dropped from here
+/// first, so a kept descriptor never reads anything but the pack's own bytes.
+#[derive(Debug, Default)]
+struct OpenPacks(std::sync::Mutex<std::collections::VecDeque<(String, std::sync::Arc<File>)>>);
+
+/// Enough for every thread of a restore to read from a few packs at once.
+const OPEN_PACKS: usize = 32;
+
+impl OpenPacks {
+    fn get(&self, rel: &str) -> Option<std::sync::Arc<File>> {
+        let mut packs = self.0.lock().unwrap();
+        let at = packs.iter().position(|(name, _)| name == rel)?;
+        let entry = packs.remove(at)?;
+        let file = entry.1.clone();
+        packs.push_front(entry);
+        Some(file)
+    }
+
+    fn put(&self, rel: &str, file: std::sync::Arc<File>) {
+        let mut packs = self.0.lock().unwrap();
+        if !packs.iter().any(|(name, _)| name == rel) {
+            packs.push_front((rel.to_string(), file));
+            packs.truncate(OPEN_PACKS);
+        }
+    }
+
+    fn forget(&self, rel: &str) {
+        self.0.lock().unwrap().retain(|(name, _)| name != rel);
+    }
 }
 
 impl LocalDir {
@@ -53,7 +88,11 @@ impl LocalDir {
         .map_err(|e| Error::io(&root, e.into()))?;
         // SAFETY: openat returned a new descriptor that nothing else owns.
         let root_fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        Ok(LocalDir { root, root_fd })
+        Ok(LocalDir {
+            root,
+            root_fd,
+            open_packs: OpenPacks::default(),
+        })
     }
 
     fn full(&self, rel: &str) -> PathBuf {
@@ -149,7 +188,16 @@ impl LocalDir {
 
     /// `len` bytes at `offset` (a blob of a pack).
     pub fn read_range(&self, rel: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
-        let f = self.open_file(rel)?;
+        let f = match self.open_packs.get(rel) {
+            Some(f) => f,
+            None => {
+                let f = std::sync::Arc::new(self.open_file(rel)?);
+                if rel.starts_with(layout::DATA) {
+                    self.open_packs.put(rel, f.clone());
+                }
+                f
+            }
+        };
         let mut buf = vec![0; len as usize];
         f.read_exact_at(&mut buf, offset).map_err(|e| {
             if e.kind() == std::io::ErrorKind::UnexpectedEof {
@@ -166,6 +214,7 @@ impl LocalDir {
 
     /// Writes an object whole or not at all (see the module doc).
     pub fn write(&self, rel: &str, bytes: &[u8]) -> Result<()> {
+        self.open_packs.forget(rel);
         let (dir, name) = Self::split(rel);
         let tmp_dir = self.dir_chain(layout::TMP, true)?.pop().unwrap();
         let tmp_name = format!(
@@ -221,6 +270,7 @@ impl LocalDir {
     /// Removes an object (a link in its place is removed, never followed); a missing one is
     /// not an error, as on object storage.
     pub fn delete(&self, rel: &str) -> Result<()> {
+        self.open_packs.forget(rel);
         let (dir, name) = Self::split(rel);
         let chain = match self.dir_chain(dir, false) {
             Ok(c) => c,
