@@ -338,6 +338,12 @@ pub struct PostgresConfig {
     /// Parallel jobs for the directory format.
     #[serde(default = "default_jobs")]
     pub jobs: u32,
+    /// pg_dump's own compression level (`-Z`, 0-9). 0, the default, leaves compression to the
+    /// repository: zstd on every core instead of zlib on one, and tables that did not change
+    /// deduplicate with the previous dump, which compressed dumps never do (docs/scale.md,
+    /// "Database dumps").
+    #[serde(default)]
+    pub compression: u8,
     /// How long pg_dump may wait for its table locks before failing (`--lock-wait-timeout`):
     /// a transaction holding an exclusive lock would otherwise hang a nightly run until
     /// morning. `0` waits forever.
@@ -373,6 +379,7 @@ impl PostgresConfig {
             name: None,
             format: DumpFormat::default(),
             jobs: default_jobs(),
+            compression: 0,
             lock_wait_timeout: default_lock_wait_timeout(),
             connect_timeout: None,
             globals: false,
@@ -608,6 +615,9 @@ impl AppConfig {
             if pg.jobs == 0 {
                 out.push(("postgres.jobs", "must be at least 1".into()));
             }
+            if pg.compression > 9 {
+                out.push(("postgres.compression", "must be 0 (none) to 9".into()));
+            }
         }
         out
     }
@@ -725,6 +735,15 @@ url = "postgresql://govern@127.0.0.1:5432/govern"
         .to_string();
         assert!(e.contains(":5: [app.x] postgres.url"), "{e}");
         assert!(!e.contains("secret"), "{e}");
+        let pg = "[app.x]\nprofile = \"dss\"\ndata_dir = \"/d\"\n[[app.x.postgres]]\nurl = \"postgresql://u@h/db\"\n";
+        assert_eq!(parse(pg).unwrap().app["x"].postgres[0].compression, 0);
+        let e = parse(&format!("{pg}compression = 12\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("postgres.compression: must be 0 (none) to 9"),
+            "{e}"
+        );
     }
 
     /// One duration grammar for the whole file: timeouts and retention used to read `m` as

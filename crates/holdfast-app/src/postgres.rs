@@ -3,7 +3,9 @@
 //! The server's own tools do the work (`pg_dump`, `pg_dumpall`, `pg_restore`, `psql`): they
 //! know every object type and version quirk, and a dump they wrote is one any DBA can
 //! restore by hand. `pg_dump -Fc` is streamed through a pipe straight into the repository, so
-//! a dump never lands on the disk being backed up. The password comes from PGPASSFILE or
+//! a dump never lands on the disk being backed up; it is not compressed by default (`-Z0`),
+//! since the repository compresses on every core and deduplicates what did not change
+//! between dumps, which a compressed dump prevents (docs/scale.md, "Database dumps"). The password comes from PGPASSFILE or
 //! PGPASSWORD, never from a URL on a command line, where `ps` would show it.
 
 use std::io::Read;
@@ -89,6 +91,14 @@ impl Postgres {
         if !wait.is_zero() {
             c.arg(format!("--lock-wait-timeout={}", wait.as_millis()));
         }
+        c
+    }
+
+    /// pg_dump for a dump that goes into the repository, compressed as configured (by default
+    /// not at all: the repository compresses and deduplicates).
+    fn pg_dump_stored(&self) -> Command {
+        let mut c = self.pg_dump();
+        c.arg(format!("-Z{}", self.config.compression));
         c
     }
 
@@ -294,7 +304,7 @@ impl AttachmentSource for Postgres {
         let mut details = std::collections::BTreeMap::new();
         let kind = match self.config.format {
             DumpFormat::Custom => {
-                let mut c = self.pg_dump();
+                let mut c = self.pg_dump_stored();
                 c.args(["-Fc", "-w", "-d"])
                     .arg(self.url.to_string())
                     .stdout(Stdio::piped())
@@ -330,7 +340,7 @@ impl AttachmentSource for Postgres {
                     .tempdir_in(&self.scratch)
                     .map_err(|e| holdfast_core::Error::io(&self.scratch, e))?;
                 let dir = tmp.path().join("dump");
-                let mut c = self.pg_dump();
+                let mut c = self.pg_dump_stored();
                 c.args(["-Fd", "-w", "-j"])
                     .arg(self.config.jobs.to_string())
                     .arg("-f")

@@ -623,8 +623,12 @@ pub fn plan(app: &Resolved, mode: Mode) -> Plan {
     steps.push(format!("back up {}", data_dir.display()));
     for pg in &cfg.postgres {
         let fmt = match pg.format {
-            crate::config::DumpFormat::Custom => "pg_dump -Fc, streamed".to_string(),
-            crate::config::DumpFormat::Directory => format!("pg_dump -Fd -j {}", pg.jobs),
+            crate::config::DumpFormat::Custom => {
+                format!("pg_dump -Fc -Z{}, streamed", pg.compression)
+            }
+            crate::config::DumpFormat::Directory => {
+                format!("pg_dump -Fd -Z{} -j {}", pg.compression, pg.jobs)
+            }
         };
         let url = crate::postgres::PgUrl::parse(&pg.url)
             .map(|u| format!("{} on {}", u.dbname, u.server()))

@@ -446,6 +446,13 @@ fn postgres_dump_is_paired_and_restored_in_place() {
             .len()
             > 1000
     );
+    // pg_dump does not compress (compression = 0, the default): the repository does, and the
+    // rows are there as text, as they deduplicate from one dump to the next.
+    let dump = std::fs::read(dumps.join("postgres-govern/govern.dump")).unwrap();
+    assert!(
+        dump.windows(8).any(|w| w == b"item 250"),
+        "the dump is compressed"
+    );
     assert!(
         std::fs::read_to_string(dumps.join("postgres-govern/globals.sql"))
             .unwrap()
