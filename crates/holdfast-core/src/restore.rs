@@ -535,19 +535,18 @@ fn write_content(
         }
         return Ok(offset);
     }
-    let mut offsets = Vec::with_capacity(node.content.len());
+    // Each chunk's place in the file and its length, from the index (looked up once).
+    let mut places = Vec::with_capacity(node.content.len());
     let mut size = 0u64;
     for id in &node.content {
-        offsets.push(size);
-        size += repo.locate(id)?.raw_length as u64;
+        let len = repo.locate(id)?.raw_length as u64;
+        places.push((size, len));
+        size += len;
     }
     node.content
         .par_iter()
-        .zip(offsets)
-        .try_for_each(|(id, offset)| {
-            let expected = repo.locate(id)?.raw_length as u64;
-            write(id, offset, Some(expected)).map(|_| ())
-        })?;
+        .zip(places)
+        .try_for_each(|(id, (offset, len))| write(id, offset, Some(len)).map(|_| ()))?;
     Ok(size)
 }
 

@@ -202,9 +202,8 @@ fn ranges(blobs: &[Needed]) -> Vec<&[Needed]> {
 }
 
 /// Opens the temporary file this restore created for `path` (read and write: `--verify`
-/// reads it back), checking that it still is that
-/// file (same device and inode, a regular file); never blocks on a FIFO put in its place.
-/// Errors name `path`.
+/// reads it back), checking that it still is that file (same device and inode, a regular
+/// file); never blocks on a FIFO put in its place. Errors name `path`.
 fn open_for_write(tmp: &Path, path: &Path, (dev, ino): (u64, u64)) -> Result<std::fs::File> {
     let f = OpenOptions::new()
         .read(true)
