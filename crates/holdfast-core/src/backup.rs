@@ -17,6 +17,7 @@ use std::time::Instant;
 use chrono::Utc;
 use rayon::prelude::*;
 
+use crate::chunker::ChunkBatch;
 use crate::error::{Error, Result};
 use crate::exclude::Excludes;
 use crate::fsmeta::{self, Names};
@@ -657,64 +658,66 @@ impl Ctx<'_> {
     }
 
     /// Cuts a stream into chunks and stores them. Cutting is sequential, but hashing,
-    /// compressing and encrypting are not: chunks are gathered in batches of
-    /// [`CHUNK_BATCH_BYTES`], each batch is sealed on every core while the next is cut, and
-    /// the ids are put back in order. One large file (a database dump) so keeps every core
-    /// busy, with at most [`BATCHES_IN_FLIGHT`] batches in memory per file.
+    /// compressing and encrypting are not: chunks are cut in batches of about
+    /// [`CHUNK_BATCH_BYTES`], each in a buffer of its own (no copy per chunk), each batch is
+    /// sealed on every core while the next is cut, and the ids are put back in order. One
+    /// large file (a database dump) so keeps every core busy, with at most
+    /// [`BATCHES_IN_FLIGHT`] batches in memory per file.
     fn store_stream(&self, path: &Path, reader: &mut dyn Read) -> Result<(Vec<BlobId>, u64)> {
         let sealed: Mutex<Vec<(usize, Result<Vec<BlobId>>)>> = Mutex::new(Vec::new());
         let in_flight = AtomicUsize::new(0);
         let failed = AtomicBool::new(false);
-        let seal = |batch: Vec<Vec<u8>>| -> Result<Vec<BlobId>> {
-            batch
+        let spare: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+        let seal = |batch: ChunkBatch| -> Result<Vec<BlobId>> {
+            let ids = batch
+                .chunks
                 .par_iter()
-                .map(|c| self.saver.save(BlobKind::Data, c))
-                .collect()
+                .map(|c| self.saver.save(BlobKind::Data, &batch.buf[c.clone()]))
+                .collect();
+            spare.lock().unwrap().push(batch.buf);
+            ids
         };
         let read = rayon::in_place_scope(|scope| {
-            let mut batch: Vec<Vec<u8>> = Vec::new();
-            let mut batch_bytes = 0;
             let mut batches = 0;
-            let mut send = |batch: Vec<Vec<u8>>| {
-                // Wait for a free slot, helping with queued work meanwhile (never blocking a
-                // worker that the batches in flight may need).
-                while in_flight.load(Ordering::Acquire) >= BATCHES_IN_FLIGHT {
-                    if rayon::yield_now() != Some(rayon::Yield::Executed) {
-                        std::thread::sleep(std::time::Duration::from_micros(200));
+            crate::chunker::for_each_batch(
+                reader,
+                &self.repo.config().chunker,
+                CHUNK_BATCH_BYTES,
+                || spare.lock().unwrap().pop(),
+                |e| Error::io(path, e),
+                |batch| {
+                    self.check_cancel()?;
+                    // A batch that failed (storage refused a pack) fails the file: stop
+                    // reading rather than cut gigabytes of a dump that cannot be stored. Its
+                    // own error is the one reported, below.
+                    if failed.load(Ordering::Acquire) {
+                        return Err(Error::Invalid("storing a batch of chunks failed".into()));
                     }
-                }
-                in_flight.fetch_add(1, Ordering::AcqRel);
-                let (index, sealed, in_flight, failed, seal) =
-                    (batches, &sealed, &in_flight, &failed, &seal);
-                batches += 1;
-                scope.spawn(move |_| {
-                    let ids = seal(batch);
-                    if ids.is_err() {
-                        failed.store(true, Ordering::Release);
+                    self.progress
+                        .bytes_done
+                        .fetch_add(batch.bytes(), Ordering::Relaxed);
+                    // Wait for a free slot, helping with queued work meanwhile (never
+                    // blocking a worker that the batches in flight may need).
+                    while in_flight.load(Ordering::Acquire) >= BATCHES_IN_FLIGHT {
+                        if rayon::yield_now() != Some(rayon::Yield::Executed) {
+                            std::thread::sleep(std::time::Duration::from_micros(200));
+                        }
                     }
-                    sealed.lock().unwrap().push((index, ids));
-                    in_flight.fetch_sub(1, Ordering::AcqRel);
-                });
-            };
-            let read = self.for_each_chunk(path, reader, |chunk| {
-                // A batch that failed (storage refused a pack) fails the file: stop reading
-                // rather than cut gigabytes of a dump that cannot be stored. Its own error is
-                // the one reported, below.
-                if failed.load(Ordering::Acquire) {
-                    return Err(Error::Invalid("storing a batch of chunks failed".into()));
-                }
-                batch.push(chunk.to_vec());
-                batch_bytes += chunk.len();
-                if batch_bytes >= CHUNK_BATCH_BYTES {
-                    send(std::mem::take(&mut batch));
-                    batch_bytes = 0;
-                }
-                Ok(())
-            });
-            if read.is_ok() && !batch.is_empty() {
-                send(batch);
-            }
-            read
+                    in_flight.fetch_add(1, Ordering::AcqRel);
+                    let (index, sealed, in_flight, failed, seal) =
+                        (batches, &sealed, &in_flight, &failed, &seal);
+                    batches += 1;
+                    scope.spawn(move |_| {
+                        let ids = seal(batch);
+                        if ids.is_err() {
+                            failed.store(true, Ordering::Release);
+                        }
+                        sealed.lock().unwrap().push((index, ids));
+                        in_flight.fetch_sub(1, Ordering::AcqRel);
+                    });
+                    Ok(())
+                },
+            )
         });
         let mut sealed = sealed.into_inner().unwrap();
         sealed.sort_by_key(|(i, _)| *i);
@@ -820,7 +823,7 @@ fn same_metadata(parent: &Node, now: &Node) -> bool {
 const CHUNK_BATCH_BYTES: usize = 4 << 20;
 /// Batches of one file being sealed while the next is cut: memory per file read is bounded
 /// by this many batches plus the one being filled.
-const BATCHES_IN_FLIGHT: usize = 2;
+const BATCHES_IN_FLIGHT: usize = 3;
 
 /// Same file as in the parent snapshot, judged from metadata alone.
 fn unchanged(parent: &Node, now: &Node) -> bool {

@@ -93,6 +93,80 @@ fn chunk_through<E>(
     }
 }
 
+/// Whole chunks of a stream, cut into one owned buffer: what [`for_each_batch`] hands out.
+pub struct ChunkBatch {
+    pub buf: Vec<u8>,
+    /// The chunks, in order, as ranges of `buf`.
+    pub chunks: Vec<Range<usize>>,
+}
+
+impl ChunkBatch {
+    pub fn bytes(&self) -> u64 {
+        self.chunks.last().map_or(0, |c| c.end as u64)
+    }
+}
+
+/// Calls `f` with the chunks of `r` in batches of about `batch_bytes`, each in a buffer of its
+/// own that `f` may send to other threads; cuts are those of [`for_each_chunk`]. Returns the
+/// bytes read.
+///
+/// Handing out whole buffers spares a copy of every chunk when another thread seals them:
+/// only the unfinished tail of each batch (less than one maximum chunk) is copied into the
+/// next buffer. `spare` offers a buffer back for reuse (any length; it is resized), so that a
+/// long stream does not zero and fault in fresh memory for every batch.
+pub fn for_each_batch<E>(
+    r: &mut dyn Read,
+    p: &ChunkerParams,
+    batch_bytes: usize,
+    spare: impl Fn() -> Option<Vec<u8>>,
+    read_error: impl Fn(std::io::Error) -> E,
+    mut f: impl FnMut(ChunkBatch) -> Result<(), E>,
+) -> Result<u64, E> {
+    let max = p.max_size as usize;
+    let size = batch_bytes.max(max) + max;
+    let buffer = || {
+        let mut b = spare().unwrap_or_default();
+        b.resize(size, 0);
+        b
+    };
+    let (mut buf, mut end, mut total, mut eof) = (buffer(), 0usize, 0u64, false);
+    loop {
+        while !eof && end < size {
+            match r.read(&mut buf[end..]) {
+                Ok(0) => eof = true,
+                Ok(n) => {
+                    end += n;
+                    total += n as u64;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(read_error(e)),
+            }
+        }
+        let mut chunks = Vec::new();
+        let mut cut_to = 0;
+        for c in fastcdc::v2020::FastCDC::new(&buf[..end], p.min_size, p.avg_size, p.max_size) {
+            // As in `chunk_through`: a cut is final once a maximum chunk follows it.
+            if !eof && end - c.offset < max {
+                break;
+            }
+            chunks.push(c.offset..c.offset + c.length);
+            cut_to = c.offset + c.length;
+        }
+        let mut next = Vec::new();
+        if !eof {
+            next = buffer();
+            next[..end - cut_to].copy_from_slice(&buf[cut_to..end]);
+        }
+        if !chunks.is_empty() {
+            f(ChunkBatch { buf, chunks })?;
+        }
+        if eof {
+            return Ok(total);
+        }
+        (buf, end) = (next, end - cut_to);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,6 +252,26 @@ mod tests {
                 streamed.push(c.to_vec());
                 Ok(())
             }).unwrap();
+            prop_assert_eq!(total, len as u64);
+            prop_assert_eq!(streamed, sliced);
+        }
+
+        /// Batches hold the same chunks as slicing the whole input, in order, whatever the
+        /// batch size and reads; a reused buffer of any length makes no difference.
+        #[test]
+        fn batches_cut_like_the_whole_input(seed in any::<u64>(), len in 0usize..60_000, reads in proptest::collection::vec(1usize..20_000, 1..8), batch in 1usize..20_000, reuse in any::<bool>()) {
+            let d = data(seed, len);
+            let sliced: Vec<&[u8]> = cut(&d, &SMALL).map(|r| &d[r]).collect();
+            let mut reader = ShortReads { data: &d, at: 0, sizes: reads, turn: 0 };
+            let mut streamed: Vec<Vec<u8>> = Vec::new();
+            let spare = || reuse.then(|| vec![7u8; 100]);
+            let total = for_each_batch(&mut reader, &SMALL, batch, spare, |e| TestCaseError::fail(e.to_string()), |b| {
+                prop_assert!(!b.chunks.is_empty());
+                prop_assert_eq!(b.chunks[0].start, 0);
+                prop_assert_eq!(b.bytes(), b.chunks.iter().map(|c| c.len() as u64).sum::<u64>());
+                streamed.extend(b.chunks.iter().map(|c| b.buf[c.clone()].to_vec()));
+                Ok(())
+            })?;
             prop_assert_eq!(total, len as u64);
             prop_assert_eq!(streamed, sliced);
         }
