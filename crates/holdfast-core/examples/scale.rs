@@ -153,12 +153,12 @@ fn main() {
     );
     std::fs::remove_dir_all(work.join("cache")).ok();
 
-    for pass in ["cold cache", "warm cache"] {
+    for pass in ["cold cache", "warm cache", "no cache"] {
         let live0 = LIVE.load(Ordering::Relaxed);
         PEAK.store(live0, Ordering::Relaxed);
         let before = request_counts();
         let t = Instant::now();
-        let repo = Repository::open(storage(), PASSWORD, true).unwrap();
+        let repo = Repository::open(storage(), PASSWORD, pass != "no cache").unwrap();
         repo.load_index().unwrap();
         let index_secs = t.elapsed().as_secs_f64();
         let live1 = LIVE.load(Ordering::Relaxed);
@@ -176,6 +176,38 @@ fn main() {
             (peak - live0) as f64 / 1048576.0,
             describe(&diff(&before, &after_index))
         );
+        // The index is a mapped table (a file in the cache, else anonymous memory): not heap.
+        let table = std::fs::read_dir(work.join("cache"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path().join("index.table"))
+            .find_map(|p| std::fs::metadata(p).ok())
+            .map_or(0, |m| m.len());
+        println!(
+            "  index table in the cache: {:.0} MiB ({:.1} bytes per blob); resident now: {}",
+            table as f64 / 1048576.0,
+            table as f64 / blobs as f64,
+            resident()
+        );
+        let index = repo.index();
+        let mut rng = rand::thread_rng();
+        let probes: Vec<BlobId> = (0..1_000_000)
+            .map(|_| {
+                let mut id = [0u8; 32];
+                rng.fill_bytes(&mut id);
+                BlobId(id)
+            })
+            .collect();
+        let t = Instant::now();
+        let found = probes.iter().filter(|id| index.contains(id)).count();
+        let miss_secs = t.elapsed().as_secs_f64();
+        println!(
+            "  1M lookups of absent ids: {:.0} ns each ({found} found); resident after: {}",
+            miss_secs * 1e3,
+            resident()
+        );
+        drop(index);
         println!(
             "  list {} snapshots: {snap_secs:.2}s, {}",
             snaps.len(),
@@ -185,6 +217,25 @@ fn main() {
         drop(repo);
     }
     std::fs::remove_dir_all(&work).ok();
+}
+
+/// Resident memory of this process, from /proc: anonymous (heap, anonymous maps) and file
+/// pages (the mapped table in the cache), in MiB.
+fn resident() -> String {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib = |key: &str| -> f64 {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    format!(
+        "{:.0} MiB anonymous + {:.0} MiB of mapped files",
+        kib("RssAnon:") / 1024.0,
+        kib("RssFile:") / 1024.0
+    )
 }
 
 fn diff(a: &RequestCounts, b: &RequestCounts) -> RequestCounts {

@@ -33,6 +33,11 @@ impl Cache {
         Some(Cache { dir })
     }
 
+    /// Where the cache keeps a file of its own (not a copy of a repository object).
+    pub fn own_file(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
     /// The cached bytes of `path`, if present and intact.
     pub fn get(&self, path: &str) -> Option<Vec<u8>> {
         let file = self.dir.join(path);

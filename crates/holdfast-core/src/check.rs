@@ -203,8 +203,8 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
 
     // 4. Read packs: whole-pack hash, header against index, every blob decrypts to its id.
     if opts.read_data || opts.read_subset.is_some() {
-        let mut packs: Vec<(&PackId, &[pack::PackedBlob])> = index.packs().collect();
-        packs.sort_by_key(|(id, _)| **id);
+        let mut packs: Vec<(PackId, crate::index::PackBlobs)> = index.packs().collect();
+        packs.sort_by_key(|(id, _)| *id);
         if let Some(f) = opts.read_subset {
             // Choose by id so that repeated runs with the same fraction read different packs
             // only as the repository changes; a random salt spreads successive runs.
@@ -216,7 +216,7 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
         report.packs_read = packs.len();
         let results: Vec<(Vec<String>, Vec<BlobId>, usize)> = packs
             .par_iter()
-            .map(|(id, blobs)| read_pack(repo, id, blobs))
+            .map(|(id, blobs)| read_pack(repo, id, &blobs.to_vec()))
             .collect();
         for (errs, bad, n) in results {
             report.errors.extend(errs);

@@ -44,6 +44,12 @@ impl MasterKey {
         k
     }
 
+    /// The key of the MAC that makes a locally cached index table trustworthy (see
+    /// `index::table`): derived, so it says nothing about the id key.
+    pub fn table_mac_key(&self) -> [u8; 32] {
+        blake3::derive_key("holdfast 2026-12-03 index table MAC", &self.id)
+    }
+
     /// The id of a blob: keyed BLAKE3 of its plaintext.
     pub fn blob_id(&self, plaintext: &[u8]) -> BlobId {
         BlobId(*blake3::keyed_hash(&self.id, plaintext).as_bytes())

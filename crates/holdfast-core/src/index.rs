@@ -5,12 +5,13 @@
 //! the master index. The encoding is fixed-width binary: index files are the largest metadata
 //! a repository has and are parsed on every run.
 
-use std::collections::HashMap;
+pub mod table;
 
 use crate::crypto::MasterKey;
 use crate::error::{Error, Result};
 use crate::id::{BlobId, IndexId, PackId, ID_LEN};
 use crate::pack::{BlobKind, PackedBlob};
+use table::Table;
 
 pub const INDEX_MAGIC: &[u8; 4] = b"HFIX";
 pub const INDEX_VERSION: u8 = 1;
@@ -153,142 +154,101 @@ pub struct BlobLocation {
     pub raw_length: u32,
 }
 
-/// All index files merged: blob id -> location, and pack id -> its blobs.
+/// All index files merged: blob id -> location, and each pack's blobs.
 ///
-/// This is the largest thing holdfast holds in memory (one entry per chunk in the
-/// repository, about a million per terabyte), so it is laid out for size: each pack's blob
-/// list is stored once, and the blob-id lookup table holds only an 8-byte reference into those
-/// lists instead of a second copy of the id and location. Ids are keyed BLAKE3 outputs, so
-/// their first eight bytes are already a uniform hash. See `docs/scale.md` for the numbers.
-#[derive(Default)]
+/// This is the largest thing a command uses (one entry per chunk in the repository, about two
+/// million per terabyte), so it is not a heap structure: it is one or two sorted tables (see
+/// [`table`]), the cached one mapped from the local cache and, when index files were added
+/// since it was built, a small one for those. A blob in both is answered from the first.
+#[derive(Default, Debug)]
 pub struct MasterIndex {
-    /// Packs in the order they were added; `BlobRef::pack` indexes this.
-    packs: Vec<(PackId, Vec<PackedBlob>)>,
-    pack_slots: HashMap<PackId, u32>,
-    /// One reference per distinct blob id: the first pack that holds it.
-    blobs: hashbrown::HashTable<BlobRef>,
-}
-
-/// A blob's position in `MasterIndex::packs`: pack slot and position in that pack's list.
-#[derive(Clone, Copy)]
-struct BlobRef {
-    pack: u32,
-    blob: u32,
-}
-
-fn id_hash(id: &BlobId) -> u64 {
-    u64::from_le_bytes(id.0[..8].try_into().unwrap())
-}
-
-impl std::fmt::Debug for MasterIndex {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MasterIndex")
-            .field("packs", &self.packs.len())
-            .field("blobs", &self.blobs.len())
-            .finish()
-    }
+    tables: Vec<Table>,
+    blobs: usize,
 }
 
 impl MasterIndex {
-    /// Makes room for `blobs` more entries, so loading a large index does not rehash (and
-    /// briefly double) the lookup table as it grows.
-    pub fn reserve(&mut self, packs: usize, blobs: usize) {
-        self.packs.reserve(packs);
-        self.pack_slots.reserve(packs);
-        let MasterIndex {
-            packs: list,
-            blobs: table,
-            ..
-        } = self;
-        table.reserve(blobs, |r| {
-            id_hash(&list[r.pack as usize].1[r.blob as usize].id)
-        });
+    /// An index of `packs` in anonymous memory (first pack wins for a blob held twice).
+    pub fn from_packs(packs: Vec<PackEntry>) -> Result<MasterIndex> {
+        let source = table::Source {
+            seen: Vec::new(),
+            sources: Vec::new(),
+            packs,
+        };
+        let table = Table::build(source, &|_| false, None, &[0; 32])
+            .map_err(|e| Error::Invalid(format!("building the index in memory: {e}")))?;
+        Ok(MasterIndex::from_tables(vec![table]))
     }
 
-    /// Adds a pack and its blobs. A pack already present is left as it is: pack ids are
-    /// content addresses, so the same id lists the same blobs.
-    pub fn add_pack(&mut self, entry: PackEntry) {
-        if self.pack_slots.contains_key(&entry.id) {
-            return;
+    /// Tables in the order they are asked; each holds packs the earlier ones do not.
+    pub(crate) fn from_tables(tables: Vec<Table>) -> MasterIndex {
+        let mut blobs = 0;
+        for (i, t) in tables.iter().enumerate() {
+            blobs += if i == 0 {
+                t.blob_count()
+            } else {
+                t.blobs()
+                    .filter(|(id, _)| !tables[..i].iter().any(|e| e.contains(id)))
+                    .count()
+            };
         }
-        let slot = u32::try_from(self.packs.len()).expect("fewer than 2^32 packs");
-        self.pack_slots.insert(entry.id, slot);
-        self.packs.push((entry.id, entry.blobs));
-        let MasterIndex {
-            packs: list,
-            blobs: table,
-            ..
-        } = self;
-        let lookup = |r: &BlobRef| &list[r.pack as usize].1[r.blob as usize].id;
-        for (i, b) in list[slot as usize].1.iter().enumerate() {
-            let hash = id_hash(&b.id);
-            if table.find(hash, |r| lookup(r) == &b.id).is_none() {
-                let r = BlobRef {
-                    pack: slot,
-                    blob: i as u32,
-                };
-                table.insert_unique(hash, r, |r| id_hash(lookup(r)));
-            }
-        }
-    }
-
-    fn resolve(&self, r: &BlobRef) -> (&PackId, &PackedBlob) {
-        let (pack, blobs) = &self.packs[r.pack as usize];
-        (pack, &blobs[r.blob as usize])
+        MasterIndex { tables, blobs }
     }
 
     pub fn get(&self, id: &BlobId) -> Option<BlobLocation> {
-        let r = self
-            .blobs
-            .find(id_hash(id), |r| &self.resolve(r).1.id == id)?;
-        let (pack, b) = self.resolve(r);
-        Some(location(pack, b))
+        self.tables.iter().find_map(|t| t.get(id))
     }
 
     pub fn contains(&self, id: &BlobId) -> bool {
-        self.blobs
-            .find(id_hash(id), |r| &self.resolve(r).1.id == id)
-            .is_some()
+        self.tables.iter().any(|t| t.contains(id))
     }
 
     /// Every pack with every blob it holds (duplicates of blobs held elsewhere included).
-    pub fn packs(&self) -> impl Iterator<Item = (&PackId, &[PackedBlob])> {
-        self.packs.iter().map(|(id, blobs)| (id, blobs.as_slice()))
-    }
-
-    pub fn pack(&self, id: &PackId) -> Option<&[PackedBlob]> {
-        let slot = *self.pack_slots.get(id)?;
-        Some(&self.packs[slot as usize].1)
-    }
-
-    pub fn contains_pack(&self, id: &PackId) -> bool {
-        self.pack_slots.contains_key(id)
+    pub fn packs(&self) -> impl Iterator<Item = (PackId, PackBlobs<'_>)> {
+        self.tables.iter().flat_map(|table| {
+            (0..table.pack_count())
+                .map(move |slot| (table.pack_id(slot), PackBlobs { table, slot }))
+        })
     }
 
     pub fn pack_count(&self) -> usize {
-        self.packs.len()
+        self.tables.iter().map(|t| t.pack_count()).sum()
     }
 
     pub fn blob_count(&self) -> usize {
-        self.blobs.len()
+        self.blobs
     }
 
     /// Each distinct blob once, with the location reads use.
-    pub fn blobs(&self) -> impl Iterator<Item = (&BlobId, BlobLocation)> {
-        self.blobs.iter().map(|r| {
-            let (pack, b) = self.resolve(r);
-            (&b.id, location(pack, b))
+    pub fn blobs(&self) -> impl Iterator<Item = (BlobId, BlobLocation)> + '_ {
+        self.tables.iter().enumerate().flat_map(move |(i, t)| {
+            t.blobs()
+                .filter(move |(id, _)| !self.tables[..i].iter().any(|e| e.contains(id)))
         })
     }
 }
 
-fn location(pack: &PackId, b: &PackedBlob) -> BlobLocation {
-    BlobLocation {
-        pack: *pack,
-        kind: b.kind,
-        offset: b.offset,
-        length: b.length,
-        raw_length: b.raw_length,
+/// The blobs of one pack, by offset.
+#[derive(Clone, Copy)]
+pub struct PackBlobs<'a> {
+    table: &'a Table,
+    slot: usize,
+}
+
+impl<'a> PackBlobs<'a> {
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = PackedBlob> + 'a {
+        self.table.pack_blobs(self.slot)
+    }
+
+    pub fn len(&self) -> usize {
+        self.iter().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn to_vec(&self) -> Vec<PackedBlob> {
+        self.iter().collect()
     }
 }
 
@@ -296,6 +256,7 @@ fn location(pack: &PackId, b: &PackedBlob) -> BlobLocation {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::collections::HashMap;
 
     fn arb_blob() -> impl Strategy<Value = PackedBlob> {
         (
@@ -329,30 +290,41 @@ mod tests {
             prop_assert_eq!(back, idx);
         }
 
-        /// The compact master index answers exactly as a plain map built the obvious way:
-        /// first pack wins for a blob held twice, a pack added twice counts once, and ids that
-        /// share their first eight bytes (the hash) are still told apart.
+        /// The master index answers exactly as a plain map built the obvious way: first pack
+        /// (then lowest offset) wins for a blob held twice, a pack added twice counts once, ids that share their
+        /// leading bytes (the bucket) are still told apart, and it makes no difference whether
+        /// the packs sit in one table or in a table plus one for the packs added after it.
         #[test]
         fn master_index_matches_a_plain_map(
             packs in proptest::collection::vec((0u8..12, proptest::collection::vec((0u8..40, any::<u8>(), arb_blob()), 0..12)), 0..20),
             probes in proptest::collection::vec((0u8..48, any::<u8>()), 0..40),
+            split in 0usize..21,
         ) {
-            // Small id spaces force duplicates; the second byte varies past the hashed prefix.
+            // Small id spaces force duplicates; later bytes vary past the leading ones.
             let blob_id = |a: u8, b: u8| { let mut id = [0u8; 32]; id[0] = a % 4; id[9] = a; id[31] = b % 3; BlobId(id) };
-            let mut master = MasterIndex::default();
             let mut model: HashMap<BlobId, BlobLocation> = HashMap::new();
-            let mut model_packs: Vec<PackId> = Vec::new();
+            let mut model_packs: Vec<(PackId, Vec<PackedBlob>)> = Vec::new();
+            let mut entries = Vec::new();
             for (p, blobs) in packs {
                 let pack = PackId([p; 32]);
-                let blobs: Vec<PackedBlob> = blobs.into_iter().map(|(a, b, mut blob)| { blob.id = blob_id(a, b); blob }).collect();
-                if !model_packs.contains(&pack) {
-                    model_packs.push(pack);
-                    for b in &blobs {
-                        model.entry(b.id).or_insert(location(&pack, b));
+                // Listed out of order, as a pack's header need not be; offsets are distinct.
+                let blobs: Vec<PackedBlob> = blobs.into_iter().enumerate().map(|(i, (a, b, mut blob))| { blob.id = blob_id(a, b); blob.offset = (i as u32 * 7919) % 101; blob }).collect();
+                let mut sorted = blobs.clone();
+                sorted.sort_by_key(|b| b.offset);
+                if !model_packs.iter().any(|(id, _)| *id == pack) {
+                    for b in &sorted {
+                        model.entry(b.id).or_insert(BlobLocation { pack, kind: b.kind, offset: b.offset, length: b.length, raw_length: b.raw_length });
                     }
+                    model_packs.push((pack, sorted));
                 }
-                master.add_pack(PackEntry { id: pack, blobs });
+                entries.push(PackEntry { id: pack, blobs });
             }
+            let later = entries.split_off(split.min(entries.len()));
+            let key = [5u8; 32];
+            let first = Table::build(table::Source { seen: vec![], sources: vec![], packs: entries }, &|_| false, None, &key).unwrap();
+            let held: std::collections::HashSet<PackId> = (0..first.pack_count()).map(|s| first.pack_id(s)).collect();
+            let second = Table::build(table::Source { seen: vec![], sources: vec![], packs: later }, &|p| held.contains(p), None, &key).unwrap();
+            let master = MasterIndex::from_tables(vec![first, second]);
             prop_assert_eq!(master.blob_count(), model.len());
             prop_assert_eq!(master.pack_count(), model_packs.len());
             for (id, loc) in &model {
@@ -362,11 +334,11 @@ mod tests {
                 let id = blob_id(a, b);
                 prop_assert_eq!(master.contains(&id), model.contains_key(&id));
             }
-            let listed: HashMap<BlobId, BlobLocation> = master.blobs().map(|(id, l)| (*id, l)).collect();
+            let listed: HashMap<BlobId, BlobLocation> = master.blobs().collect();
+            prop_assert_eq!(listed.len(), master.blob_count());
             prop_assert_eq!(listed, model);
-            for pack in &model_packs {
-                prop_assert!(master.contains_pack(pack) && master.pack(pack).is_some());
-            }
+            let packs: Vec<(PackId, Vec<PackedBlob>)> = master.packs().map(|(id, b)| (id, b.to_vec())).collect();
+            prop_assert_eq!(packs, model_packs);
         }
 
         #[test]

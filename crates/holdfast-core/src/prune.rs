@@ -132,15 +132,15 @@ pub fn prune_guarded(
     let mut keep: Vec<PackEntry> = Vec::new();
     let mut delete: Vec<PackId> = Vec::new();
     let mut repack: Vec<(PackId, Vec<crate::pack::PackedBlob>)> = Vec::new();
-    let mut packs: Vec<(&PackId, &[crate::pack::PackedBlob])> = index.packs().collect();
-    packs.sort_by_key(|(id, _)| **id);
+    let mut packs: Vec<(PackId, crate::index::PackBlobs)> = index.packs().collect();
+    packs.sort_by_key(|(id, _)| *id);
     for (pid, blobs) in packs {
         let live = |b: &crate::pack::PackedBlob| {
-            used.contains(&b.id) && index.get(&b.id).map(|l| l.pack == *pid).unwrap_or(false)
+            used.contains(&b.id) && index.get(&b.id).map(|l| l.pack == pid).unwrap_or(false)
         };
         let (mut u, mut n) = (0u64, 0u64);
-        for b in blobs {
-            if live(b) {
+        for b in blobs.iter() {
+            if live(&b) {
                 u += b.length as u64;
                 report.blobs_used += 1;
             } else {
@@ -151,15 +151,15 @@ pub fn prune_guarded(
         report.bytes_used += u;
         report.bytes_unused += n;
         if u == 0 {
-            delete.push(*pid);
+            delete.push(pid);
             report.bytes_freed += n;
         } else if n > 0 && n as f64 >= opts.repack_threshold * (u + n) as f64 {
-            repack.push((*pid, blobs.iter().filter(|b| live(b)).copied().collect()));
+            repack.push((pid, blobs.iter().filter(|b| live(b)).collect()));
             report.bytes_freed += u + n;
             report.bytes_repacked += u;
         } else {
             keep.push(PackEntry {
-                id: *pid,
+                id: pid,
                 blobs: blobs.to_vec(),
             });
         }

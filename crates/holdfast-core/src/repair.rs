@@ -76,10 +76,11 @@ pub fn repair_index(repo: &Arc<Repository>) -> Result<IndexRepairReport> {
     report.packs_stored = stored.len();
     let stored_ids: HashSet<PackId> = stored.iter().filter_map(|l| l.name.parse().ok()).collect();
     let mut packs: Vec<PackEntry> = Vec::new();
+    let indexed: HashSet<PackId> = index.packs().map(|(id, _)| id).collect();
     for (id, blobs) in index.packs() {
-        if stored_ids.contains(id) {
+        if stored_ids.contains(&id) {
             packs.push(PackEntry {
-                id: *id,
+                id,
                 blobs: blobs.to_vec(),
             });
         } else {
@@ -92,7 +93,7 @@ pub fn repair_index(repo: &Arc<Repository>) -> Result<IndexRepairReport> {
         .filter(|l| {
             l.name
                 .parse::<PackId>()
-                .map(|id| !index.contains_pack(&id))
+                .map(|id| !indexed.contains(&id))
                 .unwrap_or(false)
         })
         .collect();

@@ -14,6 +14,7 @@ use crate::cache::Cache;
 use crate::crypto::MasterKey;
 use crate::error::{Error, Result};
 use crate::id::{content_hash, BlobId, IndexId, KeyId, PackId, SnapshotId};
+use crate::index::table::{self, Table, TableError};
 use crate::index::{BlobLocation, IndexFile, MasterIndex, PackEntry};
 use crate::keyfile::{KdfParams, KeyFile};
 use crate::pack::BlobKind;
@@ -325,12 +326,148 @@ impl Repository {
 
     /// Loads every readable index file; returns the errors of those that are not (for check,
     /// which must be able to report a damaged index rather than stop at it).
+    ///
+    /// With a cache, the merged index is kept there as a table (see `index::table`) and
+    /// mapped on the next start: only index files written since it was built are read, into
+    /// a small second table, until they are an eighth of the first and the table is rebuilt.
+    /// A table that lists an index file no longer stored (prune replaced it), or that a new
+    /// index file supersedes, is rebuilt from all of them.
     pub fn load_index_lenient(&self) -> Result<Vec<Error>> {
-        let listed = self.storage.list(layout::INDEX)?;
-        let listed: Vec<(IndexId, String)> = listed
+        let listed: Vec<(IndexId, String)> = self
+            .storage
+            .list(layout::INDEX)?
             .into_iter()
             .filter_map(|l| l.name.parse::<IndexId>().ok().map(|id| (id, l.path)))
             .collect();
+        let stored: HashSet<IndexId> = listed.iter().map(|(id, _)| *id).collect();
+        let mac_key = self.key.table_mac_key();
+        let table_path = self.cache.as_ref().map(|c| c.own_file(INDEX_TABLE));
+        let cached = table_path
+            .as_deref()
+            .and_then(|path| match Table::open(path, &mac_key) {
+                Ok(t) if t.sources().iter().all(|id| stored.contains(id)) => Some(t),
+                Ok(_) => None,
+                Err(TableError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => {
+                    tracing::info!("index table {}: {e}; rebuilding it", path.display());
+                    None
+                }
+            });
+        let mut loaded = None;
+        if let Some(base) = cached {
+            let seen: HashSet<IndexId> = base.seen().into_iter().collect();
+            let new: Vec<(IndexId, String)> = listed
+                .iter()
+                .filter(|(id, _)| !seen.contains(id))
+                .cloned()
+                .collect();
+            let (files, errors) = self.read_index_files(new)?;
+            let read: HashSet<IndexId> = files.iter().map(|(id, _)| *id).collect();
+            let readable: Vec<IndexId> = listed
+                .iter()
+                .map(|(id, _)| *id)
+                .filter(|id| seen.contains(id) || read.contains(id))
+                .collect();
+            let added: usize = files
+                .iter()
+                .flat_map(|(_, f)| f.packs.iter().map(|p| p.blobs.len()))
+                .sum();
+            let supersedes = files.iter().any(|(_, f)| !f.supersedes.is_empty());
+            if !supersedes && added * 8 <= base.entry_count() {
+                let tables = if files.is_empty() {
+                    vec![base]
+                } else {
+                    let held: HashSet<PackId> =
+                        (0..base.pack_count()).map(|s| base.pack_id(s)).collect();
+                    let source = table::Source {
+                        seen: Vec::new(),
+                        sources: files.iter().map(|(id, _)| *id).collect(),
+                        packs: files.into_iter().flat_map(|(_, f)| f.packs).collect(),
+                    };
+                    let later = Table::build(source, &|p| held.contains(p), None, &mac_key)
+                        .map_err(|e| table_error("in memory", e))?;
+                    vec![base, later]
+                };
+                loaded = Some((MasterIndex::from_tables(tables), errors, readable));
+            }
+        }
+        // The files read whole: repair takes every other listed one for damaged.
+        let (master, errors, ids) = match loaded {
+            Some(l) => l,
+            None => self.build_index(&listed, table_path.as_deref(), &mac_key)?,
+        };
+        if let Some(c) = &self.cache {
+            c.retain(layout::INDEX, &ids.iter().map(|i| i.to_hex()).collect());
+            if errors.is_empty() {
+                c.retain(
+                    layout::DATA,
+                    &master.packs().map(|(p, _)| p.to_hex()).collect(),
+                );
+            }
+        }
+        *self.index.write().unwrap() = Arc::new(master);
+        *self.index_ids.write().unwrap() = ids;
+        Ok(errors)
+    }
+
+    /// Reads and merges every listed index file; the table is saved at `to` when all of them
+    /// could be read (a table missing a damaged file's packs would hide the damage next time).
+    fn build_index(
+        &self,
+        listed: &[(IndexId, String)],
+        to: Option<&std::path::Path>,
+        mac_key: &[u8; 32],
+    ) -> Result<(MasterIndex, DamagedIndexFiles, Vec<IndexId>)> {
+        let source = |files: Vec<(IndexId, IndexFile)>| {
+            let superseded: HashSet<IndexId> = files
+                .iter()
+                .flat_map(|(_, f)| f.supersedes.iter().copied())
+                .collect();
+            let seen = files.iter().map(|(id, _)| *id).collect();
+            let live: Vec<(IndexId, IndexFile)> = files
+                .into_iter()
+                .filter(|(id, _)| !superseded.contains(id))
+                .collect();
+            table::Source {
+                seen,
+                sources: live.iter().map(|(id, _)| *id).collect(),
+                packs: live.into_iter().flat_map(|(_, f)| f.packs).collect(),
+            }
+        };
+        let started = std::time::Instant::now();
+        let (files, errors) = self.read_index_files(listed.to_vec())?;
+        let read_secs = started.elapsed().as_secs_f64();
+        let readable = files.iter().map(|(id, _)| *id).collect();
+        let to = to.filter(|_| errors.is_empty());
+        if let Some(path) = to {
+            remove_stale_tables(path);
+        }
+        let table = match Table::build(source(files), &|_| false, to, mac_key) {
+            Ok(t) => t,
+            Err(e) if to.is_some() => {
+                // The cache could not take it (full, read-only): the index still loads.
+                tracing::warn!("could not save the index table in the cache: {e}");
+                let (files, _) = self.read_index_files(listed.to_vec())?;
+                Table::build(source(files), &|_| false, None, mac_key)
+                    .map_err(|e| table_error("in memory", e))?
+            }
+            Err(e) => return Err(table_error("in memory", e)),
+        };
+        tracing::debug!(
+            "index: {} files read in {read_secs:.2}s, table of {} blobs built in {:.2}s",
+            listed.len(),
+            table.blob_count(),
+            started.elapsed().as_secs_f64() - read_secs
+        );
+        Ok((MasterIndex::from_tables(vec![table]), errors, readable))
+    }
+
+    /// Reads and decodes index files concurrently; damaged ones become errors, in the order
+    /// listed.
+    fn read_index_files(
+        &self,
+        listed: Vec<(IndexId, String)>,
+    ) -> Result<(Vec<(IndexId, IndexFile)>, DamagedIndexFiles)> {
         let paths: Vec<String> = listed.iter().map(|(_, p)| p.clone()).collect();
         let results: Vec<Result<(IndexId, IndexFile)>> = listed
             .into_par_iter()
@@ -346,52 +483,14 @@ impl Repository {
                 Err(e) => return Err(e),
             }
         }
-        let superseded: HashSet<IndexId> = files
-            .iter()
-            .flat_map(|(_, f)| f.supersedes.iter().copied())
-            .collect();
-        let mut master = MasterIndex::default();
-        let live = |id: &IndexId| !superseded.contains(id);
-        master.reserve(
-            files
-                .iter()
-                .filter(|(id, _)| live(id))
-                .map(|(_, f)| f.packs.len())
-                .sum(),
-            files
-                .iter()
-                .filter(|(id, _)| live(id))
-                .flat_map(|(_, f)| f.packs.iter().map(|p| p.blobs.len()))
-                .sum(),
-        );
-        let mut ids = Vec::new();
-        for (id, f) in files {
-            ids.push(id);
-            if !live(&id) {
-                continue;
-            }
-            for p in f.packs {
-                master.add_pack(p);
-            }
-        }
-        if let Some(c) = &self.cache {
-            c.retain(layout::INDEX, &ids.iter().map(|i| i.to_hex()).collect());
-            if errors.is_empty() {
-                c.retain(
-                    layout::DATA,
-                    &master.packs().map(|(p, _)| p.to_hex()).collect(),
-                );
-            }
-        }
-        *self.index.write().unwrap() = Arc::new(master);
-        *self.index_ids.write().unwrap() = ids;
-        Ok(errors)
+        Ok((files, errors))
     }
 
     pub fn index(&self) -> Arc<MasterIndex> {
         self.index.read().unwrap().clone()
     }
 
+    /// The index files the last load could read (a damaged one is left out).
     pub fn index_ids(&self) -> Vec<IndexId> {
         self.index_ids.read().unwrap().clone()
     }
@@ -834,4 +933,36 @@ fn validate_config(location: &str, c: &Config) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Errors of index files that could not be read or decoded.
+type DamagedIndexFiles = Vec<Error>;
+
+/// The cache's copy of the merged index (see `index::table`).
+const INDEX_TABLE: &str = "index.table";
+
+fn table_error(where_: &str, e: TableError) -> Error {
+    Error::Invalid(format!("building the index table {where_}: {e}"))
+}
+
+/// Removes temporary tables that a crashed or killed build left beside `table` (an hour
+/// old: a build in progress in another process is younger than that).
+fn remove_stale_tables(table: &std::path::Path) {
+    let Some(dir) = table.parent() else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > std::time::Duration::from_secs(3600));
+        if name.starts_with(".table-") && name.ends_with(".tmp") && old {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
