@@ -16,6 +16,7 @@ pub mod diff;
 pub mod error;
 pub mod exclude;
 pub mod export;
+pub mod find;
 pub mod forget;
 pub mod fsmeta;
 pub mod host;

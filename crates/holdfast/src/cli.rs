@@ -143,6 +143,15 @@ the whole path, absolute or relative to the backed-up directory ('/srv/dss/data/
     Snapshots(SnapshotsArgs),
     /// List the entries of a snapshot, recursively below PATH
     Ls(LsArgs),
+    /// Find files and folders by name or path in every snapshot, newest first
+    #[command(
+        after_long_help = "A PATTERN without a slash matches names (`*.csv`, `params`); with a slash it matches paths, \
+at any depth (`projects/*/params`) or, with a leading slash, from the snapshot's root (`/data/projects/*/params`). `*` \
+stops at a slash, `**` does not; quote patterns so the shell leaves them alone. Each snapshot is listed with what it \
+holds that matches (type, mode, size, modification time, path); directories shared with a snapshot already searched \
+are not searched again. Example: holdfast find --app design 'projects/CHURN/**/*.json'"
+    )]
+    Find(FindArgs),
     /// Show what changed between two snapshots
     Diff(DiffArgs),
     /// Restore a snapshot, or part of it, into a directory
@@ -251,6 +260,19 @@ SIGINT the current run is told to stop and waited for, so that an application st
 again, then the daemon exits."
     )]
     Daemon(DaemonArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish or powershell)
+    #[command(
+        after_long_help = "Install for one user, e.g.:\n  holdfast completions bash > ~/.local/share/bash-completion/completions/holdfast\n  \
+holdfast completions zsh > ~/.zfunc/_holdfast   (with fpath+=~/.zfunc before compinit)\n  \
+holdfast completions fish > ~/.config/fish/completions/holdfast.fish"
+    )]
+    Completions(CompletionsArgs),
+    /// Write man pages for holdfast and each of its commands (holdfast-COMMAND.1) into DIR
+    #[command(
+        after_long_help = "After cargo install: holdfast man ~/.local/share/man/man1 (then `man holdfast-backup`). \
+System-wide: holdfast man /usr/local/share/man/man1"
+    )]
+    Man(ManArgs),
     /// Copy snapshots from another repository into this one (e.g. local to S3, off site)
     #[command(
         after_long_help = "`holdfast --repo s3://bucket/offsite copy --from-repo /backups/repo` copies every snapshot \
@@ -263,6 +285,19 @@ decrypted from the source and re-encrypted for the destination (keys differ); a 
 interrupted at any point leaves both repositories consistent and is finished by running it again."
     )]
     Copy(CopyArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CompletionsArgs {
+    /// The shell to complete for
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Args, Debug)]
+pub struct ManArgs {
+    /// Directory to write the pages into (created if missing)
+    pub dir: PathBuf,
 }
 
 #[derive(Args, Debug)]
@@ -609,6 +644,21 @@ pub struct LsArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct FindArgs {
+    /// Glob over names, or over paths when it contains a slash (several: any may match)
+    #[arg(required = true, value_name = "PATTERN", value_parser = parse_pattern)]
+    pub patterns: Vec<holdfast_core::find::Pattern>,
+    /// Only these snapshots (id prefix, or `latest`; repeatable)
+    #[arg(long = "snapshot", value_name = "ID")]
+    pub snapshots: Vec<String>,
+    /// Only snapshots of this application
+    #[arg(long, value_name = "NAME")]
+    pub app: Option<String>,
+    #[command(flatten)]
+    pub filter: Filter,
+}
+
+#[derive(Args, Debug)]
 pub struct DiffArgs {
     pub from: String,
     pub to: String,
@@ -776,6 +826,10 @@ fn parse_byte_size(s: &str) -> std::result::Result<u64, String> {
         .map_err(|_| format!("'{s}' is not a size (a number, optionally with K, M, G or T)"))?;
     n.checked_mul(1 << shift)
         .ok_or_else(|| format!("'{s}' is too large"))
+}
+
+fn parse_pattern(s: &str) -> Result<holdfast_core::find::Pattern, String> {
+    holdfast_core::find::Pattern::new(s).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -262,6 +262,76 @@ pub fn ls(ctx: &Ctx, a: LsArgs) -> Result<i32> {
     Ok(exit::OK)
 }
 
+pub fn find(ctx: &Ctx, a: FindArgs) -> Result<i32> {
+    let (repo, _lock) = ctx.open_locked(false, "find")?;
+    let f = filter(&a.filter);
+    let mut snaps = if a.snapshots.is_empty() {
+        repo.list_snapshots_matching(&f)?
+    } else {
+        a.snapshots
+            .iter()
+            .map(|s| repo.find_snapshot(s, &f))
+            .collect::<holdfast_core::Result<Vec<_>>>()?
+    };
+    snaps.retain(|(_, s)| format::app_filter(s, &a.app));
+    snaps.sort_by(|x, y| y.1.time.cmp(&x.1.time).then(x.0.cmp(&y.0)));
+    snaps.dedup_by_key(|(id, _)| *id);
+    let mut found: Vec<holdfast_core::find::Found> = Vec::new();
+    let mut shown: Option<holdfast_core::id::SnapshotId> = None;
+    let json = ctx.global.json;
+    holdfast_core::find::find(&repo, &snaps, &a.patterns, &mut |hit| {
+        if !json {
+            if shown != Some(hit.snapshot) {
+                let s = &snaps.iter().find(|(id, _)| *id == hit.snapshot).unwrap().1;
+                crate::outln!(
+                    "snapshot {} of {} on {}",
+                    hit.snapshot.short(),
+                    format::local_time(&s.time),
+                    s.hostname
+                );
+                shown = Some(hit.snapshot);
+            }
+            let n = &hit.node;
+            let t = chrono::DateTime::from_timestamp(n.mtime.0, n.mtime.1).unwrap_or_default();
+            crate::outln!(
+                "  {} {:>12} {} {}",
+                format::mode(n.kind, n.mode),
+                n.size,
+                format::local_time(&t),
+                hit.path.display()
+            );
+        }
+        found.push(hit);
+        json || !crate::output::stdout_closed()
+    })?;
+    let holding: std::collections::HashSet<_> = found.iter().map(|f| f.snapshot).collect();
+    if json {
+        let v: Vec<_> = found
+            .iter()
+            .map(|f| {
+                let s = &snaps.iter().find(|(id, _)| *id == f.snapshot).unwrap().1;
+                json!({
+                    "snapshot": f.snapshot,
+                    "short_id": f.snapshot.short(),
+                    "time": s.time,
+                    "hostname": s.hostname,
+                    "path": f.path.to_string_lossy(),
+                    "node": f.node,
+                })
+            })
+            .collect();
+        ctx.json(&v);
+    } else {
+        ctx.say(format!(
+            "{} match(es) in {} of {} snapshot(s)",
+            found.len(),
+            holding.len(),
+            snaps.len()
+        ));
+    }
+    Ok(exit::OK)
+}
+
 pub fn diff(ctx: &Ctx, a: DiffArgs) -> Result<i32> {
     let (repo, _lock) = ctx.open_locked(false, "diff")?;
     let f = filter(&a.filter);

@@ -6,7 +6,7 @@ use anyhow::Result;
 
 use crate::cli::*;
 use crate::context::Ctx;
-use crate::{app_commands, commands, jobs};
+use crate::{app_commands, commands, jobs, reference};
 
 pub fn run(ctx: &Ctx, cmd: Command) -> Result<i32> {
     match cmd {
@@ -18,6 +18,7 @@ pub fn run(ctx: &Ctx, cmd: Command) -> Result<i32> {
         }
         Command::Snapshots(a) => commands::snapshots(ctx, a),
         Command::Ls(a) => commands::ls(ctx, a),
+        Command::Find(a) => commands::find(ctx, a),
         Command::Diff(a) => commands::diff(ctx, a),
         Command::Restore(a)
             if a.app.is_some() || a.in_place || a.db_target.is_some() || a.dumps_to.is_some() =>
@@ -43,5 +44,7 @@ pub fn run(ctx: &Ctx, cmd: Command) -> Result<i32> {
         Command::Schedule(c) => jobs::schedule_cmd(ctx, c),
         Command::Daemon(a) => jobs::daemon_cmd(ctx, a),
         Command::Copy(a) => commands::copy_cmd(ctx, a),
+        Command::Completions(a) => reference::completions(a),
+        Command::Man(a) => reference::man(ctx, a),
     }
 }

@@ -9,6 +9,7 @@ mod format;
 mod jobs;
 mod output;
 mod progress;
+mod reference;
 
 use clap::Parser;
 

@@ -1,6 +1,7 @@
 //! Backup and restore of a tree with every kind of entry, compared byte for byte and metadata
 //! for metadata; incremental behaviour; ls, diff, snapshots and stats on the real binary.
 
+#[macro_use]
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
@@ -475,24 +476,6 @@ fn check_reads_a_subset_of_packs(env: Env) {
     let o = env.run(&["check", "--read-data-subset", "150%"]);
     assert_eq!(code(&o), 2, "a usage error");
     assert!(stderr(&o).contains("between 0% and 100%"), "{}", stderr(&o));
-}
-
-/// Runs a test body against a local repository and against one on a real S3 server.
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[test]
-                fn local() {
-                    super::$name(super::Env::with_backend(false))
-                }
-                #[test]
-                fn s3() {
-                    super::$name(super::Env::with_backend(true))
-                }
-            }
-        )*
-    };
 }
 
 on_both_backends!(

@@ -736,3 +736,23 @@ pub fn seeded_rng(what: &str) -> rand::rngs::StdRng {
     eprintln!("{what} seed {seed} (HOLDFAST_CRASH_SEED={seed} repeats it)");
     rand::rngs::StdRng::seed_from_u64(seed)
 }
+
+/// Runs a test body against a local repository and against one on a real S3 server
+/// (`#[macro_use] mod common;` in the test file).
+#[allow(unused_macros)]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[test]
+                fn local() {
+                    super::$name(super::Env::with_backend(false))
+                }
+                #[test]
+                fn s3() {
+                    super::$name(super::Env::with_backend(true))
+                }
+            }
+        )*
+    };
+}
