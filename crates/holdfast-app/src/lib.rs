@@ -20,6 +20,7 @@ pub mod restore;
 pub mod runlog;
 pub mod schedule;
 pub mod service;
+pub mod starter;
 pub mod upgrade;
 pub mod upgrade_marker;
 pub mod volume;

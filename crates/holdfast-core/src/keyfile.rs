@@ -110,6 +110,14 @@ fn derive(password: &[u8], salt: &[u8], p: KdfParams) -> Result<[u8; 32]> {
     Ok(out)
 }
 
+/// A new random password, for a repository whose password a machine types (a password file):
+/// 192 bits from the OS, as 48 hex digits.
+pub fn random_password() -> String {
+    let mut secret = [0u8; 24];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut secret);
+    hex::encode(secret)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

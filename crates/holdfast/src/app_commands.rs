@@ -287,6 +287,88 @@ pub fn provider_snapshots(ctx: &Ctx, app_name: &str) -> Result<i32> {
     Ok(exit::OK)
 }
 
+pub fn config_init(ctx: &Ctx, a: ConfigInitArgs) -> Result<i32> {
+    use holdfast_app::profile::ProfileName;
+    let starter = holdfast_app::starter::Starter {
+        app: a.app.clone().unwrap_or_else(|| {
+            match a.profile {
+                ProfileName::Dss => "design",
+                ProfileName::Generic => "app",
+            }
+            .to_string()
+        }),
+        profile: a.profile,
+        data_dir: a.data_dir.clone(),
+        repository: ctx
+            .global
+            .repo
+            .clone()
+            .unwrap_or_else(|| "/var/backups/holdfast".to_string()),
+        password_file: a.password_file.clone(),
+    };
+    if let Err(why) = starter.check() {
+        return Err(crate::context::UsageError(why).into());
+    }
+    let text = starter.render();
+    if a.print {
+        crate::out!("{text}");
+        return Ok(exit::OK);
+    }
+    let path = ctx
+        .global
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(holdfast_app::config::DEFAULT_PATH));
+    if path.symlink_metadata().is_ok() && !a.force {
+        return Err(crate::context::UsageError(format!(
+            "{} exists: not replaced (--force replaces it; --print shows the new one)",
+            path.display()
+        ))
+        .into());
+    }
+    let created = starter
+        .create_password_file()
+        .with_context(|| format!("creating {}", a.password_file.display()))?;
+    if let Some(dir) = path.parent() {
+        holdfast_core::private::create_dir_all(dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
+    }
+    holdfast_core::private::write(&path, text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
+    if ctx.global.json {
+        ctx.json(&json!({
+            "config": path,
+            "app": starter.app,
+            "password_file": a.password_file,
+            "password_created": created,
+        }));
+    } else {
+        ctx.say(format!(
+            "wrote {} (application {}, profile {}, data {})",
+            path.display(),
+            starter.app,
+            starter.profile.as_str(),
+            starter.data_dir.display()
+        ));
+        ctx.say(if created {
+            format!(
+                "created {} (0600) with a random password: keep a copy somewhere else",
+                a.password_file.display()
+            )
+        } else {
+            format!(
+                "kept the existing password file {}",
+                a.password_file.display()
+            )
+        });
+        ctx.say(format!(
+            "next: holdfast init; holdfast plan --app {0}; holdfast run --app {0}; holdfast schedule install",
+            starter.app
+        ));
+    }
+    Ok(exit::OK)
+}
+
 pub fn config_check(ctx: &Ctx) -> Result<i32> {
     let path = ctx
         .global

@@ -402,6 +402,39 @@ pub struct UpgradeArgs {
 pub enum ConfigCommand {
     /// Parse and validate the configuration; every error names file, line and key
     Check,
+    /// Write a commented starting configuration (and a password file) that `config check`
+    /// accepts
+    #[command(
+        after_long_help = "Writes the file named by --config (default /etc/holdfast/holdfast.toml) with the \
+repository (--repo, else /var/backups/holdfast), the password file (created 0600 with a random password unless it \
+exists), one application with its profile, consistency mode, tiers left out, the documented schedule (Monday to \
+Friday at 6:15), a retention policy and a weekly check, each with a comment saying what else it could be. An \
+existing configuration is left alone unless --force. Then: holdfast init; holdfast plan --app NAME; holdfast \
+schedule install."
+    )]
+    Init(ConfigInitArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ConfigInitArgs {
+    /// The application's data directory (absolute)
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: PathBuf,
+    /// What holdfast knows about the application: dss, or generic (nothing)
+    #[arg(long, default_value = "generic", value_parser = parse_profile)]
+    pub profile: holdfast_app::profile::ProfileName,
+    /// Name of the application in the configuration (default: design for dss, app otherwise)
+    #[arg(long, value_name = "NAME")]
+    pub app: Option<String>,
+    /// Where the repository password is kept
+    #[arg(long, value_name = "FILE", default_value = "/etc/holdfast/password")]
+    pub password_file: PathBuf,
+    /// Replace an existing configuration file
+    #[arg(long)]
+    pub force: bool,
+    /// Print the configuration instead of writing anything
+    #[arg(long)]
+    pub print: bool,
 }
 
 #[derive(Args, Debug)]
@@ -826,6 +859,14 @@ fn parse_byte_size(s: &str) -> std::result::Result<u64, String> {
         .map_err(|_| format!("'{s}' is not a size (a number, optionally with K, M, G or T)"))?;
     n.checked_mul(1 << shift)
         .ok_or_else(|| format!("'{s}' is too large"))
+}
+
+fn parse_profile(s: &str) -> Result<holdfast_app::profile::ProfileName, String> {
+    match s {
+        "dss" => Ok(holdfast_app::profile::ProfileName::Dss),
+        "generic" => Ok(holdfast_app::profile::ProfileName::Generic),
+        _ => Err(format!("unknown profile '{s}' (known: dss, generic)")),
+    }
 }
 
 fn parse_pattern(s: &str) -> Result<holdfast_core::find::Pattern, String> {

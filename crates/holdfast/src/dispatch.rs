@@ -37,6 +37,7 @@ pub fn run(ctx: &Ctx, cmd: Command) -> Result<i32> {
         Command::Export(a) => commands::export(ctx, a),
         Command::Import(a) => commands::import(ctx, a),
         Command::Config(ConfigCommand::Check) => app_commands::config_check(ctx),
+        Command::Config(ConfigCommand::Init(a)) => app_commands::config_init(ctx, a),
         Command::Plan(a) => app_commands::plan(ctx, a),
         Command::Upgrade(a) => app_commands::upgrade(ctx, a),
         Command::Run(a) => jobs::run_cmd(ctx, a),
