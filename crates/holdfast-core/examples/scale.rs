@@ -130,6 +130,7 @@ fn main() {
             username: "root".into(),
             tags: vec!["app:design".into()],
             parent: None,
+            replaces: None,
             program_version: "holdfast scale example".into(),
             layout: Default::default(),
             root: None,

@@ -343,6 +343,7 @@ pub fn backup(
         username: crate::host::username(),
         tags: opts.tags.clone(),
         parent: parent.map(|(id, _)| id),
+        replaces: None,
         program_version: env!("CARGO_PKG_VERSION").to_string(),
         layout,
         root,

@@ -47,6 +47,13 @@ pub fn forget(
     rules: &ForgetRules,
     dry_run: bool,
 ) -> Result<ForgetReport> {
+    if !dry_run {
+        // Before anything is deleted: a tag's leftover would come back into view once the
+        // snapshot that replaced it is forgotten.
+        for id in crate::amend::remove_replaced(repo)? {
+            tracing::info!("removed snapshot {}, replaced by a tagged copy", id.short());
+        }
+    }
     let mut unreadable = Vec::new();
     let decisions = match selection {
         Selection::Policy => {

@@ -205,6 +205,7 @@ pub fn import_stream(
         username: crate::host::username(),
         tags: opts.tags.clone(),
         parent: None,
+        replaces: None,
         program_version: env!("CARGO_PKG_VERSION").to_string(),
         layout: RootLayout::DirContent,
         root: root.node,

@@ -5,6 +5,7 @@
 //! code: progress is exposed as counters and outcomes as values, so the same core serves the
 //! CLI, the scheduler and tests. The on-disk format is specified in docs/format.md.
 
+pub mod amend;
 pub mod backup;
 pub mod cache;
 pub mod check;

@@ -696,6 +696,31 @@ impl Repository {
 
     /// All readable snapshots, oldest first, and each unreadable one with why.
     pub fn list_snapshots_lenient(&self) -> Result<(SnapshotList, Vec<UnreadableSnapshot>)> {
+        let (mut snaps, problems) = self.read_all_snapshots()?;
+        // A snapshot replaced by another (tag) that a crash left behind is the same backup:
+        // show it once, as the newer one.
+        let replaced: HashSet<SnapshotId> = snaps.iter().filter_map(|(_, s)| s.replaces).collect();
+        snaps.retain(|(id, _)| !replaced.contains(id));
+        Ok((snaps, problems))
+    }
+
+    /// Snapshot files that a later snapshot replaces (see [`Snapshot::replaces`]) and that are
+    /// still stored, after a crash between the two steps of a `tag`.
+    pub fn replaced_snapshots(&self) -> Result<Vec<SnapshotId>> {
+        let (snaps, _) = self.read_all_snapshots()?;
+        let stored: HashSet<SnapshotId> = snaps.iter().map(|(id, _)| *id).collect();
+        let mut ids: Vec<SnapshotId> = snaps
+            .iter()
+            .filter_map(|(_, s)| s.replaces)
+            .filter(|id| stored.contains(id))
+            .collect();
+        ids.sort();
+        ids.dedup();
+        Ok(ids)
+    }
+
+    /// Every stored snapshot file, replaced ones included, oldest first.
+    fn read_all_snapshots(&self) -> Result<(SnapshotList, Vec<UnreadableSnapshot>)> {
         let listed = self.storage.list(layout::SNAPSHOTS)?;
         let ids: Vec<SnapshotId> = listed
             .iter()
@@ -798,10 +823,27 @@ impl Repository {
             return newest.ok_or_else(|| Error::NotFound("a snapshot matching the filters".into()));
         }
         let spec_l = spec.to_ascii_lowercase();
+        // An id a tag replaced still finds its snapshot, now under its new id.
+        let successor: Option<(SnapshotId, Snapshot)> = snaps
+            .iter()
+            .find(|(_, s)| {
+                s.replaces
+                    .is_some_and(|r| r.to_hex().starts_with(&spec_l) && spec_l.len() >= 8)
+            })
+            .cloned();
         let mut hits: Vec<_> = snaps
             .into_iter()
             .filter(|(id, _)| id.to_hex().starts_with(&spec_l))
             .collect();
+        if hits.is_empty() && problems.iter().all(|p| !p.id.to_hex().starts_with(&spec_l)) {
+            if let Some((id, s)) = successor {
+                tracing::info!(
+                    "snapshot {spec} was replaced by {} (tags changed)",
+                    id.short()
+                );
+                return Ok((id, s));
+            }
+        }
         let bad: Vec<UnreadableSnapshot> = problems
             .into_iter()
             .filter(|p| p.id.to_hex().starts_with(&spec_l))

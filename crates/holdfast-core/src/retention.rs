@@ -276,6 +276,7 @@ mod tests {
             username: "u".into(),
             tags: tags.iter().map(|t| t.to_string()).collect(),
             parent: None,
+            replaces: None,
             program_version: "t".into(),
             layout: Default::default(),
             root: None,

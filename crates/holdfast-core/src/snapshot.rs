@@ -64,6 +64,12 @@ pub struct Snapshot {
     pub tags: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<SnapshotId>,
+    /// The snapshot this one replaces: the same backup, changed afterwards (`tag`). Snapshots
+    /// are content-addressed, so a change is a new snapshot, stored before the old one is
+    /// deleted; while both exist (a crash in between), listings show only this one, and
+    /// the next `tag` or `forget` deletes the other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<SnapshotId>,
     pub program_version: String,
     #[serde(default)]
     pub layout: RootLayout,

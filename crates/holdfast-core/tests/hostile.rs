@@ -49,6 +49,7 @@ fn snapshot_of_raw_tree(repo: &Arc<Repository>, tree_json: &str) -> Snapshot {
         username: "u".into(),
         tags: vec![],
         parent: None,
+        replaces: None,
         program_version: "t".into(),
         layout: RootLayout::DirContent,
         root: None,

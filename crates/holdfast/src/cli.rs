@@ -152,6 +152,15 @@ holds that matches (type, mode, size, modification time, path); directories shar
 are not searched again. Example: holdfast find --app design 'projects/CHURN/**/*.json'"
     )]
     Find(FindArgs),
+    /// Add, remove or set tags of existing snapshots
+    #[command(
+        after_long_help = "A snapshot is named by its content, so a tagged snapshot gets a new id; the new snapshot \
+records the one it replaces, is stored first, and only then is the old one deleted (a crash in between leaves both; \
+listings show the new one, and the next tag or forget deletes the old). The old id still finds the snapshot. \
+Example, to keep the last backup before an upgrade out of retention: holdfast tag latest --app design --add keep \
+(with keep_tags = [\"keep\"] or forget --keep-tag keep)."
+    )]
+    Tag(TagArgs),
     /// Show what changed between two snapshots
     Diff(DiffArgs),
     /// Restore a snapshot, or part of it, into a directory
@@ -685,6 +694,28 @@ pub struct FindArgs {
     #[arg(long = "snapshot", value_name = "ID")]
     pub snapshots: Vec<String>,
     /// Only snapshots of this application
+    #[arg(long, value_name = "NAME")]
+    pub app: Option<String>,
+    #[command(flatten)]
+    pub filter: Filter,
+}
+
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("edit").required(true).multiple(true).args(["add", "remove", "set"])))]
+pub struct TagArgs {
+    /// Snapshot id prefixes, or `latest` (of the snapshots the filters select)
+    #[arg(required = true, value_name = "SNAPSHOT")]
+    pub snapshots: Vec<String>,
+    /// Add this tag (repeatable)
+    #[arg(long, value_name = "TAG")]
+    pub add: Vec<String>,
+    /// Remove this tag (repeatable)
+    #[arg(long, value_name = "TAG")]
+    pub remove: Vec<String>,
+    /// Replace all tags with these (repeatable; `--set ''` clears them)
+    #[arg(long, value_name = "TAG", conflicts_with_all = ["add", "remove"])]
+    pub set: Vec<String>,
+    /// `latest` of this application
     #[arg(long, value_name = "NAME")]
     pub app: Option<String>,
     #[command(flatten)]

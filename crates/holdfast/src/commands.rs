@@ -332,6 +332,66 @@ pub fn find(ctx: &Ctx, a: FindArgs) -> Result<i32> {
     Ok(exit::OK)
 }
 
+pub fn tag(ctx: &Ctx, a: TagArgs) -> Result<i32> {
+    use holdfast_core::amend::{self, TagEdit};
+    let set: Vec<String> = a.set.iter().filter(|t| !t.is_empty()).cloned().collect();
+    let edit = TagEdit {
+        set: (!a.set.is_empty()).then_some(set),
+        add: a.add.clone(),
+        remove: a.remove.clone(),
+    };
+    let (repo, _lock) = ctx.open_locked(false, "tag")?;
+    for id in amend::remove_replaced(&repo)? {
+        tracing::info!("removed snapshot {}, replaced by a tagged copy", id.short());
+    }
+    let f = filter(&a.filter);
+    // Resolve every name first: a typo in the third leaves the first two untouched.
+    let mut chosen = Vec::new();
+    for spec in &a.snapshots {
+        let (id, snap) = if spec == "latest" && a.app.is_some() {
+            repo.list_snapshots_matching(&f)?
+                .into_iter()
+                .rfind(|(_, s)| format::app_filter(s, &a.app))
+                .ok_or_else(|| {
+                    holdfast_core::Error::NotFound(format!(
+                        "a snapshot of {} matching the filters",
+                        a.app.as_deref().unwrap_or_default()
+                    ))
+                })?
+        } else {
+            repo.find_snapshot(spec, &f)?
+        };
+        if !chosen.iter().any(|(c, _)| *c == id) {
+            chosen.push((id, snap));
+        }
+    }
+    let mut done = Vec::new();
+    for (id, snap) in &chosen {
+        let r = amend::tag(&repo, *id, snap, &edit)?;
+        if !ctx.global.json {
+            if r.changed {
+                ctx.say(format!(
+                    "snapshot {} is now {}: tags [{}]",
+                    r.old.short(),
+                    r.new.short(),
+                    r.tags.join(", ")
+                ));
+            } else {
+                ctx.say(format!(
+                    "snapshot {} unchanged: tags [{}]",
+                    r.old.short(),
+                    r.tags.join(", ")
+                ));
+            }
+        }
+        done.push(r);
+    }
+    if ctx.global.json {
+        ctx.json(&done);
+    }
+    Ok(exit::OK)
+}
+
 pub fn diff(ctx: &Ctx, a: DiffArgs) -> Result<i32> {
     let (repo, _lock) = ctx.open_locked(false, "diff")?;
     let f = filter(&a.filter);

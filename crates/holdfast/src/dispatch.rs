@@ -19,6 +19,7 @@ pub fn run(ctx: &Ctx, cmd: Command) -> Result<i32> {
         Command::Snapshots(a) => commands::snapshots(ctx, a),
         Command::Ls(a) => commands::ls(ctx, a),
         Command::Find(a) => commands::find(ctx, a),
+        Command::Tag(a) => commands::tag(ctx, a),
         Command::Diff(a) => commands::diff(ctx, a),
         Command::Restore(a)
             if a.app.is_some() || a.in_place || a.db_target.is_some() || a.dumps_to.is_some() =>

@@ -154,3 +154,115 @@ fn man_pages_for_holdfast_and_every_subcommand() {
         "long help missing from the page"
     );
 }
+
+fn snapshot_list(env: &Env) -> Vec<(String, Vec<String>)> {
+    env.json(&["snapshots"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["id"].as_str().unwrap().to_string(),
+                s["snapshot"]["tags"]
+                    .as_array()
+                    .map(|t| t.iter().map(|t| t.as_str().unwrap().to_string()).collect())
+                    .unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+fn tags_are_added_removed_and_set(env: Env) {
+    env.init();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), "1").unwrap();
+    env.ok(&["backup", src.to_str().unwrap(), "--tag", "daily"]);
+    std::fs::write(src.join("f"), "2").unwrap();
+    let second = env.backup(&src)["id"].as_str().unwrap().to_string();
+
+    let r = env.json(&["tag", "latest", "--add", "keep", "--add", "pre-upgrade-14"]);
+    let new = r[0]["new"].as_str().unwrap().to_string();
+    assert_eq!(r[0]["old"], second.as_str());
+    assert_ne!(new, second, "a changed snapshot has a new id");
+    let list = snapshot_list(&env);
+    assert_eq!(list.len(), 2, "{list:?}");
+    assert_eq!(
+        list[1],
+        (new.clone(), vec!["keep".into(), "pre-upgrade-14".into()])
+    );
+    assert_eq!(
+        list[0].1,
+        vec!["daily".to_string()],
+        "the other snapshot untouched"
+    );
+    // The old id still names it, and it restores as before.
+    let out = env.path("out");
+    env.ok(&["restore", &second[..12], "--target", out.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(out.join("f")).unwrap(), "2");
+
+    // Unchanged: same id. Remove, set, clear.
+    let r = env.json(&["tag", &new[..12], "--add", "keep"]);
+    assert_eq!(
+        (r[0]["changed"].as_bool(), r[0]["new"].as_str()),
+        (Some(false), Some(new.as_str()))
+    );
+    env.ok(&["tag", &new[..12], "--remove", "pre-upgrade-14"]);
+    assert_eq!(snapshot_list(&env)[1].1, vec!["keep".to_string()]);
+    let first = snapshot_list(&env)[0].0.clone();
+    env.ok(&["tag", &first[..12], "--set", "a", "--set", "b"]);
+    assert_eq!(
+        snapshot_list(&env)[0].1,
+        vec!["a".to_string(), "b".to_string()]
+    );
+    let latest = snapshot_list(&env)[1].0.clone();
+    env.ok(&["tag", &latest[..12], "--set", ""]);
+    assert!(snapshot_list(&env)[1].1.is_empty());
+
+    // Nothing to change, a mix of --set and --add, or an unknown snapshot: usage errors or
+    // not found, and nothing written.
+    assert_eq!(code(&env.run(&["tag", "latest"])), 2);
+    assert_eq!(
+        code(&env.run(&["tag", "latest", "--set", "x", "--add", "y"])),
+        2
+    );
+    let o = env.run(&["tag", "latest", "deadbeef", "--add", "x"]);
+    assert_ne!(code(&o), 0);
+    assert!(
+        snapshot_list(&env)[1].1.is_empty(),
+        "a failed tag changed a snapshot"
+    );
+}
+
+on_both_backends!(tags_are_added_removed_and_set);
+
+/// A crash between storing the tagged snapshot and deleting the old one leaves both: listings
+/// show the new one only, and the next forget deletes the old before it could reappear.
+#[test]
+fn a_tag_interrupted_before_the_old_snapshot_is_deleted() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), "x").unwrap();
+    let old = env.backup(&src)["id"].as_str().unwrap().to_string();
+    let old_file = env.repo.join("snapshots").join(&old);
+    let saved = std::fs::read(&old_file).unwrap();
+    let new = env.json(&["tag", "latest", "--add", "keep"])[0]["new"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(!old_file.exists());
+    std::fs::write(&old_file, &saved).unwrap(); // as if the delete never happened
+
+    assert_eq!(
+        snapshot_list(&env),
+        vec![(new.clone(), vec!["keep".to_string()])]
+    );
+    let hits = env.json(&["find", "f"]);
+    assert_eq!(hits.as_array().unwrap().len(), 1, "{hits}");
+    env.ok(&["forget", "--keep-tag", "keep"]);
+    assert!(!old_file.exists(), "forget left the replaced snapshot");
+    assert_eq!(snapshot_list(&env).len(), 1);
+    env.ok(&["check"]);
+}
