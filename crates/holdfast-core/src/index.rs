@@ -167,18 +167,6 @@ pub struct MasterIndex {
 }
 
 impl MasterIndex {
-    /// An index of `packs` in anonymous memory (first pack wins for a blob held twice).
-    pub fn from_packs(packs: Vec<PackEntry>) -> Result<MasterIndex> {
-        let source = table::Source {
-            seen: Vec::new(),
-            sources: Vec::new(),
-            packs,
-        };
-        let table = Table::build(source, &|_| false, None, &[0; 32])
-            .map_err(|e| Error::Invalid(format!("building the index in memory: {e}")))?;
-        Ok(MasterIndex::from_tables(vec![table]))
-    }
-
     /// Tables in the order they are asked; each holds packs the earlier ones do not.
     pub(crate) fn from_tables(tables: Vec<Table>) -> MasterIndex {
         let mut blobs = 0;

@@ -385,7 +385,7 @@ impl Repository {
                         packs: files.into_iter().flat_map(|(_, f)| f.packs).collect(),
                     };
                     let later = Table::build(source, &|p| held.contains(p), None, &mac_key)
-                        .map_err(|e| table_error("in memory", e))?;
+                        .map_err(table_error)?;
                     vec![base, later]
                 };
                 loaded = Some((MasterIndex::from_tables(tables), errors, readable));
@@ -448,10 +448,9 @@ impl Repository {
                 // The cache could not take it (full, read-only): the index still loads.
                 tracing::warn!("could not save the index table in the cache: {e}");
                 let (files, _) = self.read_index_files(listed.to_vec())?;
-                Table::build(source(files), &|_| false, None, mac_key)
-                    .map_err(|e| table_error("in memory", e))?
+                Table::build(source(files), &|_| false, None, mac_key).map_err(table_error)?
             }
-            Err(e) => return Err(table_error("in memory", e)),
+            Err(e) => return Err(table_error(e)),
         };
         tracing::debug!(
             "index: {} files read in {read_secs:.2}s, table of {} blobs built in {:.2}s",
@@ -983,8 +982,8 @@ type DamagedIndexFiles = Vec<Error>;
 /// The cache's copy of the merged index (see `index::table`).
 const INDEX_TABLE: &str = "index.table";
 
-fn table_error(where_: &str, e: TableError) -> Error {
-    Error::Invalid(format!("building the index table {where_}: {e}"))
+fn table_error(e: TableError) -> Error {
+    Error::Invalid(format!("building the index table in memory: {e}"))
 }
 
 /// Removes temporary tables that a crashed or killed build left beside `table` (an hour

@@ -333,7 +333,8 @@ pub fn config_init(ctx: &Ctx, a: ConfigInitArgs) -> Result<i32> {
         holdfast_core::private::create_dir_all(dir)
             .with_context(|| format!("creating {}", dir.display()))?;
     }
-    holdfast_core::private::write(&path, text.as_bytes())
+    // Temporary file and rename: --force never leaves a half-written configuration.
+    holdfast_core::private::write_durably(&path, text.as_bytes())
         .with_context(|| format!("writing {}", path.display()))?;
     if ctx.global.json {
         ctx.json(&json!({

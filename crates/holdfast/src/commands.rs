@@ -276,55 +276,51 @@ pub fn find(ctx: &Ctx, a: FindArgs) -> Result<i32> {
     snaps.retain(|(_, s)| format::app_filter(s, &a.app));
     snaps.sort_by(|x, y| y.1.time.cmp(&x.1.time).then(x.0.cmp(&y.0)));
     snaps.dedup_by_key(|(id, _)| *id);
-    let mut found: Vec<holdfast_core::find::Found> = Vec::new();
-    let mut shown: Option<holdfast_core::id::SnapshotId> = None;
+    let by_id: std::collections::HashMap<_, _> = snaps.iter().map(|(id, s)| (*id, s)).collect();
+    // Matches are printed as found; only --json, one document, keeps them.
+    let mut rows = Vec::new();
+    let mut matches = 0usize;
+    let mut holding = std::collections::HashSet::new();
     let json = ctx.global.json;
     holdfast_core::find::find(&repo, &snaps, &a.patterns, &mut |hit| {
-        if !json {
-            if shown != Some(hit.snapshot) {
-                let s = &snaps.iter().find(|(id, _)| *id == hit.snapshot).unwrap().1;
-                crate::outln!(
-                    "snapshot {} of {} on {}",
-                    hit.snapshot.short(),
-                    format::local_time(&s.time),
-                    s.hostname
-                );
-                shown = Some(hit.snapshot);
-            }
-            let n = &hit.node;
-            let t = chrono::DateTime::from_timestamp(n.mtime.0, n.mtime.1).unwrap_or_default();
+        let s = by_id[&hit.snapshot];
+        matches += 1;
+        let first_in_snapshot = holding.insert(hit.snapshot);
+        if json {
+            rows.push(json!({
+                "snapshot": hit.snapshot,
+                "short_id": hit.snapshot.short(),
+                "time": s.time,
+                "hostname": s.hostname,
+                "path": hit.path.to_string_lossy(),
+                "node": hit.node,
+            }));
+            return true;
+        }
+        if first_in_snapshot {
             crate::outln!(
-                "  {} {:>12} {} {}",
-                format::mode(n.kind, n.mode),
-                n.size,
-                format::local_time(&t),
-                hit.path.display()
+                "snapshot {} of {} on {}",
+                hit.snapshot.short(),
+                format::local_time(&s.time),
+                s.hostname
             );
         }
-        found.push(hit);
-        json || !crate::output::stdout_closed()
+        let n = &hit.node;
+        let t = chrono::DateTime::from_timestamp(n.mtime.0, n.mtime.1).unwrap_or_default();
+        crate::outln!(
+            "  {} {:>12} {} {}",
+            format::mode(n.kind, n.mode),
+            n.size,
+            format::local_time(&t),
+            hit.path.display()
+        );
+        !crate::output::stdout_closed()
     })?;
-    let holding: std::collections::HashSet<_> = found.iter().map(|f| f.snapshot).collect();
     if json {
-        let v: Vec<_> = found
-            .iter()
-            .map(|f| {
-                let s = &snaps.iter().find(|(id, _)| *id == f.snapshot).unwrap().1;
-                json!({
-                    "snapshot": f.snapshot,
-                    "short_id": f.snapshot.short(),
-                    "time": s.time,
-                    "hostname": s.hostname,
-                    "path": f.path.to_string_lossy(),
-                    "node": f.node,
-                })
-            })
-            .collect();
-        ctx.json(&v);
+        ctx.json(&rows);
     } else {
         ctx.say(format!(
-            "{} match(es) in {} of {} snapshot(s)",
-            found.len(),
+            "{matches} match(es) in {} of {} snapshot(s)",
             holding.len(),
             snaps.len()
         ));
