@@ -222,7 +222,28 @@ pub fn open_repository(
     access: &Access,
     prompt: &dyn Fn(&str) -> std::io::Result<String>,
 ) -> Result<Repository> {
-    let storage = open_storage(&access.repo, &access.s3, false)?;
+    open_maybe_dry(access, prompt, false)
+}
+
+/// The repository as a dry run sees it: reads reach the store, writes (the lock included) stay
+/// in memory, packs as their sizes only ([`holdfast_core::storage::DryRun`]), and the local
+/// cache is left alone, so that what the run "stored" never looks stored to a later run.
+pub fn open_repository_dry_run(
+    access: &Access,
+    prompt: &dyn Fn(&str) -> std::io::Result<String>,
+) -> Result<Repository> {
+    open_maybe_dry(access, prompt, true)
+}
+
+fn open_maybe_dry(
+    access: &Access,
+    prompt: &dyn Fn(&str) -> std::io::Result<String>,
+    dry_run: bool,
+) -> Result<Repository> {
+    let mut storage = open_storage(&access.repo, &access.s3, false)?;
+    if dry_run {
+        storage = storage.decorated(holdfast_core::storage::DryRun::packs_as_sizes);
+    }
     // Check the config before asking for a password: a missing repository or a newer format
     // should say so, not prompt.
     holdfast_core::repo::read_config(&storage)?;
@@ -231,7 +252,7 @@ pub fn open_repository(
         prompt,
         &format!("password for {}: ", access.repo),
     )?;
-    Repository::open(storage, &pw, access.use_cache)
+    Repository::open(storage, &pw, access.use_cache && !dry_run)
 }
 
 #[cfg(test)]

@@ -52,13 +52,16 @@ fn default_state_dir() -> PathBuf {
 }
 
 /// Commands run when a run ends, with its result in the environment (HOLDFAST_APP,
-/// HOLDFAST_RESULT, HOLDFAST_EXIT_CODE, HOLDFAST_SNAPSHOT, HOLDFAST_ERROR, ...).
+/// HOLDFAST_RESULT, HOLDFAST_EXIT_CODE, HOLDFAST_SNAPSHOT, HOLDFAST_ERROR, ...), and a
+/// monitoring service pinged when it starts and ends ([`crate::notify`]).
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HooksConfig {
     pub on_success: Option<String>,
     pub on_failure: Option<String>,
     pub always: Option<String>,
+    /// Healthchecks-style URL: `/start`, success, `/fail` (see [`crate::notify`]).
+    pub ping_url: Option<crate::notify::PingUrl>,
 }
 
 impl HooksConfig {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use std::path::{Path, PathBuf};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use holdfast_core::check::{self, CheckOptions, CheckReport};
 use holdfast_core::error::exit;
 use holdfast_core::forget;
@@ -19,6 +19,7 @@ use holdfast_core::Repository;
 
 use crate::config::{CheckConfig, Config, RetentionConfig};
 use crate::error::{Error, Result};
+use crate::notify;
 use crate::resolved::Resolved;
 use crate::restore::recorded_app;
 use crate::runlog::{self, RunRecord, RunResult};
@@ -116,7 +117,30 @@ pub fn after_backup(
     }
 }
 
-/// Ends a run: hooks (global, then the application's), the run log line, the metrics file
+/// The ping URLs that apply to a run of `app`: the global one, then the application's.
+fn ping_urls<'a>(cfg: &'a Config, app: &str) -> Vec<&'a notify::PingUrl> {
+    let app_hooks = cfg.app.get(app).map(|a| &a.hooks);
+    [Some(&cfg.hooks), app_hooks]
+        .into_iter()
+        .flatten()
+        .filter_map(|h| h.ping_url.as_ref())
+        .collect()
+}
+
+/// Starts a run of `app` that began at `start`: pings the monitoring service, if one is
+/// configured. Returns the warnings, for the run's record (a ping never stops a run).
+pub fn start_run(cfg: &Config, app: &str, start: DateTime<Utc>) -> Vec<String> {
+    let rid = notify::run_id(app, start);
+    let body = format!("holdfast run of {app}: started\n");
+    ping_urls(cfg, app)
+        .into_iter()
+        .filter_map(|url| notify::ping(url, notify::Event::Start, &rid, &body).err())
+        .inspect(|w| tracing::warn!("{w}"))
+        .collect()
+}
+
+/// Ends a run: hooks (global, then the application's), the end ping, the run log line, the
+/// metrics file
 /// (`metrics_file`, else the configuration's). Only when metrics are written is the
 /// repository opened (`open_repo`, `None` to leave its numbers out). None of these changes the
 /// run's result: hook failures become the run's warnings, and failures to write the log or
@@ -135,6 +159,17 @@ pub fn finish_run(
     }
     let problems = runlog::run_hooks(&hooks, rec);
     rec.warnings.extend(problems);
+    if let Some(start) = rec.start {
+        let rid = notify::run_id(&rec.app, start);
+        let body = notify::report(rec);
+        let event = notify::Event::end_of(rec);
+        for url in ping_urls(cfg, &rec.app) {
+            if let Err(w) = notify::ping(url, event, &rid, &body) {
+                tracing::warn!("{w}");
+                rec.warnings.push(w);
+            }
+        }
+    }
     let mut said = Vec::new();
     let log = run_log(cfg);
     if let Err(e) = runlog::append(&log, rec) {

@@ -11,6 +11,8 @@ pub mod config;
 pub mod dss_api;
 pub mod error;
 pub mod job;
+pub mod mount;
+pub mod notify;
 pub mod pg_url;
 pub mod postgres;
 pub mod procedure;

@@ -643,6 +643,211 @@ impl AppRestore<'_> {
     }
 }
 
+/// What `restore --app … --dry-run` found: the steps the restore would take, in order, why it
+/// would refuse (each check it can make without changing anything), and what the files part
+/// would write.
+#[derive(Debug, Default, Serialize)]
+pub struct AppRestorePlan {
+    pub snapshot: String,
+    pub target: PathBuf,
+    pub in_place: bool,
+    pub steps: Vec<String>,
+    /// Reasons the restore would stop before changing anything; empty when it would go on.
+    pub refusals: Vec<String>,
+    pub notes: Vec<String>,
+    pub files: core_restore::preview::Preview,
+}
+
+impl AppRestore<'_> {
+    /// The dry run of [`Self::in_place`] (`relocated` `None`) or [`Self::relocated`]: the same
+    /// checks (version rule, service commands, file system, databases) made read-only, the
+    /// steps listed, and the files previewed. Nothing is stopped, moved, dumped or written.
+    pub fn plan(&self, relocated: Option<(&Path, bool)>) -> Result<AppRestorePlan> {
+        let (target, overwrite) = relocated.unwrap_or((self.app.data_dir(), false));
+        let mut plan = AppRestorePlan {
+            snapshot: self.snap_id.short(),
+            target: target.to_path_buf(),
+            in_place: relocated.is_none(),
+            ..Default::default()
+        };
+        let backup_version = self.backup_version();
+        let installed = self.installed_version(target)?;
+        match check_version(
+            &self.app.name,
+            backup_version.as_deref(),
+            installed.as_deref(),
+            self.force_version,
+        ) {
+            Ok(Some(n)) => plan.notes.push(n),
+            Ok(None) => {}
+            Err(e) => plan.refusals.push(e.to_string()),
+        }
+        let dbs = crate::procedure::database_sources(self.app, &self.state_dir)?;
+        let opts = RestoreOptions {
+            target: target.to_path_buf(),
+            overwrite,
+            ..Default::default()
+        };
+        // A pristine restore writes into the emptied data directory.
+        plan.files = core_restore::preview::preview(
+            self.repo,
+            self.snap,
+            &opts,
+            relocated.is_none(),
+            &mut |_, _, _| {},
+        )?;
+        if let Some(r) = &plan.files.refused {
+            plan.refusals.push(r.clone());
+        }
+        if plan.files.missing_chunks > 0 {
+            plan.refusals.push(format!(
+                "{} chunk(s) of the selected files are missing from the repository: the restore \
+                 would fail (run holdfast check)",
+                plan.files.missing_chunks
+            ));
+        }
+        let files = format!(
+            "restore {} file(s) ({} bytes) into {}",
+            plan.files.files,
+            plan.files.bytes,
+            target.display()
+        );
+        if relocated.is_none() {
+            self.plan_in_place(&mut plan, &dbs, files, backup_version, installed)?;
+        } else {
+            self.plan_relocated(&mut plan, files)?;
+        }
+        Ok(plan)
+    }
+
+    fn plan_in_place(
+        &self,
+        plan: &mut AppRestorePlan,
+        dbs: &[Postgres],
+        files: String,
+        backup_version: Option<String>,
+        installed: Option<String>,
+    ) -> Result<()> {
+        let data_dir = self.app.data_dir();
+        if self.app.stop.is_none() || self.app.start.is_none() {
+            plan.refusals.push(format!(
+                "a pristine restore stops the application first: configure service.stop and service.start for {}",
+                self.app.name
+            ));
+        }
+        if let Err(e) = same_filesystem_as_parent(data_dir) {
+            plan.refusals.push(e.to_string());
+        }
+        let user = self.app.service_user()?;
+        let running = crate::service::is_running(
+            self.app.status.as_deref(),
+            parse_timeout(self.app),
+            user.as_ref(),
+        )?;
+        plan.steps.push(match running {
+            Some(false) => "the service is not running: leave it stopped".into(),
+            _ => "stop the service".into(),
+        });
+        let name = data_dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or("data".into());
+        let aside = data_dir.with_file_name(format!("{name}.before-restore-<time>"));
+        for db in dbs {
+            if db.exists(&db.url.dbname)? {
+                plan.steps.push(format!(
+                    "dump the current database {} to {}.databases/{}.dump",
+                    db.url.dbname,
+                    aside.display(),
+                    db.name
+                ));
+            }
+        }
+        plan.steps.push(format!(
+            "move the current content of {} aside to {}",
+            data_dir.display(),
+            aside.display()
+        ));
+        plan.steps.push(files);
+        for a in &self.snap.attachments {
+            match configured_db(dbs, a) {
+                Some(db) => plan.steps.push(format!(
+                    "replace database {} with dump {}",
+                    db.url.dbname, a.name
+                )),
+                None => plan.notes.push(format!(
+                    "dump {} has no configured database here: it would not be restored (use --dumps-to)",
+                    a.name
+                )),
+            }
+        }
+        if let (Some(b), Some(i), Some(cmd)) = (
+            &backup_version,
+            &installed,
+            &self.app.config.post_restore_command,
+        ) {
+            if compare_versions(i, b).is_gt() {
+                plan.steps.push(format!("run the post-restore step: {cmd}"));
+            }
+        }
+        if running != Some(false) {
+            plan.steps.push("start the service".into());
+        }
+        Ok(())
+    }
+
+    fn plan_relocated(&self, plan: &mut AppRestorePlan, files: String) -> Result<()> {
+        if self.dumps_to.is_some() {
+            if let Err(e) = require_dumps(self.snap) {
+                plan.refusals.push(e.to_string());
+            }
+        }
+        if let (Some(url), false) = (&self.db_target, self.clean) {
+            if !self.snap.attachments.is_empty() {
+                let pg = Postgres::from_url(url, &self.state_dir.join("tmp"))?;
+                if pg.exists(&pg.url.dbname)? && !pg.is_empty(&pg.url)? {
+                    plan.refusals.push(format!(
+                        "database {} is not empty (--clean replaces its content)",
+                        pg.url.dbname
+                    ));
+                }
+            }
+        }
+        plan.steps.push(files);
+        if let Some(dir) = &self.dumps_to {
+            plan.steps
+                .push(format!("write the database dumps into {}", dir.display()));
+        }
+        for a in &self.snap.attachments {
+            if let Some(url) = &self.db_target {
+                let target = PgUrl::parse(url).map(|u| u.dbname).unwrap_or_default();
+                plan.steps.push(format!(
+                    "restore dump {} into database {target}{}",
+                    a.name,
+                    if self.clean {
+                        " (its content replaced)"
+                    } else {
+                        ""
+                    }
+                ));
+            } else if self.dumps_to.is_none() {
+                plan.notes.push(format!(
+                    "dump {} would not be restored: a relocated restore never writes into the \
+                     configured databases; give --db-target URL or --dumps-to DIR",
+                    a.name
+                ));
+            }
+        }
+        if let Some(cmd) = &self.app.config.post_restore_command {
+            plan.steps.push(format!(
+                "run the post-restore step: {}",
+                cmd.replace("{data_dir}", &plan.target.to_string_lossy())
+            ));
+        }
+        Ok(())
+    }
+}
+
 fn parse_timeout(app: &Resolved) -> std::time::Duration {
     app.config.service.command_timeout.as_std()
 }

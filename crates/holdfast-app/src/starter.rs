@@ -161,8 +161,11 @@ prune = true\n\
 every = \"7d\"\n\
 read_data_subset = \"5%\"\n\
 \n\
-# Commands after each run, e.g. to alert when one fails (variables in docs/configuration.md):\n\
+# Monitoring, and commands after each run (variables in docs/configuration.md): a\n\
+# healthchecks-style URL is pinged at the start, on success and on failure, so a backup\n\
+# that fails or never runs is noticed.\n\
 # [app.{app}.hooks]\n\
+# ping_url = \"https://hc-ping.com/YOUR-CHECK-UUID\"\n\
 # on_failure = \"logger -p user.err -t holdfast \\\"backup of $HOLDFAST_APP failed: $HOLDFAST_ERROR\\\"\"\n"
         ));
         t

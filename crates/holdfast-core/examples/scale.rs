@@ -131,6 +131,7 @@ fn main() {
             tags: vec!["app:design".into()],
             parent: None,
             replaces: None,
+            rewrites: Vec::new(),
             program_version: "holdfast scale example".into(),
             layout: Default::default(),
             root: None,

@@ -138,7 +138,14 @@ pub struct Progress {
 pub struct BackupOutcome {
     pub id: SnapshotId,
     pub snapshot: Snapshot,
+    /// Entries the excludes left out, as found (a directory once, not what is below it), at
+    /// most [`EXCLUDED_LISTED`]; `excluded_total` counts them all.
+    pub excluded: Vec<PathBuf>,
+    pub excluded_total: u64,
 }
+
+/// How many excluded entries a backup lists (a dry run shows them); the rest are counted.
+pub const EXCLUDED_LISTED: usize = 10_000;
 
 /// Calls the backup makes to its caller at the points where the caller may have to act.
 pub trait BackupHooks {
@@ -168,6 +175,7 @@ pub struct Ctx<'a> {
     names: Names,
     warnings: Mutex<Vec<Warning>>,
     consistency: Mutex<Consistency>,
+    excluded: Mutex<(Vec<PathBuf>, u64)>,
     progress: &'a Progress,
     cancel: &'a AtomicBool,
     files_new: AtomicU64,
@@ -246,6 +254,7 @@ pub fn backup(
         names: Names::default(),
         warnings: Mutex::new(Vec::new()),
         consistency: Mutex::new(Consistency::default()),
+        excluded: Mutex::new((Vec::new(), 0)),
         progress,
         cancel,
         files_new: AtomicU64::new(0),
@@ -313,6 +322,8 @@ pub fn backup(
     };
     let mut warnings = std::mem::take(&mut *ctx.warnings.lock().unwrap());
     let mut consistency = std::mem::take(&mut *ctx.consistency.lock().unwrap());
+    let (mut excluded, excluded_total) = std::mem::take(&mut *ctx.excluded.lock().unwrap());
+    excluded.sort();
     drop(ctx);
     summary.bytes_added = saver.stats.bytes_added.load(Ordering::Relaxed);
     summary.bytes_stored = saver.stats.bytes_stored.load(Ordering::Relaxed);
@@ -344,6 +355,7 @@ pub fn backup(
         tags: opts.tags.clone(),
         parent: parent.map(|(id, _)| id),
         replaces: None,
+        rewrites: Vec::new(),
         program_version: env!("CARGO_PKG_VERSION").to_string(),
         layout,
         root,
@@ -355,7 +367,12 @@ pub fn backup(
     };
     hooks.annotate(&mut snapshot);
     let id = repo.save_snapshot(&snapshot)?;
-    Ok(BackupOutcome { id, snapshot })
+    Ok(BackupOutcome {
+        id,
+        snapshot,
+        excluded,
+        excluded_total,
+    })
 }
 
 impl Ctx<'_> {
@@ -467,6 +484,11 @@ impl Ctx<'_> {
     ) -> Result<Option<Node>> {
         self.check_cancel()?;
         if self.opts.excludes.excluded(path, rel) {
+            let mut ex = self.excluded.lock().unwrap();
+            if ex.0.len() < EXCLUDED_LISTED {
+                ex.0.push(path.to_path_buf());
+            }
+            ex.1 += 1;
             return Ok(None);
         }
         let keep_empty = self.opts.empty_dirs.excluded(path, rel);

@@ -206,6 +206,7 @@ pub fn import_stream(
         tags: opts.tags.clone(),
         parent: None,
         replaces: None,
+        rewrites: Vec::new(),
         program_version: env!("CARGO_PKG_VERSION").to_string(),
         layout: RootLayout::DirContent,
         root: root.node,

@@ -29,6 +29,7 @@ use rayon::prelude::*;
 
 mod by_pack;
 mod pending;
+pub mod preview;
 
 use pending::{put_entry, PendingFile};
 
@@ -275,11 +276,9 @@ impl Walker<'_> {
         let t = self.repo.load_tree(tree)?;
         for n in t.nodes {
             let rel = prefix.join(n.name.as_os_str());
-            let abs = Path::new("/").join(&rel);
-            if self.exclude.excluded(&abs, &rel) {
+            let Some(matched) = selection(self.include, self.exclude, &rel, forced) else {
                 continue;
-            }
-            let matched = forced || self.include.map(|i| i.excluded(&abs, &rel)).unwrap_or(true);
+            };
             if n.kind == NodeKind::Dir {
                 let subtree = n.subtree;
                 stack.push(Frame {
@@ -448,27 +447,53 @@ impl Writer<'_> {
     }
 }
 
-fn prepare_target(target: &Path, overwrite: bool) -> Result<()> {
+/// Whether an entry at `rel` is restored: `None` when excluded (and everything below it),
+/// else whether it matched the include patterns (`forced`: an ancestor did). The one rule of
+/// a restore and of its preview.
+fn selection(
+    include: Option<&Excludes>,
+    exclude: &Excludes,
+    rel: &Path,
+    forced: bool,
+) -> Option<bool> {
+    let abs = Path::new("/").join(rel);
+    if exclude.excluded(&abs, rel) {
+        return None;
+    }
+    Some(forced || include.map(|i| i.excluded(&abs, rel)).unwrap_or(true))
+}
+
+/// Why a restore into `target` would stop before writing anything, if it would.
+fn target_refusal(target: &Path, overwrite: bool) -> Result<Option<String>> {
     match std::fs::symlink_metadata(target) {
         Ok(m) if m.is_dir() => {
             let non_empty = std::fs::read_dir(target)
                 .map_err(|e| Error::io(target, e))?
                 .next()
                 .is_some();
-            if non_empty && !overwrite {
-                return Err(Error::Invalid(format!(
+            Ok((non_empty && !overwrite).then(|| {
+                format!(
                     "target {} is not empty; restore into an empty directory or pass --overwrite",
                     target.display()
-                )));
-            }
-            Ok(())
+                )
+            }))
         }
-        Ok(_) => Err(Error::Invalid(format!(
+        Ok(_) => Ok(Some(format!(
             "target {} exists and is not a directory",
             target.display()
         ))),
-        Err(_) => std::fs::create_dir_all(target).map_err(|e| Error::io(target, e)),
+        Err(_) => Ok(None),
     }
+}
+
+fn prepare_target(target: &Path, overwrite: bool) -> Result<()> {
+    if let Some(why) = target_refusal(target, overwrite)? {
+        return Err(Error::Invalid(why));
+    }
+    if std::fs::symlink_metadata(target).is_err() {
+        std::fs::create_dir_all(target).map_err(|e| Error::io(target, e))?;
+    }
+    Ok(())
 }
 
 /// A directory at `path`; a file or link in the way is replaced only when overwriting

@@ -277,6 +277,7 @@ mod tests {
             tags: tags.iter().map(|t| t.to_string()).collect(),
             parent: None,
             replaces: None,
+            rewrites: Vec::new(),
             program_version: "t".into(),
             layout: Default::default(),
             root: None,

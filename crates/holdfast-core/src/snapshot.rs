@@ -70,6 +70,9 @@ pub struct Snapshot {
     /// the next `tag` or `forget` deletes the other.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replaces: Option<SnapshotId>,
+    /// Each `rewrite` that took entries out of this backup, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rewrites: Vec<RewriteRecord>,
     pub program_version: String,
     #[serde(default)]
     pub layout: RootLayout,
@@ -90,6 +93,16 @@ pub struct Snapshot {
     /// Fields this version does not know, kept as they are.
     #[serde(flatten)]
     pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+/// A `rewrite` of a snapshot: when, and how much it took out.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RewriteRecord {
+    pub time: DateTime<Utc>,
+    /// Entries taken out (a directory counts once) and the files and bytes they held.
+    pub removed_entries: u64,
+    pub removed_files: u64,
+    pub removed_bytes: u64,
 }
 
 /// What a backup knows about the consistency of its copy.

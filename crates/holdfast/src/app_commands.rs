@@ -89,14 +89,17 @@ fn resolve_app(ctx: &Ctx, a: &BackupArgs) -> Result<(Resolved, Mode)> {
 }
 
 pub fn backup_app(ctx: &Ctx, a: BackupArgs) -> Result<i32> {
-    let name = a.app.clone();
     let started = chrono::Utc::now();
+    // A configured application's backup is a run: pinged, logged, hooked, measured.
+    let run = a
+        .app
+        .clone()
+        .filter(|n| ctx.config().map(|c| c.app.contains_key(n)).unwrap_or(false));
+    let start_warnings = run.as_deref().map(|n| start_run(ctx, n, started));
     let result = run_backup_app(ctx, a, true, false);
-    // A configured application's backup is a run: logged, hooked, measured.
-    if let Some(name) =
-        name.filter(|n| ctx.config().map(|c| c.app.contains_key(n)).unwrap_or(false))
-    {
+    if let (Some(name), Some(w)) = (run, start_warnings) {
         let mut rec = record_for(ctx, &name, "backup", started, &result);
+        rec.warnings.extend(w);
         finish_run(ctx, &mut rec);
     }
     result.map(|d| d.code)
@@ -441,10 +444,21 @@ pub fn plan(ctx: &Ctx, a: PlanArgs) -> Result<i32> {
     let cfg = ctx.config()?;
     let app_cfg = cfg.app(&a.app)?;
     let mode = a.consistency.unwrap_or(app_cfg.consistency);
-    let app = Resolved::new(&a.app, app_cfg);
-    let p = procedure::plan(&app, mode);
+    show_plan(ctx, &Resolved::new(&a.app, app_cfg), mode)
+}
+
+/// `backup --dry-run` of an application (configured, or ad hoc from --profile and a path):
+/// its plan, which never touches the service or the repository.
+pub fn backup_app_dry_run(ctx: &Ctx, a: BackupArgs) -> Result<i32> {
+    let (app, mode) = resolve_app(ctx, &a)?;
+    show_plan(ctx, &app, mode)
+}
+
+fn show_plan(ctx: &Ctx, app: &Resolved, mode: Mode) -> Result<i32> {
+    let cfg = ctx.config()?;
+    let p = procedure::plan(app, mode);
     // The same preflight as a backup: a plan that could not run says so, and exits non-zero.
-    let preflight = procedure::preflight(&app, mode, &cfg.state_dir);
+    let preflight = procedure::preflight(app, mode, &cfg.state_dir);
     if ctx.global.json {
         let mut v = serde_json::to_value(&p)?;
         v["preflight"] = match &preflight {
@@ -495,6 +509,49 @@ pub fn plan(ctx: &Ctx, a: PlanArgs) -> Result<i32> {
         ctx.say(format!("  {c}"));
     }
     Ok(exit::OK)
+}
+
+/// `restore --app … --dry-run`: the steps, the refusals and the files, nothing done.
+fn restore_app_dry_run(ctx: &Ctx, r: &AppRestore, a: &RestoreArgs) -> Result<i32> {
+    let plan = if a.in_place {
+        r.plan(None)?
+    } else if let Some(t) = &a.target {
+        r.plan(Some((t.as_path(), a.overwrite)))?
+    } else {
+        return Err(holdfast_app::Error::Config(
+            "restore --dry-run previews files: give --target DIR or --in-place".into(),
+        )
+        .into());
+    };
+    let code = crate::commands::dry_run_code(plan.files.missing_chunks, !plan.refusals.is_empty());
+    if ctx.global.json {
+        ctx.json(&json!({"dry_run": true, "plan": plan}));
+        return Ok(code);
+    }
+    ctx.say(format!(
+        "dry run of a {} restore of snapshot {} into {}; nothing is changed",
+        if plan.in_place {
+            "pristine"
+        } else {
+            "relocated"
+        },
+        plan.snapshot,
+        plan.target.display()
+    ));
+    ctx.say("steps:");
+    for (i, s) in plan.steps.iter().enumerate() {
+        ctx.say(format!("  {}. {s}", i + 1));
+    }
+    for n in &plan.notes {
+        ctx.say(format!("note: {n}"));
+    }
+    if plan.refusals.is_empty() {
+        ctx.say("the restore would go ahead");
+    }
+    for r in &plan.refusals {
+        ctx.say(format!("refused: {r}"));
+    }
+    Ok(code)
 }
 
 pub fn restore_app(ctx: &Ctx, a: RestoreArgs) -> Result<i32> {
@@ -577,6 +634,10 @@ pub fn restore_app(ctx: &Ctx, a: RestoreArgs) -> Result<i32> {
         cancel: &ctx.cancel,
         on_step: &on_step,
     };
+    if a.dry_run {
+        drop(bar);
+        return restore_app_dry_run(ctx, &r, &a);
+    }
     let report = if a.in_place {
         r.in_place()
     } else if let Some(t) = &a.target {
@@ -755,6 +816,19 @@ pub fn record_for(
         }
     }
     rec
+}
+
+/// Starts a run through the library's [`job::start_run`] (the start ping); returns its
+/// warnings, which are also said on stderr.
+pub fn start_run(ctx: &Ctx, app: &str, started: DateTime<Utc>) -> Vec<String> {
+    let Ok(cfg) = ctx.config() else {
+        return Vec::new();
+    };
+    let warnings = job::start_run(cfg, app, started);
+    for w in &warnings {
+        crate::errln!("holdfast: warning: {w}");
+    }
+    warnings
 }
 
 /// Ends a run through the library's [`job::finish_run`]: hooks, run log line, metrics (with

@@ -161,6 +161,27 @@ Example, to keep the last backup before an upgrade out of retention: holdfast ta
 (with keep_tags = [\"keep\"] or forget --keep-tag keep)."
     )]
     Tag(TagArgs),
+    /// Take files out of existing snapshots (e.g. a credentials file backed up by mistake)
+    #[command(
+        after_long_help = "Patterns have the grammar of backup --exclude: without a slash they match names anywhere, \
+with a slash whole paths, absolute or relative to the backed-up directory; a directory goes with everything below it. \
+Each snapshot that loses something gets a new id: the new snapshot, which records the one it replaces, is stored \
+first, and only then is the old one deleted (the old id still finds it). Database dumps stored with a snapshot are \
+left as they are. The removed data stays in the repository until prune finds nothing else refers to it. Example: \
+holdfast rewrite --dry-run latest --exclude 'config/secrets.json', then without --dry-run, then holdfast prune."
+    )]
+    Rewrite(RewriteArgs),
+    /// Mount snapshots as a read-only file system (FUSE), to browse and copy files out
+    #[command(
+        after_long_help = "With a SNAPSHOT (an id prefix, or latest), its content is at DIR. Without one, DIR holds \
+snapshots/<time>-<id>/ for every snapshot the filters select, and hosts/<host>/ and apps/<app>/ with a link per \
+snapshot and one named latest. Owners, modes, times, symlinks, hard links and extended attributes are as stored; \
+reads fetch only the chunks they need (ranged reads on object storage). The mount holds no repository lock, so \
+backups and prune go on meanwhile; a file whose data a prune removed fails to read (EIO) with a log line. Runs in \
+the foreground until Ctrl-C, SIGTERM, or umount DIR. Needs /dev/fuse, and root or fusermount3 (Debian: fuse3). \
+Example: holdfast mount --app design latest /mnt/backup, then cp -a /mnt/backup/projects/CHURN /tmp/"
+    )]
+    Mount(MountArgs),
     /// Show what changed between two snapshots
     Diff(DiffArgs),
     /// Restore a snapshot, or part of it, into a directory
@@ -500,6 +521,11 @@ pub struct ImportArgs {
     /// killed midway keeps it (as `backup --checkpoint-interval`)
     #[arg(long, default_value_t = CHECKPOINT_INTERVAL, value_name = "DURATION")]
     pub checkpoint_interval: Span,
+    /// Read, chunk, compress and encrypt as a backup would, and say what it would read, leave
+    /// out and store; write nothing to the repository or its cache. With --app (or --profile):
+    /// show the plan, as `holdfast plan` does, and never touch the service
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
 }
 
 #[derive(Args, Debug)]
@@ -633,6 +659,11 @@ pub struct BackupArgs {
     /// next run does not read it into the repository again. 0 writes one after every pack
     #[arg(long, default_value_t = CHECKPOINT_INTERVAL, value_name = "DURATION")]
     pub checkpoint_interval: Span,
+    /// Read, chunk, compress and encrypt as a backup would, and say what it would read, leave
+    /// out and store; write nothing to the repository or its cache. With --app (or --profile):
+    /// show the plan, as `holdfast plan` does, and never touch the service
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
 }
 
 impl BackupArgs {
@@ -655,6 +686,7 @@ impl BackupArgs {
             parent: None,
             force: false,
             checkpoint_interval: CHECKPOINT_INTERVAL,
+            dry_run: false,
         }
     }
 }
@@ -723,6 +755,44 @@ pub struct TagArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("patterns").required(true).multiple(true).args(["exclude", "exclude_file"])))]
+pub struct RewriteArgs {
+    /// Snapshot id prefixes, or `latest` (of the snapshots the filters select)
+    #[arg(required = true, value_name = "SNAPSHOT")]
+    pub snapshots: Vec<String>,
+    /// Take out entries matching GLOB (repeatable)
+    #[arg(short, long, value_name = "GLOB")]
+    pub exclude: Vec<String>,
+    /// Read patterns from FILE, one a line (repeatable)
+    #[arg(long, value_name = "FILE")]
+    pub exclude_file: Vec<PathBuf>,
+    /// Show what would be taken out; write nothing
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    /// `latest` of this application
+    #[arg(long, value_name = "NAME")]
+    pub app: Option<String>,
+    #[command(flatten)]
+    pub filter: Filter,
+}
+
+#[derive(Args, Debug)]
+pub struct MountArgs {
+    /// [SNAPSHOT] DIR: a snapshot id prefix or `latest`, then the mount point
+    #[arg(required = true, num_args = 1..=2, value_name = "SNAPSHOT] [DIR")]
+    pub args: Vec<String>,
+    /// Let other users in; the kernel still checks each entry's owner and mode (a non-root
+    /// user needs user_allow_other in /etc/fuse.conf)
+    #[arg(long)]
+    pub allow_other: bool,
+    /// `latest` of this application, and only its snapshots when mounting all
+    #[arg(long, value_name = "NAME")]
+    pub app: Option<String>,
+    #[command(flatten)]
+    pub filter: Filter,
+}
+
+#[derive(Args, Debug)]
 pub struct DiffArgs {
     pub from: String,
     pub to: String,
@@ -769,6 +839,10 @@ pub struct RestoreArgs {
     /// Restore into a non-empty target, replacing files in the way
     #[arg(long)]
     pub overwrite: bool,
+    /// Say what would be written, replaced or refused, and check that the data is there;
+    /// change nothing. With --app: the steps too (stop, move aside, databases), never taken
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
     /// Re-read every restored file and compare it with the snapshot
     #[arg(long)]
     pub verify: bool,

@@ -78,7 +78,11 @@ fn new_password_prompt(_: &str) -> std::io::Result<String> {
 pub fn backup_cmd(ctx: &Ctx, a: BackupArgs) -> Result<i32> {
     let patterns = Excludes::gather(&a.exclude, &a.exclude_file)?;
     let excludes = Excludes::new(&patterns, &a.exclude_if_present)?;
-    let (repo, lock) = ctx.open_locked(false, "backup")?;
+    let (repo, lock) = if a.dry_run {
+        ctx.open_locked_dry_run(false, "backup")?
+    } else {
+        ctx.open_locked(false, "backup")?
+    };
     let parent = match &a.parent {
         Some(p) => Some(repo.find_snapshot(p, &SnapshotFilter::default())?.0),
         None => None,
@@ -113,7 +117,9 @@ pub fn backup_cmd(ctx: &Ctx, a: BackupArgs) -> Result<i32> {
     for w in &s.warnings {
         crate::errln!("holdfast: warning: {}: {}", w.path, w.message);
     }
-    if ctx.global.json {
+    if a.dry_run {
+        say_dry_run(ctx, &outcome);
+    } else if ctx.global.json {
         ctx.json(&json!({"id": outcome.id, "snapshot": s}));
     } else {
         ctx.say(format::snapshot_saved(&outcome.id, None, s));
@@ -129,6 +135,51 @@ pub fn backup_cmd(ctx: &Ctx, a: BackupArgs) -> Result<i32> {
     } else {
         exit::PARTIAL
     })
+}
+
+/// What a dry-run backup found: what it would read, leave out and store.
+fn say_dry_run(ctx: &Ctx, o: &backup::BackupOutcome) {
+    let s = &o.snapshot.summary;
+    if ctx.global.json {
+        ctx.json(&json!({
+            "dry_run": true,
+            "files_new": s.files_new,
+            "files_changed": s.files_changed,
+            "files_unchanged": s.files_unchanged,
+            "dirs": s.dirs,
+            "bytes_read": s.bytes_read,
+            "total_files": s.total_files,
+            "total_bytes": s.total_bytes,
+            "bytes_added": s.bytes_added,
+            "bytes_stored": s.bytes_stored,
+            "blobs_added": s.blobs_added,
+            "excluded": o.excluded,
+            "excluded_total": o.excluded_total,
+            "warnings": o.snapshot.warnings,
+        }));
+        return;
+    }
+    for p in &o.excluded {
+        crate::outln!("excluded  {}", p.display());
+    }
+    if o.excluded_total > o.excluded.len() as u64 {
+        crate::outln!(
+            "excluded  ... and {} more",
+            o.excluded_total - o.excluded.len() as u64
+        );
+    }
+    ctx.say(format!(
+        "dry run: {} file(s) in {} ({} new, {} changed, {} unchanged); {} read; would add {} ({} stored, after deduplication, compression and encryption); {} entr(ies) excluded. Nothing was written.",
+        s.total_files,
+        format::bytes(s.total_bytes),
+        s.files_new,
+        s.files_changed,
+        s.files_unchanged,
+        format::bytes(s.bytes_read),
+        format::bytes(s.bytes_added),
+        format::bytes(s.bytes_stored),
+        o.excluded_total
+    ));
 }
 
 /// Intermediate index files every `every`, written while `lock` is still held.
@@ -340,27 +391,7 @@ pub fn tag(ctx: &Ctx, a: TagArgs) -> Result<i32> {
     for id in amend::remove_replaced(&repo)? {
         tracing::info!("removed snapshot {}, replaced by a tagged copy", id.short());
     }
-    let f = filter(&a.filter);
-    // Resolve every name first: a typo in the third leaves the first two untouched.
-    let mut chosen = Vec::new();
-    for spec in &a.snapshots {
-        let (id, snap) = if spec == "latest" && a.app.is_some() {
-            repo.list_snapshots_matching(&f)?
-                .into_iter()
-                .rfind(|(_, s)| format::app_filter(s, &a.app))
-                .ok_or_else(|| {
-                    holdfast_core::Error::NotFound(format!(
-                        "a snapshot of {} matching the filters",
-                        a.app.as_deref().unwrap_or_default()
-                    ))
-                })?
-        } else {
-            repo.find_snapshot(spec, &f)?
-        };
-        if !chosen.iter().any(|(c, _)| *c == id) {
-            chosen.push((id, snap));
-        }
-    }
+    let chosen = resolve_all(&repo, &a.snapshots, &a.app, &a.filter)?;
     let mut done = Vec::new();
     for (id, snap) in &chosen {
         let r = amend::tag(&repo, *id, snap, &edit)?;
@@ -385,6 +416,152 @@ pub fn tag(ctx: &Ctx, a: TagArgs) -> Result<i32> {
     if ctx.global.json {
         ctx.json(&done);
     }
+    Ok(exit::OK)
+}
+
+/// Each named snapshot (`latest` of `app` when one is given), each once, in the order given.
+/// Every name is resolved before anything changes: a typo in the third leaves the first two
+/// untouched.
+fn resolve_all(
+    repo: &Repository,
+    specs: &[String],
+    app: &Option<String>,
+    f: &Filter,
+) -> Result<
+    Vec<(
+        holdfast_core::id::SnapshotId,
+        holdfast_core::snapshot::Snapshot,
+    )>,
+> {
+    let f = filter(f);
+    let mut chosen = Vec::new();
+    for spec in specs {
+        let (id, snap) = if spec == "latest" && app.is_some() {
+            repo.list_snapshots_matching(&f)?
+                .into_iter()
+                .rfind(|(_, s)| format::app_filter(s, app))
+                .ok_or_else(|| {
+                    holdfast_core::Error::NotFound(format!(
+                        "a snapshot of {} matching the filters",
+                        app.as_deref().unwrap_or_default()
+                    ))
+                })?
+        } else {
+            repo.find_snapshot(spec, &f)?
+        };
+        if !chosen.iter().any(|(c, _)| *c == id) {
+            chosen.push((id, snap));
+        }
+    }
+    Ok(chosen)
+}
+
+pub fn rewrite(ctx: &Ctx, a: RewriteArgs) -> Result<i32> {
+    use holdfast_core::amend;
+    let patterns = Excludes::gather(&a.exclude, &a.exclude_file)?;
+    let excludes = Excludes::new(&patterns, &[])?;
+    let (repo, lock) = ctx.open_locked(false, "rewrite")?;
+    if !a.dry_run {
+        for id in amend::remove_replaced(&repo)? {
+            tracing::info!(
+                "removed snapshot {}, replaced by a changed copy",
+                id.short()
+            );
+        }
+    }
+    let chosen = resolve_all(&repo, &a.snapshots, &a.app, &a.filter)?;
+    let done = amend::rewrite(&repo, &chosen, &excludes, a.dry_run, &|| lock.ensure_held())?;
+    if ctx.global.json {
+        ctx.json(&json!({ "dry_run": a.dry_run, "snapshots": done }));
+        return Ok(exit::OK);
+    }
+    for r in &done {
+        let files: u64 = r.removed.iter().map(|x| x.files).sum();
+        let bytes: u64 = r.removed.iter().map(|x| x.bytes).sum();
+        for x in &r.removed {
+            let slash = if x.kind == NodeKind::Dir { "/" } else { "" };
+            crate::outln!("-    {}{slash}", x.path.display());
+        }
+        let what = format!("{files} file(s), {}", format::bytes(bytes));
+        ctx.say(match (r.removed.is_empty(), r.new, a.dry_run) {
+            (true, _, _) => format!("snapshot {}: nothing matches, unchanged", r.old.short()),
+            (false, _, true) => format!(
+                "snapshot {}: would take out {} entr(ies), {what} (dry run: nothing written)",
+                r.old.short(),
+                r.removed.len()
+            ),
+            (false, new, false) => format!(
+                "snapshot {} is now {}: took out {} entr(ies), {what}",
+                r.old.short(),
+                new.map(|n| n.short()).unwrap_or_default(),
+                r.removed.len()
+            ),
+        });
+    }
+    if !a.dry_run && done.iter().any(|r| r.new.is_some()) {
+        ctx.say("the data taken out is freed by the next prune");
+    }
+    Ok(exit::OK)
+}
+
+pub fn mount(ctx: &Ctx, a: MountArgs) -> Result<i32> {
+    use holdfast_app::mount::{self, MountOptions, Mounted, SnapshotFs};
+    let (spec, dir) = match a.args.as_slice() {
+        [dir] => (None, PathBuf::from(dir)),
+        [spec, dir] => (Some(spec.clone()), PathBuf::from(dir)),
+        _ => bail!("give the mount point, and a snapshot before it to mount only that one"),
+    };
+    // No lock: a mount left open must not stop prune (see holdfast_app::mount).
+    let repo = ctx.open()?;
+    repo.load_index().context("loading the index")?;
+    let what = match spec {
+        Some(spec) => {
+            let (id, snap) = resolve_all(&repo, &[spec], &a.app, &a.filter)?
+                .pop()
+                .expect("one name resolves to one snapshot");
+            Mounted::One(id, Box::new(snap))
+        }
+        None => {
+            let mut snaps = repo.list_snapshots_matching(&filter(&a.filter))?;
+            snaps.retain(|(_, s)| format::app_filter(s, &a.app));
+            Mounted::All(snaps)
+        }
+    };
+    let what_said = match &what {
+        Mounted::One(id, _) => format!("snapshot {}", id.short()),
+        Mounted::All(s) => format!("{} snapshot(s)", s.len()),
+    };
+    let fs = SnapshotFs::new(repo, what);
+    let session = mount::mount(
+        fs,
+        &dir,
+        &MountOptions {
+            allow_other: a.allow_other,
+        },
+    )
+    .with_context(|| {
+        format!(
+            "mounting at {} (FUSE needs /dev/fuse, and root or fusermount3 from the fuse3 package)",
+            dir.display()
+        )
+    })?;
+    ctx.say(format!(
+        "{what_said} mounted read-only at {}; Ctrl-C or umount {} ends it",
+        dir.display(),
+        dir.display()
+    ));
+    while !ctx.cancelled() && !session.guard.is_finished() {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // Unmounted from outside (umount DIR), the session has ended by itself, and unmounting
+    // again may fail: only an unmount of ours that fails is an error.
+    let ended_outside = session.guard.is_finished();
+    if let Err(e) = session.umount_and_join() {
+        if !ended_outside {
+            return Err(e).with_context(|| format!("unmounting {}", dir.display()));
+        }
+    }
+    ctx.say(format!("unmounted {}", dir.display()));
     Ok(exit::OK)
 }
 
@@ -425,6 +602,9 @@ pub fn restore_cmd(ctx: &Ctx, a: RestoreArgs) -> Result<i32> {
     let (repo, _lock) = ctx.open_locked(false, "restore")?;
     let (id, snap) = repo.find_snapshot(&a.snapshot, &filter(&a.filter))?;
     let target = a.target.clone().expect("clap requires --target here");
+    if a.dry_run {
+        return restore_dry_run(ctx, &repo, id, &snap, &a, &target);
+    }
     let code = restore_files(ctx, &repo, id, &snap, &a, &target)?;
     if !snap.attachments.is_empty() && !ctx.global.json {
         let names: Vec<&str> = snap.attachments.iter().map(|x| x.name.as_str()).collect();
@@ -436,6 +616,90 @@ pub fn restore_cmd(ctx: &Ctx, a: RestoreArgs) -> Result<i32> {
     Ok(code)
 }
 
+fn restore_options(a: &RestoreArgs, target: &Path) -> RestoreOptions {
+    RestoreOptions {
+        target: target.to_path_buf(),
+        include: a.include.clone(),
+        exclude: a.exclude.clone(),
+        overwrite: a.overwrite,
+        verify: a.verify,
+        owners: holdfast_core::fsmeta::OwnerPolicy {
+            numeric: a.numeric_owner,
+        },
+    }
+}
+
+/// `restore --dry-run` of files: each entry with what the restore would do (`+` create, `M`
+/// replace, `.` keep a directory, `!` refuse), then the totals. Exit code 14 when data is
+/// missing, 1 when the restore would be refused.
+fn restore_dry_run(
+    ctx: &Ctx,
+    repo: &Repository,
+    id: holdfast_core::id::SnapshotId,
+    snap: &holdfast_core::snapshot::Snapshot,
+    a: &RestoreArgs,
+    target: &Path,
+) -> Result<i32> {
+    use holdfast_core::restore::preview::{self, Action};
+    let json = ctx.global.json;
+    let p = preview::preview(
+        repo,
+        snap,
+        &restore_options(a, target),
+        false,
+        &mut |path, node, action| {
+            if json || crate::output::stdout_closed() {
+                return;
+            }
+            let sym = match action {
+                Action::Create => "+",
+                Action::Replace => "M",
+                Action::Keep => ".",
+                Action::Refuse => "!",
+            };
+            let slash = if node.kind == NodeKind::Dir { "/" } else { "" };
+            crate::outln!("{sym}    {}{slash}", path.display());
+        },
+    )?;
+    let code = dry_run_code(p.missing_chunks, p.refused.is_some() || p.refuse > 0);
+    if json {
+        ctx.json(&json!({"dry_run": true, "snapshot": id, "preview": p}));
+        return Ok(code);
+    }
+    ctx.say(format!(
+        "dry run of snapshot {} into {}: {} file(s) ({}), {} to create, {} to replace, {} directories kept{}. Nothing was written.",
+        id.short(),
+        target.display(),
+        p.files,
+        format::bytes(p.bytes),
+        p.create,
+        p.replace,
+        p.keep,
+        if p.refuse > 0 { format!(", {} in the way (no --overwrite)", p.refuse) } else { String::new() }
+    ));
+    if let Some(why) = &p.refused {
+        ctx.say(format!("the restore would be refused: {why}"));
+    }
+    if p.missing_chunks > 0 {
+        ctx.say(format!(
+            "{} chunk(s) of these files are missing from the repository: the restore would fail (run holdfast check)",
+            p.missing_chunks
+        ));
+    }
+    Ok(code)
+}
+
+/// The exit code of a dry run: 14 when data is missing, 1 when the real run would be refused.
+pub fn dry_run_code(missing_chunks: u64, refused: bool) -> i32 {
+    if missing_chunks > 0 {
+        exit::INTEGRITY
+    } else if refused {
+        exit::FAILURE
+    } else {
+        exit::OK
+    }
+}
+
 /// Restores the files of `snap` into `target` as `a` asks; prints the report.
 pub fn restore_files(
     ctx: &Ctx,
@@ -445,16 +709,7 @@ pub fn restore_files(
     a: &RestoreArgs,
     target: &Path,
 ) -> Result<i32> {
-    let opts = RestoreOptions {
-        target: target.to_path_buf(),
-        include: a.include.clone(),
-        exclude: a.exclude.clone(),
-        overwrite: a.overwrite,
-        verify: a.verify,
-        owners: holdfast_core::fsmeta::OwnerPolicy {
-            numeric: a.numeric_owner,
-        },
-    };
+    let opts = restore_options(a, target);
     let progress = Arc::new(RestoreProgress::default());
     let p = progress.clone();
     let bar = Bar::start(ctx.show_progress(), "restore", move || {

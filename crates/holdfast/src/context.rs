@@ -145,6 +145,23 @@ impl Ctx {
         Ok((repo, lock))
     }
 
+    /// As [`Self::open_locked`], for a dry run: the repository seen through
+    /// [`holdfast_app::access::open_repository_dry_run`], so the lock, like every other write,
+    /// stays in this process's memory.
+    pub fn open_locked_dry_run(
+        &self,
+        exclusive: bool,
+        command: &str,
+    ) -> Result<(Arc<Repository>, LockGuard)> {
+        let repo = Arc::new(holdfast_app::access::open_repository_dry_run(
+            &self.access(false)?,
+            &prompt,
+        )?);
+        let lock = LockGuard::acquire(repo.storage(), exclusive, command)?;
+        repo.load_index().context("loading the index")?;
+        Ok((repo, lock))
+    }
+
     /// Whether to draw progress bars.
     pub fn interactive(&self) -> bool {
         !self.global.json && !self.global.quiet && std::io::stderr().is_terminal()

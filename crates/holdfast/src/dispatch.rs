@@ -11,6 +11,9 @@ use crate::{app_commands, commands, jobs, reference};
 pub fn run(ctx: &Ctx, cmd: Command) -> Result<i32> {
     match cmd {
         Command::Init(a) => commands::init(ctx, a),
+        Command::Backup(a) if app_commands::wants_procedure(&a) && a.dry_run => {
+            app_commands::backup_app_dry_run(ctx, a)
+        }
         Command::Backup(a) if app_commands::wants_procedure(&a) => app_commands::backup_app(ctx, a),
         Command::Backup(a) => commands::backup_cmd(ctx, a),
         Command::Snapshots(a) if a.provider => {
@@ -20,6 +23,8 @@ pub fn run(ctx: &Ctx, cmd: Command) -> Result<i32> {
         Command::Ls(a) => commands::ls(ctx, a),
         Command::Find(a) => commands::find(ctx, a),
         Command::Tag(a) => commands::tag(ctx, a),
+        Command::Rewrite(a) => commands::rewrite(ctx, a),
+        Command::Mount(a) => commands::mount(ctx, a),
         Command::Diff(a) => commands::diff(ctx, a),
         Command::Restore(a)
             if a.app.is_some() || a.in_place || a.db_target.is_some() || a.dumps_to.is_some() =>

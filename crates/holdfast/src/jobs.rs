@@ -13,7 +13,7 @@ use holdfast_app::{job, schedule};
 use holdfast_core::error::exit;
 use serde_json::json;
 
-use crate::app_commands::{finish_run, record_for, run_backup_app};
+use crate::app_commands::{finish_run, record_for, run_backup_app, start_run};
 use crate::cli::*;
 use crate::context::{one_line, Ctx};
 use crate::format;
@@ -35,11 +35,13 @@ fn app_names(ctx: &Ctx, app: &Option<String>, all: bool) -> Result<Vec<String>> 
 /// One scheduled run of `name`: backup, retention, check; logged, hooked, measured.
 fn run_one(ctx: &Ctx, name: &str) -> RunRecord {
     let started = Utc::now();
+    let start_warnings = start_run(ctx, name, started);
     let result = run_backup_app(ctx, BackupArgs::for_app(name), false, false);
     if let Err(e) = &result {
         crate::errln!("holdfast: error: {name}: {}", one_line(e));
     }
     let mut rec = record_for(ctx, name, "run", started, &result);
+    rec.warnings.extend(start_warnings);
     let cfg = ctx.config().expect("loaded by the backup");
     let app_cfg = cfg.app.get(name).cloned().unwrap_or_default();
     let app = Resolved::new(name, &app_cfg);

@@ -741,6 +741,22 @@ pub fn seeded_rng(what: &str) -> rand::rngs::StdRng {
 /// (`#[macro_use] mod common;` in the test file).
 #[allow(unused_macros)]
 macro_rules! on_both_backends {
+    (ignore = $why:literal; $($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[test]
+                #[ignore = $why]
+                fn local() {
+                    super::$name(super::Env::with_backend(false))
+                }
+                #[test]
+                #[ignore = $why]
+                fn s3() {
+                    super::$name(super::Env::with_backend(true))
+                }
+            }
+        )*
+    };
     ($($name:ident),* $(,)?) => {
         $(
             mod $name {

@@ -1,9 +1,7 @@
 //! Flipped bytes in a pack: check --read-data names the pack and the damaged paths, and files
 //! stored elsewhere still restore.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 #[test]
 fn corrupt_pack_is_named_and_unaffected_files_restore() {

@@ -1,13 +1,10 @@
 //! Backup and restore of a tree with every kind of entry, compared byte for byte and metadata
 //! for metadata; incremental behaviour; ls, diff, snapshots and stats on the real binary.
 
-#[macro_use]
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 
 fn every_kind_of_entry_round_trips_exactly(env: Env) {
     let src = env.path("src");

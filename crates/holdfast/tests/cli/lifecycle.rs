@@ -1,11 +1,9 @@
 //! Retention and prune on the real binary: policies decide as documented, prune frees space,
 //! respects locks, and a prune killed at any moment leaves every kept snapshot restorable.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use rand::Rng;
 
 fn repo_bytes(env: &Env) -> u64 {

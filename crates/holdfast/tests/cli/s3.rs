@@ -1,14 +1,12 @@
 //! Repositories on a real S3-compatible server (s3s-fs on loopback): failures of the server
 //! mid-upload, several hosts backing up at once, retention, and copying between repositories.
-//! The everyday round-trip tests run against S3 too (tests/roundtrip.rs, `::s3`).
-
-mod common;
+//! The everyday round-trip tests run against S3 too (roundtrip.rs, `::s3`).
 
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 fn restore_and_compare(env: &Env, id: &str, src: &Path, out: &Path) {
     let expected = snapshot_tree(src);

@@ -2,13 +2,11 @@
 //! number of files (it restores in batches; see `holdfast_core::restore`). Speed itself is
 //! measured by `bench/`, never asserted here.
 
-mod common;
-
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 /// Runs `cmd` to the end; returns its exit status and peak resident memory in bytes, as the
 /// kernel accounts it for that one process.

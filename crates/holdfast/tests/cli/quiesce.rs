@@ -2,15 +2,13 @@
 //! its public API (tests/fixtures/dss/public-api.py stands in for it). The check fails
 //! closed: what it cannot read never lets the service be stopped.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use common::app::*;
-use common::*;
+use crate::common::app::*;
+use crate::common::*;
 
 /// The public API stand-in, killed when the test ends.
 struct DssApi {

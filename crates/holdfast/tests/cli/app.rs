@@ -2,14 +2,12 @@
 //! rewriting its JSON configs atomically, appending logs and creating job folders while it
 //! runs, and a real PostgreSQL server started for the test (tests/fixtures/pg.sh).
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::app::*;
-use common::*;
+use crate::common::app::*;
+use crate::common::*;
 
 #[test]
 fn config_check_names_file_line_and_key() {
@@ -111,6 +109,9 @@ fn plan_shows_steps_and_tier_sizes() {
         text.contains("rebuildable") && text.contains("excluded"),
         "{text}"
     );
+    // backup --dry-run of an application is its plan (no repository needed: none exists here).
+    let dry = json_config(&env, &cfg, &["backup", "--app", "design", "--dry-run"]);
+    assert_eq!(dry, v, "backup --app --dry-run differs from plan");
 }
 
 #[test]
@@ -519,6 +520,54 @@ fn postgres_dump_is_paired_and_restored_in_place() {
         "files were written first"
     );
 
+    // Its dry run: the steps in order, each check made, nothing done.
+    let journal_before = journal_actions(&data);
+    let dry = json_config(
+        &env,
+        &cfg,
+        &["restore", &id, "--app", "design", "--in-place", "--dry-run"],
+    );
+    let steps: Vec<String> = dry["plan"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(steps.len(), 6, "{steps:?}");
+    assert_eq!(steps[0], "stop the service");
+    assert!(
+        steps[1].starts_with("dump the current database govern to "),
+        "{steps:?}"
+    );
+    assert!(
+        steps[2].starts_with("move the current content of "),
+        "{steps:?}"
+    );
+    assert!(
+        steps[3].starts_with("restore ") && steps[3].contains(" file(s) "),
+        "{steps:?}"
+    );
+    assert_eq!(
+        steps[4],
+        "replace database govern with dump postgres/govern"
+    );
+    assert_eq!(steps[5], "start the service");
+    assert_eq!(
+        dry["plan"]["refusals"].as_array().unwrap().len(),
+        0,
+        "{dry}"
+    );
+    assert_eq!(
+        journal_actions(&data),
+        journal_before,
+        "the dry run touched the service"
+    );
+    assert!(
+        data.join("config/added-after.json").exists(),
+        "the dry run moved content"
+    );
+    assert_eq!(pg.psql("govern", "SELECT count(*) FROM items"), "10");
+
     // Pristine restore: stop, move aside, dump current, restore both, start.
     let r = json_config(
         &env,
@@ -588,6 +637,18 @@ fn version_rule_and_post_restore_step() {
         .filter(|e| e.file_name().to_string_lossy().contains("before-restore"))
         .collect();
     assert!(siblings.is_empty());
+    // Its dry run says so, with the same exit code as any refusal of a dry run.
+    let o = with_config(
+        &env,
+        &cfg,
+        &["restore", &id, "--app", "design", "--in-place", "--dry-run"],
+    );
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        said.contains("refused: ") && said.contains("13.1.0"),
+        "{said}"
+    );
 
     // Relocated onto a newer installation: restored, then the installer's upgrade step runs.
     let newer = env.path("newsite/data");
@@ -1979,4 +2040,166 @@ fn a_scheduled_run_fails_on_damage_and_forgets_nothing() {
     let runs = json_config(&env, &cfg, &["runs"]);
     let last = runs.as_array().unwrap().last().unwrap();
     assert_eq!(last["result"], "failure", "{last}");
+}
+
+/// A stand-in monitoring service: records each request's method, path and body, answers 200.
+struct PingListener {
+    port: u16,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<(String, String, String)>>>,
+}
+
+impl PingListener {
+    fn start() -> PingListener {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let mut r = BufReader::new(conn.try_clone().unwrap());
+                let mut line = String::new();
+                r.read_line(&mut line).unwrap();
+                let mut parts = line.split_whitespace();
+                let (method, path) = (
+                    parts.next().unwrap_or_default().to_string(),
+                    parts.next().unwrap_or_default().to_string(),
+                );
+                let mut len = 0;
+                loop {
+                    let mut h = String::new();
+                    r.read_line(&mut h).unwrap();
+                    if h.trim().is_empty() {
+                        break;
+                    }
+                    if let Some((k, v)) = h.split_once(':') {
+                        if k.eq_ignore_ascii_case("content-length") {
+                            len = v.trim().parse().unwrap();
+                        }
+                    }
+                }
+                let mut body = vec![0; len];
+                r.read_exact(&mut body).unwrap();
+                log.lock().unwrap().push((
+                    method,
+                    path,
+                    String::from_utf8_lossy(&body).into_owned(),
+                ));
+                let _ = conn.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK",
+                );
+            }
+        });
+        PingListener { port, seen }
+    }
+
+    fn take(&self) -> Vec<(String, String, String)> {
+        std::mem::take(&mut *self.seen.lock().unwrap())
+    }
+}
+
+/// `ping_url`: start and end of each run reach the monitoring service, paired by one run id,
+/// success and failure told apart, with a report in the body; a service that cannot be
+/// reached is a warning, never a failed backup.
+#[test]
+fn runs_ping_a_monitoring_service_at_start_and_end() {
+    let env = Env::new();
+    env.init();
+    let data = make_dss(&env, "13.2.0");
+    let hc = PingListener::start();
+    let cfg = write_config(
+        &env,
+        &format!(
+            "[hooks]\nping_url = \"http://127.0.0.1:{}/ping/check-uuid/\"\n{}",
+            hc.port,
+            dss_config(&data, "consistency = \"live\"\n")
+        ),
+    );
+    let ok = json_config(&env, &cfg, &["run", "--app", "design"]);
+    assert_eq!(ok["runs"][0]["result"], "success", "{ok}");
+    let seen = hc.take();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    let (start, end) = (&seen[0], &seen[1]);
+    assert_eq!(start.0, "POST");
+    let rid = |path: &str| {
+        path.split_once("?rid=")
+            .map(|(_, r)| r.to_string())
+            .unwrap()
+    };
+    assert!(
+        start.1.starts_with("/ping/check-uuid/start?rid="),
+        "{start:?}"
+    );
+    assert!(end.1.starts_with("/ping/check-uuid?rid="), "{end:?}");
+    assert_eq!(rid(&start.1), rid(&end.1), "one run id pairs start and end");
+    assert_eq!(rid(&start.1).len(), 36);
+    let snapshot = ok["runs"][0]["snapshot"].as_str().unwrap();
+    assert!(
+        end.2.starts_with("holdfast run of design: success") && end.2.contains(&snapshot[..8]),
+        "{end:?}"
+    );
+
+    // A backup --app of a configured application is a run too; a failure pings /fail.
+    std::fs::rename(&data, env.path("moved")).unwrap();
+    let o = with_config(&env, &cfg, &["backup", "--app", "design"]);
+    assert_eq!(code(&o), 7, "{}", stderr(&o));
+    let seen = hc.take();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(seen[0].1.contains("/start?rid="), "{seen:?}");
+    assert!(
+        seen[1].1.starts_with("/ping/check-uuid/fail?rid="),
+        "{seen:?}"
+    );
+    assert!(
+        seen[1].2.contains("failure") && seen[1].2.contains("error: "),
+        "{seen:?}"
+    );
+    std::fs::rename(env.path("moved"), &data).unwrap();
+
+    // Nobody listening: the run succeeds, with a warning that names the host only.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let cfg = write_config(
+        &env,
+        &format!(
+            "[hooks]\nping_url = \"http://127.0.0.1:{port}/secret-uuid\"\n{}",
+            dss_config(&data, "consistency = \"live\"\n")
+        ),
+    );
+    let o = with_config(&env, &cfg, &["run", "--app", "design"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!("to http://127.0.0.1:{port}/… failed")),
+        "{err}"
+    );
+    assert!(
+        !err.contains("secret-uuid"),
+        "the URL's secret part was shown: {err}"
+    );
+    let runs = json_config(&env, &cfg, &["runs"]);
+    let last = &runs.as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["result"], "success", "{last}");
+    assert!(
+        last["warnings"].to_string().contains("ping (success)"),
+        "{last}"
+    );
+
+    // A URL that is not http(s) is refused when the configuration is read.
+    let cfg = write_config(
+        &env,
+        &format!(
+            "[hooks]\nping_url = \"hc-ping.com/x\"\n{}",
+            dss_config(&data, "")
+        ),
+    );
+    let o = with_config(&env, &cfg, &["config", "check"]);
+    assert_ne!(code(&o), 0);
+    assert!(
+        stderr(&o).contains("must start with http"),
+        "{}",
+        stderr(&o)
+    );
 }

@@ -1,8 +1,6 @@
 //! `holdfast export` writes archives that the system's GNU tar extracts to the same tree.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 #[test]
 fn gnu_tar_restores_exported_archives_exactly() {

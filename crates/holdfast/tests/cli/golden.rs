@@ -7,11 +7,9 @@
 //! then `holdfast backup DATA --host golden-host --tag golden`, DATA being the tree
 //! `expected()` describes (plus an empty folder and a symlink).
 
-mod common;
-
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 
 const SNAPSHOT: &str = "0eda945162abbb44ccdf67700bc2d798a92b20cd90099d2ad36e7ee50810da13";
 

@@ -3,11 +3,9 @@
 //! means an older snapshot, check reads the repository rather than the cache, and repair
 //! rebuilds what can be rebuilt.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
-use common::*;
+use crate::common::*;
 
 fn snapshot_file(env: &Env, id: &str) -> PathBuf {
     env.repo.join("snapshots").join(id)

@@ -1,12 +1,9 @@
 //! `find` across snapshots, and the shell completions and man pages generated from the
 //! command-line definitions.
 
-#[macro_use]
-mod common;
-
 use std::collections::BTreeSet;
 
-use common::*;
+use crate::common::*;
 
 /// The subcommands `holdfast --help` lists (the generated references must name each).
 fn subcommands(env: &Env) -> Vec<String> {

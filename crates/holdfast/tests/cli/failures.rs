@@ -1,11 +1,9 @@
 //! Bad input and hostile conditions: each gets its documented exit code, one clear line, and
 //! leaves everything stored earlier intact.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 
-use common::*;
+use crate::common::*;
 
 fn one_line_error(o: &std::process::Output) -> String {
     let e = stderr(o);

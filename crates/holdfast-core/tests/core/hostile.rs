@@ -50,6 +50,7 @@ fn snapshot_of_raw_tree(repo: &Arc<Repository>, tree_json: &str) -> Snapshot {
         tags: vec![],
         parent: None,
         replaces: None,
+        rewrites: Vec::new(),
         program_version: "t".into(),
         layout: RootLayout::DirContent,
         root: None,

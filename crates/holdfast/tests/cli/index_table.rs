@@ -2,11 +2,9 @@
 //! files written since it was built are read beside it, a prune or damage makes it rebuilt,
 //! and it never answers for a repository it does not describe.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
-use common::*;
+use crate::common::*;
 
 fn table(env: &Env) -> PathBuf {
     let found: Vec<PathBuf> = std::fs::read_dir(&env.cache)

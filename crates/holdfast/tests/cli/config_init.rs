@@ -2,13 +2,11 @@
 //! it is: `config check` accepts it, and `init`, `plan` and a scheduled `run` work from it
 //! alone, with no repository or password given any other way.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Output;
 
-use common::*;
+use crate::common::*;
 
 /// holdfast with only the configuration file to go on.
 fn from_config(env: &Env, config: &Path, args: &[&str]) -> Output {

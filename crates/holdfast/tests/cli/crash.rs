@@ -1,11 +1,9 @@
 //! kill -9 a running backup at random moments: after each, check passes, every earlier
 //! snapshot restores exactly, and the next backup succeeds.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use rand::Rng;
 
 #[test]

@@ -1,9 +1,7 @@
 //! `holdfast import` turns GNU tar archives into snapshots; hostile or broken archives are
 //! refused with the entry named and write nothing.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 fn snapshot_count(env: &Env) -> usize {
     env.json(&["snapshots"]).as_array().unwrap().len()
