@@ -180,6 +180,50 @@ pub struct AppConfig {
     /// Hooks for this application, run after the global ones.
     #[serde(default)]
     pub hooks: HooksConfig,
+    /// Restore drills ([`crate::drill`]): how, and how often `run` does one.
+    pub drill: Option<DrillConfig>,
+}
+
+/// `[app.NAME.drill]`: proving on a schedule that the latest backup restores and the
+/// application starts on it.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DrillConfig {
+    /// `run` drills after its backup when the last drill of this application that passed or
+    /// failed is older than this (e.g. "7d"); without it only `holdfast drill` does.
+    pub every: Option<Span>,
+    /// Where the scratch copy goes (default: STATE_DIR/drills); removed afterwards.
+    pub scratch_dir: Option<PathBuf>,
+    /// Starts the application on the scratch copy (`{data_dir}`, `{port}` are filled in).
+    pub start: Option<String>,
+    /// Stops it again; run whatever happened.
+    pub stop: Option<String>,
+    /// Passes once the copy is up: an http(s) URL answering 2xx, or a command exiting 0.
+    pub probe: Option<String>,
+    /// How long start and the probe may take.
+    #[serde(default = "default_probe_timeout")]
+    pub probe_timeout: Span,
+    /// SQL each restored database must answer without error.
+    #[serde(default)]
+    pub queries: Vec<String>,
+}
+
+fn default_probe_timeout() -> Span {
+    Span::from_mins(5)
+}
+
+impl Default for DrillConfig {
+    fn default() -> Self {
+        DrillConfig {
+            every: None,
+            scratch_dir: None,
+            start: None,
+            stop: None,
+            probe: None,
+            probe_timeout: default_probe_timeout(),
+            queries: Vec::new(),
+        }
+    }
 }
 
 impl Default for AppConfig {
@@ -207,6 +251,7 @@ impl Default for AppConfig {
             retention: None,
             check: None,
             hooks: HooksConfig::default(),
+            drill: None,
         }
     }
 }
@@ -552,6 +597,22 @@ impl AppConfig {
                 "needs service.dss_api_key_file (the check needs a key)".to_string(),
             ));
         }
+        if let Some(d) = &self.drill {
+            if d.start.is_some() && d.stop.is_none() {
+                out.push((
+                    "drill.stop",
+                    "is needed with drill.start: the copy started by a drill must be stopped"
+                        .into(),
+                ));
+            }
+            if d.start.is_none() && (d.stop.is_some() || d.probe.is_some()) {
+                out.push((
+                    "drill.start",
+                    "is missing: drill.stop and drill.probe apply to a copy that drill.start starts"
+                        .into(),
+                ));
+            }
+        }
         if self.consistency == Mode::Stop
             && profile.name == ProfileName::Generic
             && (self.service.stop.is_none() || self.service.start.is_none())
@@ -705,6 +766,29 @@ url = "postgresql://govern@127.0.0.1:5432/govern"
         assert_eq!(a.postgres[0].format, DumpFormat::Custom);
         assert_eq!(c.state_dir, PathBuf::from("/var/lib/holdfast"));
         assert!(c.app("nope").unwrap_err().to_string().contains("design"));
+    }
+
+    #[test]
+    fn drill_settings_parse_and_half_a_start_stop_pair_is_refused() {
+        let c = parse(
+            "[app.x]\ndata_dir = \"/d\"\nconsistency = \"live\"\n[app.x.drill]\nevery = \"7d\"\nstart = \"s {data_dir} {port}\"\nstop = \"t\"\nprobe = \"http://127.0.0.1:{port}/\"\n",
+        )
+        .unwrap();
+        let d = c.app("x").unwrap().drill.clone().unwrap();
+        assert_eq!(d.every, Some(Span::from_hours(7 * 24)));
+        assert_eq!(d.probe_timeout, Span::from_mins(5));
+        let e = parse(
+            "[app.x]\ndata_dir = \"/d\"\nconsistency = \"live\"\n[app.x.drill]\nstart = \"s\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("drill.stop"), "{e}");
+        let e = parse(
+            "[app.x]\ndata_dir = \"/d\"\nconsistency = \"live\"\n[app.x.drill]\nprobe = \"true\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("drill.start"), "{e}");
     }
 
     #[test]

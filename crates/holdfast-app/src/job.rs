@@ -200,6 +200,59 @@ fn write_metrics(log: &Path, path: &Path, repo: Option<&Repository>) -> Result<(
     Ok(())
 }
 
+/// Whether a drill is due: the application's drill has an `every`, and that long has passed
+/// since its last drill in the run log (whatever its verdict: a failing drill is not retried
+/// at every run, it is reported).
+pub fn drill_due(app: &Resolved, history: &[RunRecord]) -> bool {
+    let Some(every) = app.config.drill.as_ref().and_then(|d| d.every) else {
+        return false;
+    };
+    let last = history
+        .iter()
+        .filter(|r| r.app == app.name && r.kind == "drill")
+        .filter_map(|r| r.end)
+        .max();
+    match last {
+        Some(t) => Utc::now() - t >= every.as_chrono(),
+        None => true,
+    }
+}
+
+/// Drills snapshot `id` of `app` (the latest when `None`) and stores the drill record in the
+/// repository, under a shared lock. The record says whether the backup passed; an error
+/// means the drill could not run.
+pub fn drill(
+    cfg: &Config,
+    app: &Resolved,
+    repo: &Arc<Repository>,
+    id: Option<&str>,
+    cancel: &std::sync::atomic::AtomicBool,
+    on_step: &dyn Fn(&str),
+) -> Result<holdfast_core::drills::DrillRecord> {
+    let lock = LockGuard::acquire(repo.storage(), false, "drill")?;
+    repo.load_index()?;
+    let selected = crate::restore::select_app_snapshot(
+        repo,
+        &app.name,
+        id.unwrap_or("latest"),
+        &Default::default(),
+    )?;
+    let d = crate::drill::Drill {
+        repo,
+        app,
+        snap_id: selected.id,
+        snap: &selected.snap,
+        state_dir: &cfg.state_dir,
+        config: app.config.drill.clone().unwrap_or_default(),
+        cancel,
+        on_step,
+    };
+    let record = d.run()?;
+    lock.ensure_held()?;
+    repo.save_drill(&record)?;
+    Ok(record)
+}
+
 /// Whether the check is due: `every` has passed since the last checked run of `app`.
 pub fn check_due(c: &CheckConfig, app: &str, history: &[RunRecord]) -> bool {
     let Some(every) = c.every.map(|e| e.as_chrono()) else {

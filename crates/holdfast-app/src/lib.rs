@@ -8,6 +8,7 @@
 pub mod access;
 pub mod applock;
 pub mod config;
+pub mod drill;
 pub mod dss_api;
 pub mod error;
 pub mod job;

@@ -136,6 +136,30 @@ impl Postgres {
         self.run(&format!("querying {}", url.dbname), c)
     }
 
+    /// The tables of `url` (`schema.table`, ordinary and partitioned), with the planner's row
+    /// estimate: what a dump is later checked against.
+    pub fn catalog(&self, url: &PgUrl) -> Result<Vec<(String, i64)>> {
+        let out = self.query(
+            url,
+            "SELECT n.nspname || '.' || c.relname || '|' || GREATEST(c.reltuples, 0)::bigint \
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+             AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%' ORDER BY 1",
+        )?;
+        Ok(out
+            .lines()
+            .filter_map(|l| {
+                let (t, n) = l.rsplit_once('|')?;
+                Some((t.to_string(), n.trim().parse().unwrap_or(0)))
+            })
+            .collect())
+    }
+
+    /// The tables of `url`, as `schema.table`.
+    pub fn tables(&self, url: &PgUrl) -> Result<Vec<String>> {
+        Ok(self.catalog(url)?.into_iter().map(|(t, _)| t).collect())
+    }
+
     pub fn server_version(&self) -> Result<String> {
         self.query(&self.url, "SHOW server_version")
     }
@@ -302,6 +326,20 @@ impl AttachmentSource for Postgres {
             .tool_version("pg_dump")
             .map_err(|e| fail("pg_dump", e.to_string()))?;
         let mut details = std::collections::BTreeMap::new();
+        // The table list a drill compares the restored database with (a table of contents
+        // cannot show a table the dump lacks).
+        let catalog = self
+            .catalog(&self.url)
+            .map_err(|e| fail("listing the tables", e.to_string()))?;
+        details.insert(
+            "catalog".into(),
+            serde_json::Value::Array(
+                catalog
+                    .into_iter()
+                    .map(|(t, n)| serde_json::json!({"table": t, "rows_estimate": n}))
+                    .collect(),
+            ),
+        );
         let kind = match self.config.format {
             DumpFormat::Custom => {
                 let mut c = self.pg_dump_stored();

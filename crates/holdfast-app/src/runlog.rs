@@ -160,10 +160,18 @@ pub fn render_metrics(records: &[RunRecord], repo: &RepoNumbers) -> String {
     use std::collections::BTreeMap;
     let mut last: BTreeMap<&str, &RunRecord> = BTreeMap::new();
     let mut last_ok: BTreeMap<&str, &RunRecord> = BTreeMap::new();
+    let mut last_drill: BTreeMap<&str, &RunRecord> = BTreeMap::new();
+    let mut last_drill_ok: BTreeMap<&str, &RunRecord> = BTreeMap::new();
     for r in records {
-        last.insert(&r.app, r);
+        // Drills are runs of their own: they say nothing about the last backup.
+        let (any, ok) = if r.kind == "drill" {
+            (&mut last_drill, &mut last_drill_ok)
+        } else {
+            (&mut last, &mut last_ok)
+        };
+        any.insert(&r.app, r);
         if r.result != RunResult::Failure {
-            last_ok.insert(&r.app, r);
+            ok.insert(&r.app, r);
         }
     }
     let mut out = String::new();
@@ -171,6 +179,13 @@ pub fn render_metrics(records: &[RunRecord], repo: &RepoNumbers) -> String {
         out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
         for (labels, v) in rows {
             out.push_str(&format!("{name}{labels} {v}\n"));
+        }
+    };
+    let succeeded = |r: &RunRecord| {
+        if r.result == RunResult::Failure {
+            0.0
+        } else {
+            1.0
         }
     };
     let by_app = |f: &dyn Fn(&RunRecord) -> f64, m: &BTreeMap<&str, &RunRecord>| {
@@ -200,16 +215,7 @@ pub fn render_metrics(records: &[RunRecord], repo: &RepoNumbers) -> String {
         "holdfast_last_run_success",
         "1 if the last run wrote a snapshot, else 0.",
         "gauge",
-        by_app(
-            &|r| {
-                if r.result == RunResult::Failure {
-                    0.0
-                } else {
-                    1.0
-                }
-            },
-            &last,
-        ),
+        by_app(&succeeded, &last),
     );
     metric(
         "holdfast_last_run_duration_seconds",
@@ -228,6 +234,27 @@ pub fn render_metrics(records: &[RunRecord], repo: &RepoNumbers) -> String {
         "Seconds the application was stopped during the last successful run.",
         "gauge",
         by_app(&|r| r.downtime_secs.unwrap_or(0.0), &last_ok),
+    );
+    metric(
+        "holdfast_last_drill_success_timestamp_seconds",
+        "End of the last restore drill that passed (alert when it grows old).",
+        "gauge",
+        by_app(
+            &|r| r.end.map(|e| e.timestamp() as f64).unwrap_or(0.0),
+            &last_drill_ok,
+        ),
+    );
+    metric(
+        "holdfast_last_drill_success",
+        "1 if the last restore drill passed, else 0.",
+        "gauge",
+        by_app(&succeeded, &last_drill),
+    );
+    metric(
+        "holdfast_last_drill_recovery_seconds",
+        "Time to recover measured by the last restore drill that passed.",
+        "gauge",
+        by_app(&|r| r.duration_secs(), &last_drill_ok),
     );
     metric(
         "holdfast_snapshots",

@@ -76,6 +76,18 @@ impl Error {
             why: why.into(),
         }
     }
+    /// Damaged data found while writing file `path`: the error names the file too, which is
+    /// what a person restoring needs to know (the blob and pack say where the damage is).
+    pub fn in_file(self, path: &std::path::Path) -> Self {
+        match self {
+            Error::Corrupt { what, why } => Error::Corrupt {
+                what: format!("{what} (file {})", path.display()),
+                why,
+            },
+            other => other,
+        }
+    }
+
     /// The documented process exit code for this error.
     pub fn exit_code(&self) -> i32 {
         match self {

@@ -116,6 +116,10 @@ pub fn forget(
             repo.delete_snapshot(&id)?;
             removed.push(id);
         }
+        // Records of drills of the snapshots just forgotten (or of ones gone before).
+        if !removed.is_empty() {
+            repo.remove_orphan_drills()?;
+        }
         if rules.prune {
             prune = Some(prune_guarded(
                 repo,

@@ -14,6 +14,7 @@ pub mod compress;
 pub mod copy;
 pub mod crypto;
 pub mod diff;
+pub mod drills;
 pub mod error;
 pub mod exclude;
 pub mod export;

@@ -654,6 +654,54 @@ impl Repository {
         Tree::decode(id, &self.read_blob(id)?)
     }
 
+    // ----- drills -----
+
+    /// Stores the record of a restore drill; returns its id.
+    pub fn save_drill(&self, record: &crate::drills::DrillRecord) -> Result<[u8; 32]> {
+        let sealed = self.key.seal(&record.encode());
+        self.write_addressed(layout::DRILLS, sealed, false)
+    }
+
+    /// Every readable drill record with the name it is stored under; one that cannot be
+    /// read is left out with a warning (a drill record never decides what is kept).
+    pub fn drills(&self) -> Result<Vec<(String, crate::drills::DrillRecord)>> {
+        let listed = self.storage.list(layout::DRILLS)?;
+        let paths: Vec<String> = listed.iter().map(|l| l.path.clone()).collect();
+        let mut out = Vec::new();
+        for (path, sealed) in paths.iter().zip(self.storage.read_many(&paths)) {
+            let record = sealed
+                .and_then(|s| crate::drills::DrillRecord::decode(path, &self.key.open(path, &s)?));
+            match record {
+                Ok(r) => out.push((path.clone(), r)),
+                Err(Error::NotFound(_)) => {}
+                Err(e) => tracing::warn!("drill record {path} skipped: {e}"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes the drill records of snapshots that are no longer stored; returns how many.
+    pub fn remove_orphan_drills(&self) -> Result<usize> {
+        let drills = self.drills()?;
+        if drills.is_empty() {
+            return Ok(0);
+        }
+        let (snaps, problems) = self.read_all_snapshots()?;
+        let stored: HashSet<SnapshotId> = snaps
+            .iter()
+            .map(|(id, _)| *id)
+            .chain(problems.iter().map(|p| p.id))
+            .collect();
+        let mut removed = 0;
+        for (path, r) in drills {
+            if !stored.contains(&r.snapshot) {
+                self.storage.delete(&path)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     // ----- snapshots -----
 
     pub fn save_snapshot(&self, snap: &Snapshot) -> Result<SnapshotId> {

@@ -436,7 +436,8 @@ impl Writer<'_> {
 
     fn write_file(&self, path: &Path, node: &Node) -> Result<()> {
         let (pending, f) = PendingFile::create(path, self.overwrite)?;
-        let size = write_content(self.repo, &f, path, node, self.progress)?;
+        let size =
+            write_content(self.repo, &f, path, node, self.progress).map_err(|e| e.in_file(path))?;
         if node.sparse {
             // A sparse file may end in a hole.
             f.set_len(size).map_err(|e| Error::io(path, e))?;

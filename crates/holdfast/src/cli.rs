@@ -182,6 +182,17 @@ the foreground until Ctrl-C, SIGTERM, or umount DIR. Needs /dev/fuse, and root o
 Example: holdfast mount --app design latest /mnt/backup, then cp -a /mnt/backup/projects/CHURN /tmp/"
     )]
     Mount(MountArgs),
+    /// Restore drill: prove that a snapshot restores and the application starts on it
+    #[command(
+        after_long_help = "Restores the snapshot (default: the application's latest) into a scratch directory with \
+verification, each database dump into a scratch database on its server (holdfast_drill_<app>_<time>), compared with \
+the table list recorded at dump time and the configured probe queries, then starts the application on the copy with \
+[app.NAME.drill] start (with {data_dir} and {port}), waits for its probe and stops it. Everything made is removed \
+afterwards, also on failure or interruption; production is never touched. The verdict and times are stored in the \
+repository (snapshots shows them), in the run log and the metrics. Exit code 0 when the drill passed, 1 when it failed. \
+With [app.NAME.drill] every = \"7d\", holdfast run drills when due."
+    )]
+    Drill(DrillArgs),
     /// Show what changed between two snapshots
     Diff(DiffArgs),
     /// Restore a snapshot, or part of it, into a directory
@@ -790,6 +801,15 @@ pub struct MountArgs {
     pub app: Option<String>,
     #[command(flatten)]
     pub filter: Filter,
+}
+
+#[derive(Args, Debug)]
+pub struct DrillArgs {
+    /// The configured application
+    #[arg(long, value_name = "NAME")]
+    pub app: String,
+    /// Snapshot id prefix (default: the application's latest)
+    pub snapshot: Option<String>,
 }
 
 #[derive(Args, Debug)]

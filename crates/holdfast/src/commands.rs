@@ -221,10 +221,20 @@ pub fn snapshots(ctx: &Ctx, a: SnapshotsArgs) -> Result<i32> {
     let f = filter(&a.filter);
     let mut snaps = repo.list_snapshots_matching(&f)?;
     snaps.retain(|(_, s)| format::app_filter(s, &a.app));
+    // The newest restore drill of each snapshot, from any host.
+    let drills = holdfast_core::drills::latest_by_snapshot(
+        repo.drills()?.into_iter().map(|(_, r)| r).collect(),
+    );
     if ctx.global.json {
         let v: Vec<_> = snaps
             .iter()
-            .map(|(id, s)| json!({"id": id, "short_id": id.short(), "snapshot": s}))
+            .map(|(id, s)| {
+                let mut v = json!({"id": id, "short_id": id.short(), "snapshot": s});
+                if let Some(d) = drills.get(id) {
+                    v["drill"] = json!(d);
+                }
+                v
+            })
             .collect();
         ctx.json(&v);
         return Ok(exit::OK);
@@ -249,6 +259,7 @@ pub fn snapshots(ctx: &Ctx, a: SnapshotsArgs) -> Result<i32> {
                 },
                 s.tags.join(","),
                 format::bytes(s.summary.total_bytes),
+                drills.get(id).map(|d| d.verdict()).unwrap_or_default(),
                 paths,
             ]
         })
@@ -263,6 +274,7 @@ pub fn snapshots(ctx: &Ctx, a: SnapshotsArgs) -> Result<i32> {
             "Consistency",
             "Tags",
             "Size",
+            "Drill",
             "Paths",
         ],
         &rows,

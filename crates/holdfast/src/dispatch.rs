@@ -25,6 +25,7 @@ pub fn run(ctx: &Ctx, cmd: Command) -> Result<i32> {
         Command::Tag(a) => commands::tag(ctx, a),
         Command::Rewrite(a) => commands::rewrite(ctx, a),
         Command::Mount(a) => commands::mount(ctx, a),
+        Command::Drill(a) => jobs::drill_cmd(ctx, a),
         Command::Diff(a) => commands::diff(ctx, a),
         Command::Restore(a)
             if a.app.is_some() || a.in_place || a.db_target.is_some() || a.dumps_to.is_some() =>

@@ -32,8 +32,121 @@ fn app_names(ctx: &Ctx, app: &Option<String>, all: bool) -> Result<Vec<String>> 
     }
 }
 
-/// One scheduled run of `name`: backup, retention, check; logged, hooked, measured.
-fn run_one(ctx: &Ctx, name: &str) -> RunRecord {
+/// One scheduled run of `name`: backup, retention, check; logged, hooked, measured; then a
+/// restore drill of the new snapshot when one is due (a run of its own in the log).
+fn run_one(ctx: &Ctx, name: &str) -> Vec<RunRecord> {
+    let rec = backup_run(ctx, name);
+    let mut out = vec![rec];
+    let drill_due = ctx.config().ok().and_then(|cfg| {
+        let app = Resolved::new(name, cfg.app.get(name)?);
+        Some(job::drill_due(&app, &runlog::read(&job::run_log(cfg))))
+    });
+    let snapshot = out[0].snapshot.clone();
+    if drill_due == Some(true) && out[0].result != runlog::RunResult::Failure && !ctx.cancelled() {
+        out.push(drill_one(ctx, name, snapshot.as_deref()).0);
+    }
+    out
+}
+
+/// One restore drill of `name`: pinged, logged (kind `drill`), hooked, measured.
+fn drill_one(
+    ctx: &Ctx,
+    name: &str,
+    snapshot: Option<&str>,
+) -> (RunRecord, Option<holdfast_core::drills::DrillRecord>) {
+    let started = Utc::now();
+    let start_warnings = start_run(ctx, name, started);
+    let mut rec = RunRecord {
+        start: Some(started),
+        app: name.to_string(),
+        kind: "drill".into(),
+        ..Default::default()
+    };
+    let quiet = ctx.global.json || ctx.global.quiet;
+    let on_step = |s: &str| {
+        if !quiet {
+            crate::errln!("holdfast: drill {name}: {s}");
+        }
+    };
+    let result = (|| -> Result<holdfast_core::drills::DrillRecord> {
+        let cfg = ctx.config()?;
+        let app = Resolved::new(name, cfg.app(name)?);
+        let repo = ctx.open()?;
+        Ok(job::drill(
+            cfg,
+            &app,
+            &repo,
+            snapshot,
+            &ctx.cancel,
+            &on_step,
+        )?)
+    })();
+    let drill = match result {
+        Ok(d) => {
+            rec.snapshot = Some(d.snapshot.to_hex());
+            rec.warnings.extend(d.notes.iter().cloned());
+            if d.ok {
+                rec.result = runlog::RunResult::Success;
+                rec.exit_code = exit::OK;
+            } else {
+                rec.result = runlog::RunResult::Failure;
+                rec.exit_code = exit::FAILURE;
+                rec.error = d.failure.clone();
+            }
+            Some(d)
+        }
+        Err(e) => {
+            rec.result = runlog::RunResult::Failure;
+            rec.exit_code = crate::context::exit_code(&e, ctx.cancelled());
+            rec.error = Some(one_line(&e));
+            None
+        }
+    };
+    rec.warnings.extend(start_warnings);
+    finish_run(ctx, &mut rec);
+    (rec, drill)
+}
+
+/// `holdfast drill --app NAME [SNAPSHOT]`.
+pub fn drill_cmd(ctx: &Ctx, a: DrillArgs) -> Result<i32> {
+    ctx.config()?.app(&a.app)?;
+    let (rec, drill) = drill_one(ctx, &a.app, a.snapshot.as_deref());
+    if ctx.global.json {
+        ctx.json(&json!({"run": rec, "drill": drill}));
+        return Ok(rec.exit_code);
+    }
+    match &drill {
+        Some(d) => {
+            ctx.say(format!(
+                "drill of {} snapshot {}: {}",
+                a.app,
+                d.snapshot.short(),
+                if d.ok { "passed" } else { "FAILED" }
+            ));
+            if let Some(f) = &d.failure {
+                ctx.say(format!("  failure: {f}"));
+            }
+            ctx.say(format!(
+                "  files restored and verified in {:.1} s",
+                d.files_secs
+            ));
+            if let Some(s) = d.databases_secs {
+                ctx.say(format!("  databases restored and compared in {s:.1} s"));
+            }
+            if let Some(s) = d.start_secs {
+                ctx.say(format!("  application started and probed in {s:.1} s"));
+            }
+            ctx.say(format!("  time to recover: {:.1} s", d.recovered_secs));
+            for n in &d.notes {
+                ctx.say(format!("  note: {n}"));
+            }
+        }
+        None => ctx.say(run_line(&rec)),
+    }
+    Ok(rec.exit_code)
+}
+
+fn backup_run(ctx: &Ctx, name: &str) -> RunRecord {
     let started = Utc::now();
     let start_warnings = start_run(ctx, name, started);
     let result = run_backup_app(ctx, BackupArgs::for_app(name), false, false);
@@ -72,15 +185,17 @@ pub fn run_cmd(ctx: &Ctx, a: RunArgs) -> Result<i32> {
         if ctx.cancelled() {
             break;
         }
-        records.push(run_one(ctx, &name));
+        records.extend(run_one(ctx, &name));
     }
     if ctx.global.json {
         ctx.json(&json!({ "runs": records }));
     } else {
         for r in &records {
             ctx.say(run_line(r));
-            for step in step_lines(r) {
-                ctx.say(format!("  {step}"));
+            if r.kind != "drill" {
+                for step in step_lines(r) {
+                    ctx.say(format!("  {step}"));
+                }
             }
             for w in &r.warnings {
                 ctx.say(format!("  warning: {w}"));

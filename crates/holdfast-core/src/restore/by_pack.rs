@@ -147,7 +147,12 @@ pub(super) fn write_files(
                 for b in range {
                     let s = (b.loc.offset as u64 - start) as usize;
                     let sealed = &mut bytes[s..s + b.loc.length as usize];
-                    let plain = repo.open_blob(&b.id, &b.loc, sealed)?;
+                    let plain = repo.open_blob(&b.id, &b.loc, sealed).map_err(|e| {
+                        match b.dests.first() {
+                            Some(d) => e.in_file(&target.join(&files[d.file].0)),
+                            None => e,
+                        }
+                    })?;
                     for d in &b.dests {
                         let (rel, node) = &files[d.file];
                         let path = target.join(rel);

@@ -43,6 +43,8 @@ pub mod layout {
     pub const INDEX: &str = "index/";
     pub const DATA: &str = "data/";
     pub const LOCKS: &str = "locks/";
+    /// Records of restore drills ([`crate::drills`]).
+    pub const DRILLS: &str = "drills/";
     /// Temp files of the local backend before they are renamed into place.
     pub const TMP: &str = "tmp";
 

@@ -11,6 +11,7 @@ mod config_init;
 mod corruption;
 mod crash;
 mod damage;
+mod drill;
 mod dry_run;
 mod export;
 mod failures;

@@ -1,0 +1,481 @@
+//! Restore drills (`holdfast drill`): prove that a snapshot restores and that the application
+//! comes up on it, and measure how long that takes, without touching production.
+//!
+//! `check --read-data` proves the bytes are there; only a restore proves the backup is
+//! usable. A drill restores the files into a scratch directory with `--verify`, each database
+//! dump into a scratch database on its own server (compared against the table list recorded
+//! when it was dumped, then the configured probe queries), starts the application on the
+//! scratch copy with the configured commands until its probe passes, and stops it. Everything
+//! it made is removed whatever happens, by guards that run on failure and on interruption
+//! too. The verdict and its times are stored in the repository as a drill record
+//! ([`holdfast_core::drills`]), never in the snapshot (which is named by its content).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use holdfast_core::drills::DrillRecord;
+use holdfast_core::id::SnapshotId;
+use holdfast_core::restore::{self as core_restore, RestoreOptions, RestoreProgress};
+use holdfast_core::snapshot::{Attachment, Snapshot};
+use holdfast_core::Repository;
+
+use crate::config::DrillConfig;
+use crate::error::{Error, Result};
+use crate::postgres::Postgres;
+use crate::profile::ProfileName;
+use crate::resolved::Resolved;
+use crate::service::{run_step_as, RunAs};
+
+/// One drill of one snapshot of an application.
+pub struct Drill<'a> {
+    pub repo: &'a Repository,
+    pub app: &'a Resolved,
+    pub snap_id: SnapshotId,
+    pub snap: &'a Snapshot,
+    pub state_dir: &'a Path,
+    pub config: DrillConfig,
+    pub cancel: &'a AtomicBool,
+    pub on_step: &'a dyn Fn(&str),
+}
+
+/// Why a drill stopped: a failure of the backup (a verdict), or of the drill itself.
+enum Stop {
+    Failed(String),
+    Error(Error),
+}
+
+impl From<Error> for Stop {
+    fn from(e: Error) -> Self {
+        Stop::Error(e)
+    }
+}
+
+/// Removes the scratch directory when dropped.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.0) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!("drill: removing {}: {e}", self.0.display());
+            }
+        }
+    }
+}
+
+/// Drops a scratch database when dropped.
+struct ScratchDb<'a> {
+    pg: &'a Postgres,
+    name: String,
+}
+
+impl Drop for ScratchDb<'_> {
+    fn drop(&mut self) {
+        let sql = format!(
+            "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+            self.name.replace('"', "\"\"")
+        );
+        if let Err(e) = self.pg.query(&self.pg.url.with_db("postgres"), &sql) {
+            tracing::warn!("drill: dropping scratch database {}: {e}", self.name);
+        }
+    }
+}
+
+/// Stops the application on the scratch copy when dropped.
+struct Started<'a> {
+    stop: Option<String>,
+    user: Option<&'a RunAs>,
+    timeout: Duration,
+}
+
+impl Drop for Started<'_> {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            if let Err(e) = run_step_as(
+                "stopping the application on the scratch copy",
+                &stop,
+                &[],
+                self.timeout,
+                self.user,
+            ) {
+                tracing::warn!("drill: {e}");
+            }
+        }
+    }
+}
+
+/// Bytes free for an unprivileged writer below `dir`.
+fn free_bytes(dir: &Path) -> Option<u64> {
+    let s = nix::sys::statvfs::statvfs(dir).ok()?;
+    Some(s.blocks_available() as u64 * s.fragment_size() as u64)
+}
+
+fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| Error::step("finding a free port for the drill", e.to_string()))?;
+    Ok(l.local_addr().map(|a| a.port()).unwrap_or(0))
+}
+
+/// The tables a dump's source held when it was dumped (`catalog` in the attachment's
+/// details), as `schema.table`.
+pub fn recorded_tables(a: &Attachment) -> Option<Vec<String>> {
+    let list = a.details.get("catalog")?.as_array()?;
+    Some(
+        list.iter()
+            .filter_map(|t| t.get("table")?.as_str().map(String::from))
+            .collect(),
+    )
+}
+
+impl Drill<'_> {
+    /// Runs the drill. A backup that does not pass is a record with `ok: false` (the caller
+    /// stores it and reports it as a failure); an error means the drill itself could not run
+    /// (no room, interrupted), and nothing is recorded.
+    pub fn run(&self) -> Result<DrillRecord> {
+        let started = Instant::now();
+        let mut record = DrillRecord {
+            snapshot: self.snap_id,
+            time: Utc::now(),
+            hostname: holdfast_core::host::hostname(),
+            app: Some(self.app.name.clone()),
+            ok: true,
+            failure: None,
+            files_secs: 0.0,
+            databases_secs: None,
+            start_secs: None,
+            recovered_secs: 0.0,
+            notes: Vec::new(),
+            extra: Default::default(),
+        };
+        match self.steps(&mut record) {
+            Ok(()) => {}
+            Err(Stop::Failed(why)) => {
+                record.ok = false;
+                record.failure = Some(why);
+            }
+            Err(Stop::Error(e)) => return Err(e),
+        }
+        record.recovered_secs = started.elapsed().as_secs_f64();
+        Ok(record)
+    }
+
+    fn check_cancel(&self) -> std::result::Result<(), Stop> {
+        if self.cancel.load(Ordering::Relaxed) {
+            return Err(Stop::Error(Error::Core(holdfast_core::Error::Interrupted)));
+        }
+        Ok(())
+    }
+
+    fn steps(&self, record: &mut DrillRecord) -> std::result::Result<(), Stop> {
+        let root = self
+            .config
+            .scratch_dir
+            .clone()
+            .unwrap_or_else(|| self.state_dir.join("drills"));
+        let io = |p: &Path, e| Error::Core(holdfast_core::Error::io(p, e));
+        holdfast_core::private::create_dir_all(&root).map_err(|e| io(&root, e))?;
+        let stamp = record.time.format("%Y%m%d%H%M%S").to_string();
+        let work = root.join(format!("{}-{stamp}", self.app.name));
+        std::fs::create_dir(&work).map_err(|e| io(&work, e))?;
+        let _scratch = Scratch(work.clone());
+        let user = self.app.service_user()?;
+        if let Some(u) = &user {
+            // The application runs as its user on the copy: let it in.
+            nix::unistd::chown(&work, Some(u.uid.into()), Some(u.gid.into()))
+                .map_err(|e| io(&work, e.into()))?;
+        }
+        let name = self
+            .app
+            .data_dir()
+            .file_name()
+            .map(|n| n.to_os_string())
+            .unwrap_or_else(|| "data".into());
+        let data_dir = work.join(name);
+
+        // 1. Room, then the files, verified.
+        let need = self.snap.summary.total_bytes
+            + self.snap.attachments.iter().map(|a| a.bytes).sum::<u64>();
+        if let Some(free) = free_bytes(&work) {
+            if free < need + need / 10 {
+                return Err(Stop::Error(Error::step(
+                    "drill",
+                    format!(
+                        "{} has {free} bytes free; the restore needs {need} and a tenth more",
+                        root.display()
+                    ),
+                )));
+            }
+        }
+        (self.on_step)(&format!("restoring files into {}", data_dir.display()));
+        let t = Instant::now();
+        let opts = RestoreOptions {
+            target: data_dir.clone(),
+            verify: true,
+            ..Default::default()
+        };
+        let restored = core_restore::restore(
+            self.repo,
+            self.snap,
+            &opts,
+            &RestoreProgress::default(),
+            self.cancel,
+        );
+        self.check_cancel()?;
+        restored.map_err(|e| Stop::Failed(format!("restoring files: {e}")))?;
+        record.files_secs = t.elapsed().as_secs_f64();
+
+        // 2. Databases, each into a scratch database on its own server.
+        let dumps: Vec<&Attachment> = self
+            .snap
+            .attachments
+            .iter()
+            .filter(|a| a.kind.starts_with("postgresql"))
+            .collect();
+        if !dumps.is_empty() {
+            let t = Instant::now();
+            let dbs = crate::procedure::database_sources(self.app, self.state_dir)?;
+            for a in dumps {
+                self.check_cancel()?;
+                let Some(db) = dbs
+                    .iter()
+                    .find(|d| a.name == format!("postgres/{}", d.name))
+                else {
+                    record.notes.push(format!(
+                        "database dump {} not drilled: no configured database server to restore it into",
+                        a.name
+                    ));
+                    continue;
+                };
+                self.drill_database(db, a, &stamp, record)?;
+            }
+            record.databases_secs = Some(t.elapsed().as_secs_f64());
+        }
+
+        // 3. The application on the copy.
+        self.check_cancel()?;
+        match &self.config.start {
+            None => record.notes.push(format!(
+                "application start not drilled: set start, stop and probe in [app.{}.drill]",
+                self.app.name
+            )),
+            Some(start) => {
+                let t = Instant::now();
+                self.start_and_probe(start, &data_dir, user.as_ref())?;
+                record.start_secs = Some(t.elapsed().as_secs_f64());
+            }
+        }
+        Ok(())
+    }
+
+    fn drill_database(
+        &self,
+        db: &Postgres,
+        a: &Attachment,
+        stamp: &str,
+        record: &mut DrillRecord,
+    ) -> std::result::Result<(), Stop> {
+        let safe: String = self
+            .app
+            .name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let scratch = format!("holdfast_drill_{safe}_{stamp}");
+        (self.on_step)(&format!(
+            "restoring dump {} into scratch database {scratch}",
+            a.name
+        ));
+        let target = db.url.with_db(&scratch);
+        let _guard = ScratchDb {
+            pg: db,
+            name: scratch.clone(),
+        };
+        if let Err(e) = crate::restore::restore_dump(
+            self.repo,
+            self.snap,
+            db,
+            a,
+            &target,
+            false,
+            &self.state_dir.join("tmp"),
+        ) {
+            let text = e.to_string();
+            if text.contains("permission denied to create database") {
+                record.notes.push(format!(
+                    "database dump {} not drilled: the role may not create databases ({text})",
+                    a.name
+                ));
+                return Ok(());
+            }
+            return Err(Stop::Failed(format!("restoring dump {}: {text}", a.name)));
+        }
+        match recorded_tables(a) {
+            Some(expected) => {
+                let found = db.tables(&target)?;
+                let missing: Vec<&String> =
+                    expected.iter().filter(|t| !found.contains(t)).collect();
+                if !missing.is_empty() {
+                    return Err(Stop::Failed(format!(
+                        "dump {}: table(s) missing after the restore: {}",
+                        a.name,
+                        missing
+                            .iter()
+                            .map(|s| s.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )));
+                }
+            }
+            None => record.notes.push(format!(
+                "dump {} records no table list (made by an older holdfast): tables not compared",
+                a.name
+            )),
+        }
+        for q in &self.config.queries {
+            db.query(&target, q).map_err(|e| {
+                Stop::Failed(format!("dump {}: probe query `{q}` failed: {e}", a.name))
+            })?;
+        }
+        Ok(())
+    }
+
+    fn start_and_probe(
+        &self,
+        start: &str,
+        data_dir: &Path,
+        user: Option<&RunAs>,
+    ) -> std::result::Result<(), Stop> {
+        let port = free_port()?;
+        let fill = |s: &str| {
+            s.replace("{data_dir}", &data_dir.to_string_lossy())
+                .replace("{port}", &port.to_string())
+        };
+        if self.app.profile.name == ProfileName::Dss {
+            // The copy listens on its own port, never production's.
+            set_dss_port(data_dir, port).map_err(Stop::Error)?;
+        }
+        let timeout = self.config.probe_timeout.as_std();
+        (self.on_step)("starting the application on the scratch copy");
+        let _started = Started {
+            stop: self.config.stop.as_deref().map(fill),
+            user,
+            timeout,
+        };
+        run_step_as(
+            "starting the application on the scratch copy",
+            &fill(start),
+            &[],
+            timeout,
+            user,
+        )
+        .map_err(|e| Stop::Failed(e.to_string()))?;
+        let Some(probe) = self.config.probe.as_deref().map(fill) else {
+            return Ok(());
+        };
+        (self.on_step)(&format!("waiting for the probe: {probe}"));
+        let deadline = Instant::now() + timeout;
+        let mut last = String::new();
+        while Instant::now() < deadline {
+            self.check_cancel()?;
+            match probe_once(&probe, user) {
+                Ok(()) => return Ok(()),
+                Err(e) => last = e,
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        Err(Stop::Failed(format!(
+            "the application did not pass its probe within {} s: {last}",
+            timeout.as_secs()
+        )))
+    }
+}
+
+/// One try of a probe: an http(s) URL answering 2xx, or a command exiting 0.
+fn probe_once(probe: &str, user: Option<&RunAs>) -> std::result::Result<(), String> {
+    if probe.starts_with("http://") || probe.starts_with("https://") {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(10)))
+            .http_status_as_error(false)
+            .proxy(None)
+            .build()
+            .into();
+        return match agent.get(probe).call() {
+            Ok(r) if r.status().is_success() => Ok(()),
+            Ok(r) => Err(format!("{probe}: HTTP {}", r.status().as_u16())),
+            Err(e) => Err(format!("{probe}: {e}")),
+        };
+    }
+    run_step_as("probe", probe, &[], Duration::from_secs(60), user)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// Writes `port` as `[server] port` into the copy's `install.ini`.
+fn set_dss_port(data_dir: &Path, port: u16) -> Result<()> {
+    let path = data_dir.join("install.ini");
+    let io = |e| Error::Core(holdfast_core::Error::io(&path, e));
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io(e)),
+    };
+    let mut out = String::new();
+    let mut section = String::new();
+    let mut done = false;
+    for line in text.lines() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            if section == "server" && !done {
+                out.push_str(&format!("port = {port}\n"));
+                done = true;
+            }
+            section = t.trim_matches(|c| c == '[' || c == ']').trim().to_string();
+        }
+        if section == "server" && t.split('=').next().map(str::trim) == Some("port") {
+            out.push_str(&format!("port = {port}\n"));
+            done = true;
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    if !done {
+        if section != "server" {
+            out.push_str("[server]\n");
+        }
+        out.push_str(&format!("port = {port}\n"));
+    }
+    std::fs::write(&path, out).map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dss_port_is_replaced_or_added() {
+        let d = tempfile::tempdir().unwrap();
+        let ini = d.path().join("install.ini");
+        std::fs::write(
+            &ini,
+            "[general]\nnodetype = design\n\n[server]\nport = 11000\n",
+        )
+        .unwrap();
+        set_dss_port(d.path(), 23456).unwrap();
+        let t = std::fs::read_to_string(&ini).unwrap();
+        assert!(t.contains("port = 23456") && !t.contains("11000"), "{t}");
+        assert!(t.contains("nodetype = design"));
+        std::fs::write(&ini, "[general]\nnodetype = design\n").unwrap();
+        set_dss_port(d.path(), 23457).unwrap();
+        let t = std::fs::read_to_string(&ini).unwrap();
+        assert!(t.ends_with("[server]\nport = 23457\n"), "{t}");
+    }
+}

@@ -1,0 +1,327 @@
+//! Restore drills against the DSS stand-in and a real PostgreSQL server: a drill that passes,
+//! and drills that must fail (damaged data, a dump missing a table, an application that does
+//! not start, an interruption), each leaving production running and nothing behind.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::common::app::*;
+use crate::common::*;
+
+/// Fields drop in order: the service stops and the server goes before the directory they
+/// live in.
+struct Site {
+    _svc: Service,
+    pg: Pg,
+    data: PathBuf,
+    env: Env,
+}
+
+/// A DSS stand-in, running, with a PostgreSQL database of 500 rows in two tables, backed up
+/// once; the configuration drills with the stand-in's own service script on the copy, as
+/// `drill` overrides (key, TOML value) say.
+fn site(drill: &[(&str, &str)], pg_extra: &str) -> (Site, PathBuf) {
+    let mut keys = vec![
+        ("start", "\"{data_dir}/bin/dss start\"".to_string()),
+        ("stop", "\"{data_dir}/bin/dss stop\"".to_string()),
+        (
+            "probe",
+            "\"grep -q 'port = {port}' {data_dir}/install.ini && {data_dir}/bin/dss status\""
+                .to_string(),
+        ),
+        ("queries", "[\"SELECT count(*) FROM items\"]".to_string()),
+    ];
+    for (k, v) in drill {
+        keys.retain(|(have, _)| have != k);
+        keys.push((k, v.to_string()));
+    }
+    let drill_table: String = keys.iter().map(|(k, v)| format!("{k} = {v}\n")).collect();
+    let env = Env::new();
+    let pg = Pg::start(&env);
+    env.init();
+    let data = make_dss(&env, "13.2.0");
+    let svc = Service(data.clone());
+    assert!(dss(&data, "start"));
+    pg.psql(
+        "govern",
+        "CREATE TABLE items (id int primary key, name text); \
+         INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 500) g; \
+         CREATE TABLE secret_table (x int); INSERT INTO secret_table VALUES (1)",
+    );
+    let metrics = env.path("metrics.prom");
+    let cfg = write_config(
+        &env,
+        &(format!("metrics_file = \"{}\"\n", metrics.display())
+            + &dss_config(
+            &data,
+            &format!(
+                "consistency = \"live\"\n[[app.design.postgres]]\nurl = \"{}\"\npassfile = \"{}\"\n{pg_extra}\n\
+                 [app.design.drill]\n{drill_table}",
+                pg.url(),
+                pg.passfile().display()
+            ),
+        )),
+    );
+    json_config(&env, &cfg, &["backup", "--app", "design"]);
+    (
+        Site {
+            _svc: svc,
+            pg,
+            data,
+            env,
+        },
+        cfg,
+    )
+}
+
+impl Site {
+    /// Runs a drill that must fail (exit code 1); its failure line.
+    fn failed_drill(&self, cfg: &Path) -> String {
+        let o = with_config(&self.env, cfg, &["drill", "--app", "design", "--json"]);
+        assert_eq!(code(&o), 1, "{}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["drill"]["ok"], false, "{v}");
+        v["drill"]["failure"].as_str().unwrap().to_string()
+    }
+
+    /// Nothing of a drill is left: no scratch directory, no scratch database, and production
+    /// still runs, its service never started or stopped by the drill.
+    fn assert_clean(&self, journal_before: &[String]) {
+        let scratch = self.env.path("state/drills");
+        let left: Vec<_> = std::fs::read_dir(&scratch)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "scratch left behind: {left:?}");
+        assert_eq!(
+            self.pg.psql(
+                "postgres",
+                "SELECT count(*) FROM pg_database WHERE datname LIKE 'holdfast_drill%'"
+            ),
+            "0",
+            "a scratch database was left"
+        );
+        assert!(dss(&self.data, "status"), "production stopped");
+        assert_eq!(
+            journal_actions(&self.data),
+            journal_before,
+            "production's service was touched"
+        );
+    }
+}
+
+#[test]
+#[ignore = "needs root: PostgreSQL via runuser"]
+fn a_drill_restores_files_and_databases_and_starts_the_copy() {
+    let (site, cfg) = site(&[("every", "\"7d\"")], "");
+    // A scheduled run drills the snapshot it wrote when a drill is due, then not again.
+    let journal_before = journal_actions(&site.data);
+    let runs = json_config(&site.env, &cfg, &["run", "--app", "design"]);
+    let runs = runs["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert_eq!(
+        (&runs[0]["kind"], &runs[1]["kind"]),
+        (&"run".into(), &"drill".into())
+    );
+    assert_eq!(runs[1]["result"], "success", "{runs:?}");
+    assert_eq!(
+        runs[1]["snapshot"], runs[0]["snapshot"],
+        "the new snapshot was drilled"
+    );
+    // (The run is live: production keeps running, its service untouched by run and drill.)
+    site.assert_clean(&journal_before);
+    let again = json_config(&site.env, &cfg, &["run", "--app", "design"]);
+    assert_eq!(
+        again["runs"].as_array().unwrap().len(),
+        1,
+        "drilled again: {again}"
+    );
+
+    let v = json_config(&site.env, &cfg, &["drill", "--app", "design"]);
+    let d = &v["drill"];
+    assert_eq!(d["ok"], true, "{v}");
+    assert!(d["files_secs"].as_f64().unwrap() > 0.0, "{v}");
+    assert!(d["databases_secs"].is_number(), "{v}");
+    assert!(d["start_secs"].is_number(), "the copy was not started: {v}");
+    assert!(d["notes"].is_null(), "{v}");
+    assert_eq!(v["run"]["kind"], "drill");
+    assert_eq!(v["run"]["result"], "success");
+    site.assert_clean(&journal_before);
+
+    // snapshots shows the verdict on every host (it is in the repository), runs the run.
+    let snaps = json_config(&site.env, &cfg, &["snapshots"]);
+    let snaps = snaps.as_array().unwrap();
+    assert_eq!(snaps.len(), 3);
+    assert!(
+        snaps[0].get("drill").is_none(),
+        "the first backup was never drilled"
+    );
+    assert_eq!(snaps[1]["drill"]["ok"], true, "drilled by run");
+    assert_eq!(snaps[2]["drill"]["ok"], true, "drilled by drill (latest)");
+    let text = ok_config(&site.env, &cfg, &["snapshots"]);
+    assert!(
+        text.contains("ok 20") && text.contains("recovered in"),
+        "{text}"
+    );
+    let m = std::fs::read_to_string(site.env.path("metrics.prom")).unwrap();
+    assert!(
+        m.contains("holdfast_last_drill_success{app=\"design\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("holdfast_last_drill_success_timestamp_seconds{app=\"design\"} 1"),
+        "{m}"
+    );
+    let runs = json_config(&site.env, &cfg, &["runs"]);
+    assert!(
+        runs.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["kind"] == "drill" && r["result"] == "success"),
+        "{runs}"
+    );
+}
+
+#[test]
+#[ignore = "needs root: PostgreSQL via runuser"]
+fn a_drill_of_a_dump_missing_a_table_fails_at_the_comparison() {
+    // A pg_dump that leaves a table out (as a wrong --exclude-table would): the table list
+    // recorded at dump time still names it.
+    let env_dir = tempfile::tempdir().unwrap();
+    let wrap = env_dir.path().join("bin");
+    std::fs::create_dir_all(&wrap).unwrap();
+    let real = ["/usr/lib/postgresql/15/bin"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.join("pg_dump").exists())
+        .expect("PostgreSQL 15 client binaries");
+    for tool in ["psql", "pg_restore", "pg_dumpall", "createdb", "dropdb"] {
+        std::os::unix::fs::symlink(real.join(tool), wrap.join(tool)).unwrap();
+    }
+    std::fs::write(
+        wrap.join("pg_dump"),
+        format!(
+            "#!/bin/sh\ncase \"$1\" in --version) exec {0} --version ;; esac\nexec {0} --exclude-table=public.secret_table \"$@\"\n",
+            real.join("pg_dump").display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(wrap.join("pg_dump"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (site, cfg) = site(&[], &format!("bin_dir = \"{}\"", wrap.display()));
+    let journal_before = journal_actions(&site.data);
+    let failure = site.failed_drill(&cfg);
+    assert!(
+        failure.contains("missing") && failure.contains("public.secret_table"),
+        "{failure}"
+    );
+    site.assert_clean(&journal_before);
+    let text = ok_config(&site.env, &cfg, &["snapshots"]);
+    assert!(text.contains("FAILED 20"), "{text}");
+}
+
+#[test]
+#[ignore = "needs root: PostgreSQL via runuser"]
+fn a_drill_whose_application_does_not_start_fails_and_cleans_up() {
+    let (site, cfg) = site(&[("probe_timeout", "\"3s\"")], "");
+    // The copy's service refuses to start (the stand-in's test hook, in the restored data).
+    std::fs::write(site.data.join("FAIL_START"), "").unwrap();
+    json_config(&site.env, &cfg, &["backup", "--app", "design"]);
+    std::fs::remove_file(site.data.join("FAIL_START")).unwrap();
+    let journal_before = journal_actions(&site.data);
+    let failure = site.failed_drill(&cfg);
+    assert!(failure.contains("starting the application"), "{failure}");
+    site.assert_clean(&journal_before);
+}
+
+#[test]
+#[ignore = "needs root: PostgreSQL via runuser"]
+fn a_drill_of_damaged_data_fails_naming_what_broke() {
+    let (site, cfg) = site(&[], "");
+    // Flip a byte in the middle of every pack over 1 MiB (file data, not trees).
+    let mut stack = vec![site.env.repo.join("data")];
+    let mut flipped = 0;
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if e.metadata().unwrap().len() > 1 << 20 {
+                let mut b = std::fs::read(&p).unwrap();
+                let mid = b.len() / 2;
+                b[mid] ^= 0xff;
+                std::fs::write(&p, b).unwrap();
+                flipped += 1;
+            }
+        }
+    }
+    assert!(flipped > 0);
+    let journal_before = journal_actions(&site.data);
+    let failure = site.failed_drill(&cfg);
+    assert!(
+        failure.starts_with("restoring files: ") && failure.contains("(file /"),
+        "the failure names the file: {failure}"
+    );
+    site.assert_clean(&journal_before);
+}
+
+#[test]
+#[ignore = "needs root: PostgreSQL via runuser"]
+fn sigterm_during_a_drill_cleans_everything_up() {
+    let (site, cfg) = site(&[("probe", "\"false\""), ("probe_timeout", "\"120s\"")], "");
+    let journal_before = journal_actions(&site.data);
+    let child = site
+        .env
+        .cmd()
+        .env("HOLDFAST_CONFIG", &cfg)
+        .args(["drill", "--app", "design"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the copy's service was started: its journal (beside the copy, in the scratch
+    // directory) says so, and its pid file (restored from production, then rewritten) names
+    // another process than production's.
+    let scratch = site.env.path("state/drills");
+    let production_pid = std::fs::read_to_string(site.data.join("pids/dss.pid")).unwrap();
+    let t = Instant::now();
+    let copy_pid = loop {
+        let work = std::fs::read_dir(&scratch)
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| e.ok())
+            .map(|e| e.path());
+        let started = work.as_ref().is_some_and(|w| {
+            std::fs::read_to_string(w.join("dss-service.journal"))
+                .map(|j| j.contains(" start"))
+                .unwrap_or(false)
+        });
+        let pid = work
+            .as_ref()
+            .and_then(|w| std::fs::read_to_string(w.join("data/pids/dss.pid")).ok())
+            .filter(|p| !p.trim().is_empty() && p.trim() != production_pid.trim());
+        if let (true, Some(pid)) = (started, pid) {
+            break pid.trim().to_string();
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "the copy never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(code(&o), 130, "{}", stderr(&o));
+    assert!(
+        !Path::new(&format!("/proc/{copy_pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{copy_pid}/stat"))
+                .map(|s| s.contains(") Z "))
+                .unwrap_or(true),
+        "the copy's service still runs: {}",
+        stderr(&o)
+    );
+    site.assert_clean(&journal_before);
+}
