@@ -206,6 +206,20 @@ pub struct DrillConfig {
     /// SQL each restored database must answer without error.
     #[serde(default)]
     pub queries: Vec<String>,
+    /// Where dumps are restored: `server` (a scratch database on the dump's own server, or a
+    /// scratch cluster when the role may not create databases) or `cluster` (always a
+    /// throwaway cluster of the drill's own, from the local server binaries).
+    #[serde(default)]
+    pub databases: ScratchDatabases,
+}
+
+/// Where a drill restores database dumps.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScratchDatabases {
+    #[default]
+    Server,
+    Cluster,
 }
 
 fn default_probe_timeout() -> Span {
@@ -222,6 +236,7 @@ impl Default for DrillConfig {
             probe: None,
             probe_timeout: default_probe_timeout(),
             queries: Vec::new(),
+            databases: ScratchDatabases::default(),
         }
     }
 }

@@ -4,8 +4,9 @@
 //! `check --read-data` proves the bytes are there; only a restore proves the backup is
 //! usable. A drill restores the files into a scratch directory with `--verify`, each database
 //! dump into a scratch database on its own server (compared against the table list recorded
-//! when it was dumped, then the configured probe queries), starts the application on the
-//! scratch copy with the configured commands until its probe passes, and stops it. Everything
+//! when it was dumped, then the configured probe queries), runs the post-restore step a
+//! relocated restore would run, starts the application on the scratch copy with the
+//! configured commands until its probe passes, and stops it. Everything
 //! it made is removed whatever happens, by guards that run on failure and on interruption
 //! too. The verdict and its times are stored in the repository as a drill record
 //! ([`holdfast_core::drills`]), never in the snapshot (which is named by its content).
@@ -52,14 +53,59 @@ impl From<Error> for Stop {
     }
 }
 
-/// Removes the scratch directory when dropped.
-struct Scratch(PathBuf);
+/// The scratch directory, removed when dropped: on btrfs a subvolume (made and deleted in one
+/// step each, however many files it holds), elsewhere a directory.
+struct Scratch {
+    path: PathBuf,
+    subvolume: bool,
+}
+
+impl Scratch {
+    fn create(path: PathBuf) -> Result<Scratch> {
+        let on_btrfs = path.parent().is_some_and(|p| {
+            nix::sys::statfs::statfs(p)
+                .map(|s| s.filesystem_type() == nix::sys::statfs::BTRFS_SUPER_MAGIC)
+                .unwrap_or(false)
+        });
+        if on_btrfs {
+            crate::service::run_step(
+                "creating the drill's btrfs subvolume",
+                &format!("btrfs subvolume create '{}' >/dev/null", path.display()),
+                &[],
+                Duration::from_secs(60),
+            )?;
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+                .map_err(|e| Error::Core(holdfast_core::Error::io(&path, e)))?;
+        } else {
+            std::fs::create_dir(&path)
+                .map_err(|e| Error::Core(holdfast_core::Error::io(&path, e)))?;
+        }
+        Ok(Scratch {
+            path,
+            subvolume: on_btrfs,
+        })
+    }
+}
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        if let Err(e) = std::fs::remove_dir_all(&self.0) {
+        if self.subvolume {
+            match crate::service::run_step(
+                "deleting the drill's btrfs subvolume",
+                &format!(
+                    "btrfs subvolume delete '{}' >/dev/null",
+                    self.path.display()
+                ),
+                &[],
+                Duration::from_secs(300),
+            ) {
+                Ok(_) => return,
+                Err(e) => tracing::warn!("drill: {e}; removing it file by file"),
+            }
+        }
+        if let Err(e) = std::fs::remove_dir_all(&self.path) {
             if e.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!("drill: removing {}: {e}", self.0.display());
+                tracing::warn!("drill: removing {}: {e}", self.path.display());
             }
         }
     }
@@ -102,6 +148,112 @@ impl Drop for Started<'_> {
             ) {
                 tracing::warn!("drill: {e}");
             }
+        }
+    }
+}
+
+/// A PostgreSQL server of the drill's own, for a role that may not create databases (or when
+/// configured): `initdb` in a new 0700 directory under /tmp, owned by the user the server runs
+/// as (`postgres` when holdfast runs as root, since initdb refuses root), listening on nothing
+/// but a unix socket in that directory, so that only that user and root reach it (hence
+/// trust authentication). Stopped and removed when dropped.
+struct ScratchCluster {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    run_as: Option<RunAs>,
+    url: crate::pg_url::PgUrl,
+}
+
+impl ScratchCluster {
+    const ROLE: &'static str = "holdfast_drill";
+
+    fn start(bin: &Path) -> Result<ScratchCluster> {
+        let io = |p: &Path, e| Error::Core(holdfast_core::Error::io(p, e));
+        for tool in ["initdb", "pg_ctl"] {
+            if !bin.join(tool).exists() {
+                return Err(Error::step(
+                    "a scratch PostgreSQL cluster",
+                    format!(
+                        "{} is not there (install the server package)",
+                        bin.join(tool).display()
+                    ),
+                ));
+            }
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("holdfast-drill-pg.")
+            .tempdir_in("/tmp")
+            .map_err(|e| io(Path::new("/tmp"), e))?;
+        let run_as = if nix::unistd::geteuid().is_root() {
+            let u = RunAs::by_name("postgres")?;
+            nix::unistd::chown(dir.path(), Some(u.uid.into()), Some(u.gid.into()))
+                .map_err(|e| io(dir.path(), e.into()))?;
+            Some(u)
+        } else {
+            None
+        };
+        let port = free_port()?;
+        let d = dir.path().display().to_string();
+        let b = bin.display().to_string();
+        let timeout = Duration::from_secs(120);
+        run_step_as(
+            "initdb of the scratch cluster",
+            &format!(
+                "'{b}/initdb' -D '{d}/data' -U {} --auth=trust --no-sync -E UTF8 --locale=C >/dev/null",
+                Self::ROLE
+            ),
+            &[],
+            timeout,
+            run_as.as_ref(),
+        )?;
+        let cluster = ScratchCluster {
+            url: crate::pg_url::PgUrl::parse(&format!(
+                "postgresql://{}@/postgres?host={d}&port={port}",
+                Self::ROLE
+            ))
+            .map_err(|e| Error::step("a scratch PostgreSQL cluster", e))?,
+            dir,
+            bin: bin.to_path_buf(),
+            run_as,
+        };
+        run_step_as(
+            "starting the scratch cluster",
+            &format!(
+                "'{b}/pg_ctl' -D '{d}/data' -w -l '{d}/log' -o \"-p {port} -k '{d}' -c listen_addresses='' -c fsync=off -c full_page_writes=off\" start >/dev/null"
+            ),
+            &[],
+            timeout,
+            cluster.run_as.as_ref(),
+        )?;
+        Ok(cluster)
+    }
+
+    /// The cluster as a restore target: tools from its binaries, privileges not restored (its
+    /// only role is the drill's).
+    fn postgres(&self, scratch: &Path) -> Result<Postgres> {
+        let mut config = crate::config::PostgresConfig::for_url(&self.url.to_string());
+        config.bin_dir = Some(self.bin.clone());
+        let mut pg = Postgres::new(&config, scratch)?;
+        pg.restore_privileges = false;
+        Ok(pg)
+    }
+}
+
+impl Drop for ScratchCluster {
+    fn drop(&mut self) {
+        let cmd = format!(
+            "'{}/pg_ctl' -D '{}/data' -m immediate -w stop >/dev/null",
+            self.bin.display(),
+            self.dir.path().display()
+        );
+        if let Err(e) = run_step_as(
+            "stopping the scratch cluster",
+            &cmd,
+            &[],
+            Duration::from_secs(60),
+            self.run_as.as_ref(),
+        ) {
+            tracing::warn!("drill: {e}");
         }
     }
 }
@@ -178,8 +330,7 @@ impl Drill<'_> {
         holdfast_core::private::create_dir_all(&root).map_err(|e| io(&root, e))?;
         let stamp = record.time.format("%Y%m%d%H%M%S").to_string();
         let work = root.join(format!("{}-{stamp}", self.app.name));
-        std::fs::create_dir(&work).map_err(|e| io(&work, e))?;
-        let _scratch = Scratch(work.clone());
+        let _scratch = Scratch::create(work.clone())?;
         let user = self.app.service_user()?;
         if let Some(u) = &user {
             // The application runs as its user on the copy: let it in.
@@ -253,8 +404,20 @@ impl Drill<'_> {
             record.databases_secs = Some(t.elapsed().as_secs_f64());
         }
 
-        // 3. The application on the copy.
+        // 3. What a relocated restore runs on a new location (for DSS, the installer's step
+        //    for a data directory that moved), then the application on the copy.
         self.check_cancel()?;
+        if let Some(cmd) = &self.app.config.post_restore_command {
+            let cmd = cmd.replace("{data_dir}", &data_dir.to_string_lossy());
+            (self.on_step)(&format!("running the post-restore step on the copy: {cmd}"));
+            crate::service::run_step(
+                "post-restore step on the copy",
+                &cmd,
+                &[],
+                self.app.config.post_restore_timeout.as_std(),
+            )
+            .map_err(|e| Stop::Failed(e.to_string()))?;
+        }
         match &self.config.start {
             None => record.notes.push(format!(
                 "application start not drilled: set start, stop and probe in [app.{}.drill]",
@@ -293,30 +456,60 @@ impl Drill<'_> {
             "restoring dump {} into scratch database {scratch}",
             a.name
         ));
-        let target = db.url.with_db(&scratch);
-        let _guard = ScratchDb {
+        let tmp = self.state_dir.join("tmp");
+        // A scratch cluster of the drill's own, when configured or when the role may not
+        // create databases on its server; the server's scratch database is dropped either way.
+        let mut cluster: Option<(Postgres, ScratchCluster)> = None;
+        if self.config.databases == crate::config::ScratchDatabases::Cluster {
+            match self.own_cluster(db, &tmp) {
+                Ok(c) => cluster = Some(c),
+                Err(e) => {
+                    record.notes.push(format!(
+                        "database dump {} not drilled: no scratch cluster could start: {e}",
+                        a.name
+                    ));
+                    return Ok(());
+                }
+            }
+        }
+        let _server_db = ScratchDb {
             pg: db,
             name: scratch.clone(),
         };
-        if let Err(e) = crate::restore::restore_dump(
-            self.repo,
-            self.snap,
-            db,
-            a,
-            &target,
-            false,
-            &self.state_dir.join("tmp"),
-        ) {
-            let text = e.to_string();
-            if text.contains("permission denied to create database") {
-                record.notes.push(format!(
-                    "database dump {} not drilled: the role may not create databases ({text})",
-                    a.name
-                ));
-                return Ok(());
+        let restore = |pg: &Postgres| {
+            crate::restore::restore_dump(
+                self.repo,
+                self.snap,
+                pg,
+                a,
+                &pg.url.with_db(&scratch),
+                false,
+                &tmp,
+            )
+        };
+        let mut result = restore(cluster.as_ref().map(|c| &c.0).unwrap_or(db));
+        let denied = matches!(&result, Err(e) if e.to_string().contains("permission denied to create database"));
+        if cluster.is_none() && denied {
+            (self.on_step)("the role may not create databases: restoring into a scratch cluster");
+            match self.own_cluster(db, &tmp) {
+                Ok(c) => {
+                    result = restore(&c.0);
+                    cluster = Some(c);
+                }
+                Err(e) => {
+                    record.notes.push(format!(
+                        "database dump {} not drilled: the role may not create databases, and no scratch cluster could start: {e}",
+                        a.name
+                    ));
+                    return Ok(());
+                }
             }
-            return Err(Stop::Failed(format!("restoring dump {}: {text}", a.name)));
         }
+        if let Err(e) = result {
+            return Err(Stop::Failed(format!("restoring dump {}: {e}", a.name)));
+        }
+        let db = cluster.as_ref().map(|c| &c.0).unwrap_or(db);
+        let target = db.url.with_db(&scratch);
         match recorded_tables(a) {
             Some(expected) => {
                 let found = db.tables(&target)?;
@@ -347,6 +540,20 @@ impl Drill<'_> {
         Ok(())
     }
 
+    /// A scratch cluster from the server binaries next to `db`'s tools, and the restore
+    /// target in it.
+    fn own_cluster(&self, db: &Postgres, tmp: &Path) -> Result<(Postgres, ScratchCluster)> {
+        (self.on_step)("starting a scratch PostgreSQL cluster");
+        let bin = db.bin_dir.clone().ok_or_else(|| {
+            Error::step(
+                "a scratch PostgreSQL cluster",
+                "no PostgreSQL server binaries found (set bin_dir)",
+            )
+        })?;
+        let c = ScratchCluster::start(&bin)?;
+        Ok((c.postgres(tmp)?, c))
+    }
+
     fn start_and_probe(
         &self,
         start: &str,
@@ -359,8 +566,10 @@ impl Drill<'_> {
                 .replace("{port}", &port.to_string())
         };
         if self.app.profile.name == ProfileName::Dss {
-            // The copy listens on its own port, never production's.
+            // The copy listens on its own port, never production's, and runs no scenario by
+            // itself (a trigger would act on production's connections).
             set_dss_port(data_dir, port).map_err(Stop::Error)?;
+            deactivate_dss_scenarios(data_dir).map_err(Stop::Error)?;
         }
         let timeout = self.config.probe_timeout.as_std();
         (self.on_step)("starting the application on the scratch copy");
@@ -418,6 +627,44 @@ fn probe_once(probe: &str, user: Option<&RunAs>) -> std::result::Result<(), Stri
         .map_err(|e| e.to_string())
 }
 
+/// Marks every scenario of the copy inactive (`"active": false` in
+/// `config/projects/*/scenarios/*.json`): DSS evaluates the triggers of active scenarios
+/// only. Returns how many it changed. A file that is not a JSON object is left alone.
+fn deactivate_dss_scenarios(data_dir: &Path) -> Result<usize> {
+    let projects = data_dir.join("config/projects");
+    let Ok(list) = std::fs::read_dir(&projects) else {
+        return Ok(0);
+    };
+    let mut changed = 0;
+    for project in list.flatten() {
+        let Ok(scenarios) = std::fs::read_dir(project.path().join("scenarios")) else {
+            continue;
+        };
+        for f in scenarios.flatten() {
+            let path = f.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("json") {
+                continue;
+            }
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            let Ok(serde_json::Value::Object(mut doc)) = serde_json::from_str(&text) else {
+                continue;
+            };
+            if doc.get("active") == Some(&serde_json::Value::Bool(false)) {
+                continue;
+            }
+            doc.insert("active".into(), serde_json::Value::Bool(false));
+            let out = serde_json::to_vec_pretty(&serde_json::Value::Object(doc))
+                .expect("JSON serialises");
+            std::fs::write(&path, out)
+                .map_err(|e| Error::Core(holdfast_core::Error::io(&path, e)))?;
+            changed += 1;
+        }
+    }
+    Ok(changed)
+}
+
 /// Writes `port` as `[server] port` into the copy's `install.ini`.
 fn set_dss_port(data_dir: &Path, port: u16) -> Result<()> {
     let path = data_dir.join("install.ini");
@@ -459,6 +706,30 @@ fn set_dss_port(data_dir: &Path, port: u16) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dss_scenarios_of_the_copy_are_made_inactive() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("config/projects/SALES/scenarios");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("NIGHTLY.json"),
+            r#"{"active": true, "name": "nightly", "triggers": [{"type": "temporal"}]}"#,
+        )
+        .unwrap();
+        std::fs::write(dir.join("OFF.json"), r#"{"active": false}"#).unwrap();
+        std::fs::write(dir.join("broken.json"), "{not json").unwrap();
+        assert_eq!(deactivate_dss_scenarios(d.path()).unwrap(), 1);
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("NIGHTLY.json")).unwrap()).unwrap();
+        assert_eq!(v["active"], false);
+        assert_eq!(v["triggers"][0]["type"], "temporal", "the rest is kept");
+        assert_eq!(
+            std::fs::read_to_string(dir.join("broken.json")).unwrap(),
+            "{not json"
+        );
+        assert_eq!(deactivate_dss_scenarios(&d.path().join("none")).unwrap(), 0);
+    }
 
     #[test]
     fn dss_port_is_replaced_or_added() {

@@ -35,6 +35,9 @@ pub struct Postgres {
     pub scratch: PathBuf,
     /// Why the last dump failed, so the caller can report it as an application step.
     pub failure: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+    /// Restore GRANTs and REVOKEs (`false` for a server that lacks the dump's roles, such as
+    /// a drill's own scratch cluster).
+    pub restore_privileges: bool,
 }
 
 impl Postgres {
@@ -49,6 +52,7 @@ impl Postgres {
             bin_dir,
             scratch: scratch.to_path_buf(),
             failure: Default::default(),
+            restore_privileges: true,
         })
     }
 
@@ -229,6 +233,9 @@ impl Postgres {
             .arg(target.to_string());
         if clean {
             c.args(["--clean", "--if-exists"]);
+        }
+        if !self.restore_privileges {
+            c.arg("--no-privileges");
         }
         match input {
             DumpInput::Dir(d) => {

@@ -866,13 +866,13 @@ fn lvm_provider_runs_the_documented_sequence() {
 }
 
 /// A btrfs filesystem on a loop device, unmounted and detached when dropped.
-struct Btrfs {
-    mnt: PathBuf,
+pub(crate) struct Btrfs {
+    pub(crate) mnt: PathBuf,
     dev: String,
 }
 
 impl Btrfs {
-    fn new(env: &Env) -> Btrfs {
+    pub(crate) fn new(env: &Env) -> Btrfs {
         require_root("btrfs on a loop device");
         require_tool("mkfs.btrfs");
         require_tool("losetup");

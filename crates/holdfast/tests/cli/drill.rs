@@ -26,7 +26,7 @@ fn site(drill: &[(&str, &str)], pg_extra: &str) -> (Site, PathBuf) {
         ("stop", "\"{data_dir}/bin/dss stop\"".to_string()),
         (
             "probe",
-            "\"grep -q 'port = {port}' {data_dir}/install.ini && {data_dir}/bin/dss status\""
+            "\"grep -q 'port = {port}' {data_dir}/install.ini && grep -qx 'upgrade {data_dir}' {data_dir}/../installer.journal && {data_dir}/bin/dss status\""
                 .to_string(),
         ),
         ("queries", "[\"SELECT count(*) FROM items\"]".to_string()),
@@ -55,8 +55,9 @@ fn site(drill: &[(&str, &str)], pg_extra: &str) -> (Site, PathBuf) {
             + &dss_config(
             &data,
             &format!(
-                "consistency = \"live\"\n[[app.design.postgres]]\nurl = \"{}\"\npassfile = \"{}\"\n{pg_extra}\n\
+                "consistency = \"live\"\npost_restore_command = \"{} -d {{data_dir}} -u\"\n[[app.design.postgres]]\nurl = \"{}\"\npassfile = \"{}\"\n{pg_extra}\n\
                  [app.design.drill]\n{drill_table}",
+                fixture("dss/installer-upgrade.sh").display(),
                 pg.url(),
                 pg.passfile().display()
             ),
@@ -324,4 +325,98 @@ fn sigterm_during_a_drill_cleans_everything_up() {
         stderr(&o)
     );
     site.assert_clean(&journal_before);
+}
+
+/// The drill's own clusters in /tmp (see holdfast-app's drill module).
+fn scratch_clusters() -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir("/tmp")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("holdfast-drill-pg."))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+#[ignore = "needs root: PostgreSQL via runuser"]
+fn a_role_that_may_not_create_databases_is_drilled_on_a_scratch_cluster() {
+    let (site, cfg) = site(&[], "");
+    let st = std::process::Command::new(fixture("pg.sh"))
+        .arg("admin")
+        .arg(&site.pg.state)
+        .args(["-c", "ALTER ROLE holdfast_test NOCREATEDB"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let clusters_before = scratch_clusters();
+    let journal_before = journal_actions(&site.data);
+    let o = with_config(&site.env, &cfg, &["drill", "--app", "design"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("may not create databases: restoring into a scratch cluster"),
+        "{}",
+        stderr(&o)
+    );
+    let v = json_config(&site.env, &cfg, &["drill", "--app", "design"]);
+    let d = &v["drill"];
+    assert_eq!(d["ok"], true, "{v}");
+    assert!(d["databases_secs"].is_number(), "{v}");
+    assert!(d["notes"].is_null(), "the dump was not drilled: {v}");
+    site.assert_clean(&journal_before);
+    assert_eq!(
+        scratch_clusters(),
+        clusters_before,
+        "a scratch cluster was left"
+    );
+
+    // databases = "cluster" uses one whatever the role may do.
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, text + "databases = \"cluster\"\n").unwrap();
+    let v = json_config(&site.env, &cfg, &["drill", "--app", "design"]);
+    assert_eq!(v["drill"]["ok"], true, "{v}");
+    assert_eq!(
+        scratch_clusters(),
+        clusters_before,
+        "a scratch cluster was left"
+    );
+}
+
+#[test]
+#[ignore = "needs root: btrfs on a loop device, PostgreSQL via runuser"]
+fn on_btrfs_the_scratch_copy_is_a_subvolume() {
+    let (site, cfg) = site(&[], "");
+    let fs = crate::app::Btrfs::new(&site.env);
+    let scratch = fs.mnt.join("drills");
+    // The probe passes only if the copy's folder is a subvolume.
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let text = text.replace(
+        "probe = \"",
+        "probe = \"btrfs subvolume show {data_dir}/.. >/dev/null && ",
+    );
+    std::fs::write(
+        &cfg,
+        text + &format!("scratch_dir = \"{}\"\n", scratch.display()),
+    )
+    .unwrap();
+    let journal_before = journal_actions(&site.data);
+    let v = json_config(&site.env, &cfg, &["drill", "--app", "design"]);
+    assert_eq!(v["drill"]["ok"], true, "{v}");
+    site.assert_clean(&journal_before);
+    assert_eq!(
+        std::fs::read_dir(&scratch).unwrap().count(),
+        0,
+        "the subvolume was left"
+    );
+    let list = std::process::Command::new("btrfs")
+        .args(["subvolume", "list"])
+        .arg(&fs.mnt)
+        .output()
+        .unwrap();
+    assert!(
+        list.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&list.stdout)
+    );
 }
