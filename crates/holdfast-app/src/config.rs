@@ -620,7 +620,10 @@ impl AppConfig {
                         .into(),
                 ));
             }
-            if d.start.is_none() && (d.stop.is_some() || d.probe.is_some()) {
+            // The dss profile knows how to start a copy: a probe of its own may replace the
+            // default one; a stop without a start never makes sense.
+            let probe_alone = d.probe.is_some() && profile.name != ProfileName::Dss;
+            if d.start.is_none() && (d.stop.is_some() || probe_alone) {
                 out.push((
                     "drill.start",
                     "is missing: drill.stop and drill.probe apply to a copy that drill.start starts"

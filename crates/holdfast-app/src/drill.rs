@@ -258,6 +258,13 @@ impl Drop for ScratchCluster {
     }
 }
 
+/// Start, stop and probe of the copy, before `{data_dir}` and `{port}` are filled in.
+struct CopyCommands {
+    start: String,
+    stop: Option<String>,
+    probe: Option<String>,
+}
+
 /// Bytes free for an unprivileged writer below `dir`.
 fn free_bytes(dir: &Path) -> Option<u64> {
     let s = nix::sys::statvfs::statvfs(dir).ok()?;
@@ -418,18 +425,40 @@ impl Drill<'_> {
             )
             .map_err(|e| Stop::Failed(e.to_string()))?;
         }
-        match &self.config.start {
+        match self.commands() {
             None => record.notes.push(format!(
                 "application start not drilled: set start, stop and probe in [app.{}.drill]",
                 self.app.name
             )),
-            Some(start) => {
+            Some(commands) => {
                 let t = Instant::now();
-                self.start_and_probe(start, &data_dir, user.as_ref())?;
+                self.start_and_probe(&commands, &data_dir, user.as_ref())?;
                 record.start_secs = Some(t.elapsed().as_secs_f64());
             }
         }
         Ok(())
+    }
+
+    /// How to start, stop and probe the copy: as configured, else what the profile knows
+    /// (dss: the restored data directory's own `bin/dss`, probed over HTTP on its new port).
+    fn commands(&self) -> Option<CopyCommands> {
+        let c = &self.config;
+        if let Some(start) = &c.start {
+            return Some(CopyCommands {
+                start: start.clone(),
+                stop: c.stop.clone(),
+                probe: c.probe.clone(),
+            });
+        }
+        (self.app.profile.name == ProfileName::Dss).then(|| CopyCommands {
+            start: "{data_dir}/bin/dss start".into(),
+            stop: Some("{data_dir}/bin/dss stop".into()),
+            probe: Some(
+                c.probe
+                    .clone()
+                    .unwrap_or_else(|| "http://127.0.0.1:{port}/".into()),
+            ),
+        })
     }
 
     fn drill_database(
@@ -556,10 +585,11 @@ impl Drill<'_> {
 
     fn start_and_probe(
         &self,
-        start: &str,
+        commands: &CopyCommands,
         data_dir: &Path,
         user: Option<&RunAs>,
     ) -> std::result::Result<(), Stop> {
+        let start = commands.start.as_str();
         let port = free_port()?;
         let fill = |s: &str| {
             s.replace("{data_dir}", &data_dir.to_string_lossy())
@@ -574,7 +604,7 @@ impl Drill<'_> {
         let timeout = self.config.probe_timeout.as_std();
         (self.on_step)("starting the application on the scratch copy");
         let _started = Started {
-            stop: self.config.stop.as_deref().map(fill),
+            stop: commands.stop.as_deref().map(fill),
             user,
             timeout,
         };
@@ -586,7 +616,7 @@ impl Drill<'_> {
             user,
         )
         .map_err(|e| Stop::Failed(e.to_string()))?;
-        let Some(probe) = self.config.probe.as_deref().map(fill) else {
+        let Some(probe) = commands.probe.as_deref().map(fill) else {
             return Ok(());
         };
         (self.on_step)(&format!("waiting for the probe: {probe}"));

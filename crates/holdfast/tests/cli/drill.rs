@@ -31,9 +31,12 @@ fn site(drill: &[(&str, &str)], pg_extra: &str) -> (Site, PathBuf) {
         ),
         ("queries", "[\"SELECT count(*) FROM items\"]".to_string()),
     ];
+    // An override replaces a key; an empty one removes it.
     for (k, v) in drill {
         keys.retain(|(have, _)| have != k);
-        keys.push((k, v.to_string()));
+        if !v.is_empty() {
+            keys.push((k, v.to_string()));
+        }
     }
     let drill_table: String = keys.iter().map(|(k, v)| format!("{k} = {v}\n")).collect();
     let env = Env::new();
@@ -419,4 +422,19 @@ fn on_btrfs_the_scratch_copy_is_a_subvolume() {
         "{}",
         String::from_utf8_lossy(&list.stdout)
     );
+}
+
+#[test]
+#[ignore = "needs root: PostgreSQL via runuser"]
+fn the_dss_profile_starts_the_copy_with_its_own_service_script() {
+    // No start or stop configured: the profile's (the copy's own bin/dss), with the probe given.
+    let (site, cfg) = site(&[("start", ""), ("stop", "")], "");
+    let journal_before = journal_actions(&site.data);
+    let v = json_config(&site.env, &cfg, &["drill", "--app", "design"]);
+    assert_eq!(v["drill"]["ok"], true, "{v}");
+    assert!(
+        v["drill"]["start_secs"].is_number(),
+        "the copy was not started: {v}"
+    );
+    site.assert_clean(&journal_before);
 }
