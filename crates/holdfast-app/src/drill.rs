@@ -28,6 +28,7 @@ use crate::postgres::Postgres;
 use crate::profile::ProfileName;
 use crate::resolved::Resolved;
 use crate::service::{run_step_as, RunAs};
+use crate::volume::sh_quote;
 
 /// One drill of one snapshot of an application.
 pub struct Drill<'a> {
@@ -70,20 +71,28 @@ impl Scratch {
         if on_btrfs {
             crate::service::run_step(
                 "creating the drill's btrfs subvolume",
-                &format!("btrfs subvolume create '{}' >/dev/null", path.display()),
+                &format!(
+                    "btrfs subvolume create {} >/dev/null",
+                    sh_quote(&path.to_string_lossy())
+                ),
                 &[],
                 Duration::from_secs(60),
             )?;
-            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o700))
-                .map_err(|e| Error::Core(holdfast_core::Error::io(&path, e)))?;
         } else {
             std::fs::create_dir(&path)
                 .map_err(|e| Error::Core(holdfast_core::Error::io(&path, e)))?;
         }
-        Ok(Scratch {
+        // The guard first: whatever fails from here on, the scratch goes.
+        let scratch = Scratch {
             path,
             subvolume: on_btrfs,
-        })
+        };
+        std::fs::set_permissions(
+            &scratch.path,
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .map_err(|e| Error::Core(holdfast_core::Error::io(&scratch.path, e)))?;
+        Ok(scratch)
     }
 }
 
@@ -93,8 +102,8 @@ impl Drop for Scratch {
             match crate::service::run_step(
                 "deleting the drill's btrfs subvolume",
                 &format!(
-                    "btrfs subvolume delete '{}' >/dev/null",
-                    self.path.display()
+                    "btrfs subvolume delete {} >/dev/null",
+                    sh_quote(&self.path.to_string_lossy())
                 ),
                 &[],
                 Duration::from_secs(300),
@@ -194,12 +203,12 @@ impl ScratchCluster {
         };
         let port = free_port()?;
         let d = dir.path().display().to_string();
-        let b = bin.display().to_string();
+        let (qd, qb) = (sh_quote(&d), sh_quote(&bin.display().to_string()));
         let timeout = Duration::from_secs(120);
         run_step_as(
             "initdb of the scratch cluster",
             &format!(
-                "'{b}/initdb' -D '{d}/data' -U {} --auth=trust --no-sync -E UTF8 --locale=C >/dev/null",
+                "{qb}/initdb -D {qd}/data -U {} --auth=trust --no-sync -E UTF8 --locale=C >/dev/null",
                 Self::ROLE
             ),
             &[],
@@ -219,7 +228,10 @@ impl ScratchCluster {
         run_step_as(
             "starting the scratch cluster",
             &format!(
-                "'{b}/pg_ctl' -D '{d}/data' -w -l '{d}/log' -o \"-p {port} -k '{d}' -c listen_addresses='' -c fsync=off -c full_page_writes=off\" start >/dev/null"
+                "{qb}/pg_ctl -D {qd}/data -w -l {qd}/log -o {} start >/dev/null",
+                sh_quote(&format!(
+                    "-p {port} -k {qd} -c listen_addresses='' -c fsync=off -c full_page_writes=off"
+                ))
             ),
             &[],
             timeout,
@@ -242,9 +254,9 @@ impl ScratchCluster {
 impl Drop for ScratchCluster {
     fn drop(&mut self) {
         let cmd = format!(
-            "'{}/pg_ctl' -D '{}/data' -m immediate -w stop >/dev/null",
-            self.bin.display(),
-            self.dir.path().display()
+            "{}/pg_ctl -D {}/data -m immediate -w stop >/dev/null",
+            sh_quote(&self.bin.display().to_string()),
+            sh_quote(&self.dir.path().display().to_string())
         );
         if let Err(e) = run_step_as(
             "stopping the scratch cluster",
@@ -269,6 +281,24 @@ struct CopyCommands {
 fn free_bytes(dir: &Path) -> Option<u64> {
     let s = nix::sys::statvfs::statvfs(dir).ok()?;
     Some(s.blocks_available() as u64 * s.fragment_size() as u64)
+}
+
+/// Ports a DSS instance uses: its base port and the nine after it.
+const DSS_PORTS: u16 = 10;
+
+/// A port such that it and the `n - 1` after it are free on the loopback interface.
+fn free_ports(n: u16) -> Result<u16> {
+    let fail = |e: String| Error::step("finding free ports for the drill", e);
+    for _ in 0..50 {
+        let base = free_port()?;
+        if base.checked_add(n).is_none() {
+            continue;
+        }
+        if (base..base + n).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()) {
+            return Ok(base);
+        }
+    }
+    Err(fail(format!("no {n} consecutive free ports found")))
 }
 
 fn free_port() -> Result<u16> {
@@ -308,7 +338,12 @@ impl Drill<'_> {
             notes: Vec::new(),
             extra: Default::default(),
         };
-        match self.steps(&mut record) {
+        let outcome = self.steps(&mut record);
+        // A step killed by the interrupt (pg_restore gets the same Ctrl-C) is no verdict.
+        if self.cancel.load(Ordering::Relaxed) {
+            return Err(Error::Core(holdfast_core::Error::Interrupted));
+        }
+        match outcome {
             Ok(()) => {}
             Err(Stop::Failed(why)) => {
                 record.ok = false;
@@ -411,9 +446,31 @@ impl Drill<'_> {
             record.databases_secs = Some(t.elapsed().as_secs_f64());
         }
 
-        // 3. What a relocated restore runs on a new location (for DSS, the installer's step
-        //    for a data directory that moved), then the application on the copy.
+        // 3. For DSS, the copy gets ports of its own and runs no scenario by itself (a trigger
+        //    would act on production's connections); then what a relocated restore runs on a
+        //    new location (for DSS, the installer's step for a data directory that moved),
+        //    then the application on the copy.
         self.check_cancel()?;
+        let port = free_ports(DSS_PORTS)?;
+        if self.app.profile.name == ProfileName::Dss {
+            set_dss_port(&data_dir, port)?;
+            deactivate_dss_scenarios(&data_dir)?;
+            let dssadmin = data_dir.join("bin/dssadmin");
+            if self.app.config.post_restore_command.is_none() && dssadmin.exists() {
+                // DSS reads install.ini through the configuration it generates from it.
+                run_step_as(
+                    "regenerating the copy's configuration",
+                    &format!(
+                        "{} regenerate-config",
+                        sh_quote(&dssadmin.to_string_lossy())
+                    ),
+                    &[],
+                    self.config.probe_timeout.as_std(),
+                    user.as_ref(),
+                )
+                .map_err(|e| Stop::Failed(e.to_string()))?;
+            }
+        }
         if let Some(cmd) = &self.app.config.post_restore_command {
             let cmd = cmd.replace("{data_dir}", &data_dir.to_string_lossy());
             (self.on_step)(&format!("running the post-restore step on the copy: {cmd}"));
@@ -426,13 +483,19 @@ impl Drill<'_> {
             .map_err(|e| Stop::Failed(e.to_string()))?;
         }
         match self.commands() {
+            None if !self.app.config.postgres.is_empty() => record.notes.push(format!(
+                "application start not drilled: the copy's configuration names production's \
+                 databases; set start in [app.{}.drill] to a command that points it at the \
+                 scratch ones",
+                self.app.name
+            )),
             None => record.notes.push(format!(
                 "application start not drilled: set start, stop and probe in [app.{}.drill]",
                 self.app.name
             )),
             Some(commands) => {
                 let t = Instant::now();
-                self.start_and_probe(&commands, &data_dir, user.as_ref())?;
+                self.start_and_probe(&commands, &data_dir, port, user.as_ref())?;
                 record.start_secs = Some(t.elapsed().as_secs_f64());
             }
         }
@@ -450,7 +513,10 @@ impl Drill<'_> {
                 probe: c.probe.clone(),
             });
         }
-        (self.app.profile.name == ProfileName::Dss).then(|| CopyCommands {
+        // A copy of a node with databases (Govern) would connect to the databases its
+        // configuration names, production's: it is started only by a configured command.
+        let own_databases = !self.app.config.postgres.is_empty();
+        (self.app.profile.name == ProfileName::Dss && !own_databases).then(|| CopyCommands {
             start: "{data_dir}/bin/dss start".into(),
             stop: Some("{data_dir}/bin/dss stop".into()),
             probe: Some(
@@ -587,20 +653,14 @@ impl Drill<'_> {
         &self,
         commands: &CopyCommands,
         data_dir: &Path,
+        port: u16,
         user: Option<&RunAs>,
     ) -> std::result::Result<(), Stop> {
         let start = commands.start.as_str();
-        let port = free_port()?;
         let fill = |s: &str| {
             s.replace("{data_dir}", &data_dir.to_string_lossy())
                 .replace("{port}", &port.to_string())
         };
-        if self.app.profile.name == ProfileName::Dss {
-            // The copy listens on its own port, never production's, and runs no scenario by
-            // itself (a trigger would act on production's connections).
-            set_dss_port(data_dir, port).map_err(Stop::Error)?;
-            deactivate_dss_scenarios(data_dir).map_err(Stop::Error)?;
-        }
         let timeout = self.config.probe_timeout.as_std();
         (self.on_step)("starting the application on the scratch copy");
         let _started = Started {
@@ -662,17 +722,29 @@ fn probe_once(probe: &str, user: Option<&RunAs>) -> std::result::Result<(), Stri
 /// only. Returns how many it changed. A file that is not a JSON object is left alone.
 fn deactivate_dss_scenarios(data_dir: &Path) -> Result<usize> {
     let projects = data_dir.join("config/projects");
+    if !real_dir(&data_dir.join("config")) || !real_dir(&projects) {
+        return Ok(0);
+    }
     let Ok(list) = std::fs::read_dir(&projects) else {
         return Ok(0);
     };
     let mut changed = 0;
     for project in list.flatten() {
-        let Ok(scenarios) = std::fs::read_dir(project.path().join("scenarios")) else {
+        let dir = project.path().join("scenarios");
+        if !real_dir(&project.path()) || !real_dir(&dir) {
+            continue;
+        }
+        let Ok(scenarios) = std::fs::read_dir(&dir) else {
             continue;
         };
         for f in scenarios.flatten() {
             let path = f.path();
-            if path.extension().and_then(|e| e.to_str()) != Some("json") {
+            // Never through a link: the copy's content is restored data, not ours.
+            let regular = path
+                .symlink_metadata()
+                .map(|m| m.is_file())
+                .unwrap_or(false);
+            if path.extension().and_then(|e| e.to_str()) != Some("json") || !regular {
                 continue;
             }
             let Ok(text) = std::fs::read_to_string(&path) else {
@@ -695,10 +767,22 @@ fn deactivate_dss_scenarios(data_dir: &Path) -> Result<usize> {
     Ok(changed)
 }
 
-/// Writes `port` as `[server] port` into the copy's `install.ini`.
+/// Whether `p` is a directory itself, not a link to one.
+fn real_dir(p: &Path) -> bool {
+    p.symlink_metadata().map(|m| m.is_dir()).unwrap_or(false)
+}
+
+/// Writes `port` as `[server] port` into the copy's `install.ini`. A link there is refused:
+/// the copy's content is restored data, and a link could point at production's file.
 fn set_dss_port(data_dir: &Path, port: u16) -> Result<()> {
     let path = data_dir.join("install.ini");
     let io = |e| Error::Core(holdfast_core::Error::io(&path, e));
+    if path.symlink_metadata().is_ok_and(|m| !m.is_file()) {
+        return Err(Error::step(
+            "drill",
+            format!("{} in the copy is not a regular file", path.display()),
+        ));
+    }
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -716,7 +800,8 @@ fn set_dss_port(data_dir: &Path, port: u16) -> Result<()> {
             }
             section = t.trim_matches(|c| c == '[' || c == ']').trim().to_string();
         }
-        if section == "server" && t.split('=').next().map(str::trim) == Some("port") {
+        let key = t.split(['=', ':']).next().map(str::trim).unwrap_or("");
+        if section == "server" && key.eq_ignore_ascii_case("port") {
             out.push_str(&format!("port = {port}\n"));
             done = true;
             continue;

@@ -101,13 +101,15 @@ enum Kind {
     },
 }
 
+/// `[secs, nanos]` as a time: nanoseconds always count forward, also before 1970.
 fn system_time(t: Timestamp) -> SystemTime {
-    let nanos = Duration::new(t.0.unsigned_abs(), t.1.min(999_999_999));
-    if t.0 >= 0 {
-        UNIX_EPOCH + nanos
+    let secs = Duration::from_secs(t.0.unsigned_abs());
+    let whole = if t.0 >= 0 {
+        UNIX_EPOCH + secs
     } else {
-        UNIX_EPOCH - nanos
-    }
+        UNIX_EPOCH - secs
+    };
+    whole + Duration::from_nanos(t.1.min(999_999_999) as u64)
 }
 
 fn file_type(k: NodeKind) -> FileType {
@@ -399,11 +401,6 @@ impl SnapshotFs {
     fn add_entry(&self, parent: u64, root: u64, path: PathBuf, n: Node) -> u64 {
         let link_key = (n.kind == NodeKind::File && n.links > 1 && n.inode != 0)
             .then_some((root, n.dev, n.inode));
-        if let Some(key) = link_key {
-            if let Some(ino) = self.inodes.read().unwrap().links.get(&key) {
-                return *ino;
-            }
-        }
         let kind = if n.kind == NodeKind::Dir {
             Kind::Dir {
                 tree: n.subtree,
@@ -415,10 +412,23 @@ impl SnapshotFs {
                 offsets: OnceLock::new(),
             }
         };
-        let ino =
-            self.push_with_xattrs(parent, root, path, |i| attr_of(i, &n), kind, xattrs_of(&n));
+        // One write lock for the look-up and the insert: two directories listed at once
+        // must give a hard-linked file one inode.
+        let mut inodes = self.inodes.write().unwrap();
+        if let Some(ino) = link_key.and_then(|k| inodes.links.get(&k).copied()) {
+            return ino;
+        }
+        let ino = inodes.all.len() as u64 + 1;
+        inodes.all.push(Inode {
+            attr: attr_of(ino, &n),
+            parent,
+            root,
+            path,
+            xattrs: xattrs_of(&n),
+            kind,
+        });
         if let Some(key) = link_key {
-            self.inodes.write().unwrap().links.insert(key, ino);
+            inodes.links.insert(key, ino);
         }
         ino
     }
@@ -768,4 +778,21 @@ pub fn mount(
     }
     cfg.n_threads = Some(4);
     fuser::spawn_mount(fs, dir, &cfg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_before_1970_count_nanoseconds_forward() {
+        assert_eq!(
+            system_time(Timestamp(-2, 500_000_000)),
+            UNIX_EPOCH - Duration::from_millis(1500)
+        );
+        assert_eq!(
+            system_time(Timestamp(3, 1)),
+            UNIX_EPOCH + Duration::new(3, 1)
+        );
+    }
 }

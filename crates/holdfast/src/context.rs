@@ -15,8 +15,8 @@ use crate::cli::Global;
 pub struct Ctx {
     pub global: Global,
     pub cancel: Arc<AtomicBool>,
-    /// Set while an application is stopped for a backup: a second interrupt then waits for
-    /// it to be started again instead of exiting at once.
+    /// Set while an application is stopped for a backup, or a drill has made things to clean
+    /// up: a second interrupt then waits for that instead of exiting at once.
     pub critical: Arc<AtomicBool>,
     config: std::sync::OnceLock<Config>,
 }
@@ -31,7 +31,10 @@ impl Ctx {
         let _ = ctrlc::set_handler(move || {
             if c.swap(true, Ordering::SeqCst) {
                 if k.load(Ordering::SeqCst) {
-                    crate::errln!("holdfast: starting the application again before exiting");
+                    crate::errln!(
+                        "holdfast: finishing first (starting the application again before \
+                         exiting, or removing a drill's copy)"
+                    );
                     return;
                 }
                 std::process::exit(holdfast_core::error::exit::INTERRUPTED);

@@ -72,14 +72,14 @@ fn drill_one(
         let cfg = ctx.config()?;
         let app = Resolved::new(name, cfg.app(name)?);
         let repo = ctx.open()?;
-        Ok(job::drill(
-            cfg,
-            &app,
-            &repo,
-            snapshot,
-            &ctx.cancel,
-            &on_step,
-        )?)
+        // A second interrupt must not skip the clean-up: the copy's processes, a scratch
+        // cluster and databases would outlive holdfast.
+        ctx.critical
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let done = job::drill(cfg, &app, &repo, snapshot, &ctx.cancel, &on_step);
+        ctx.critical
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        Ok(done?)
     })();
     let drill = match result {
         Ok(d) => {

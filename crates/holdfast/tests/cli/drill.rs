@@ -426,15 +426,54 @@ fn on_btrfs_the_scratch_copy_is_a_subvolume() {
 
 #[test]
 #[ignore = "needs root: PostgreSQL via runuser"]
-fn the_dss_profile_starts_the_copy_with_its_own_service_script() {
-    // No start or stop configured: the profile's (the copy's own bin/dss), with the probe given.
+fn a_dss_copy_with_databases_is_not_started_without_a_configured_start() {
+    // Its configuration names production's databases: only a configured start may run it.
     let (site, cfg) = site(&[("start", ""), ("stop", "")], "");
     let journal_before = journal_actions(&site.data);
     let v = json_config(&site.env, &cfg, &["drill", "--app", "design"]);
     assert_eq!(v["drill"]["ok"], true, "{v}");
     assert!(
+        v["drill"]["start_secs"].is_null(),
+        "the copy was started: {v}"
+    );
+    assert!(
+        v["drill"]["notes"]
+            .to_string()
+            .contains("names production's databases"),
+        "{v}"
+    );
+    site.assert_clean(&journal_before);
+}
+
+#[test]
+fn the_dss_profile_starts_a_copy_without_databases_with_its_own_service_script() {
+    let env = Env::new();
+    env.init();
+    let data = make_dss(&env, "13.2.0");
+    let _svc = Service(data.clone());
+    assert!(dss(&data, "start"));
+    // No start or stop configured: the copy's own bin/dss; the probe checks the new port.
+    let cfg = write_config(
+        &env,
+        &dss_config(
+            &data,
+            "consistency = \"live\"\n[app.design.drill]\nprobe = \"grep -q 'port = {port}' {data_dir}/install.ini && {data_dir}/bin/dss status\"\n",
+        ),
+    );
+    json_config(&env, &cfg, &["backup", "--app", "design"]);
+    let journal_before = journal_actions(&data);
+    let v = json_config(&env, &cfg, &["drill", "--app", "design"]);
+    assert_eq!(v["drill"]["ok"], true, "{v}");
+    assert!(
         v["drill"]["start_secs"].is_number(),
         "the copy was not started: {v}"
     );
-    site.assert_clean(&journal_before);
+    assert!(dss(&data, "status"), "production stopped");
+    assert_eq!(
+        journal_actions(&data),
+        journal_before,
+        "production's service was touched"
+    );
+    let left = std::fs::read_dir(env.path("state/drills")).unwrap().count();
+    assert_eq!(left, 0, "scratch left behind");
 }
