@@ -61,6 +61,30 @@ struct Inodes {
     links: HashMap<(u64, u64, u64), u64>,
 }
 
+impl Inodes {
+    /// Adds an entry (its own parent when `parent` is 0: the root); returns its number.
+    fn add(
+        &mut self,
+        parent: u64,
+        root: u64,
+        path: PathBuf,
+        attr: impl FnOnce(u64) -> FileAttr,
+        kind: Kind,
+        xattrs: Xattrs,
+    ) -> u64 {
+        let ino = self.all.len() as u64 + 1;
+        self.all.push(Inode {
+            attr: attr(ino),
+            parent: if parent == 0 { ino } else { parent },
+            root,
+            path,
+            xattrs,
+            kind,
+        });
+        ino
+    }
+}
+
 struct Inode {
     attr: FileAttr,
     parent: u64,
@@ -196,17 +220,10 @@ impl SnapshotFs {
         kind: Kind,
         xattrs: Xattrs,
     ) -> u64 {
-        let mut inodes = self.inodes.write().unwrap();
-        let ino = inodes.all.len() as u64 + 1;
-        inodes.all.push(Inode {
-            attr: attr(ino),
-            parent: if parent == 0 { ino } else { parent },
-            root,
-            path,
-            xattrs,
-            kind,
-        });
-        ino
+        self.inodes
+            .write()
+            .unwrap()
+            .add(parent, root, path, attr, kind, xattrs)
     }
 
     fn virtual_dir_attr(&self, ino: u64, time: SystemTime) -> FileAttr {
@@ -418,15 +435,7 @@ impl SnapshotFs {
         if let Some(ino) = link_key.and_then(|k| inodes.links.get(&k).copied()) {
             return ino;
         }
-        let ino = inodes.all.len() as u64 + 1;
-        inodes.all.push(Inode {
-            attr: attr_of(ino, &n),
-            parent,
-            root,
-            path,
-            xattrs: xattrs_of(&n),
-            kind,
-        });
+        let ino = inodes.add(parent, root, path, |i| attr_of(i, &n), kind, xattrs_of(&n));
         if let Some(key) = link_key {
             inodes.links.insert(key, ino);
         }

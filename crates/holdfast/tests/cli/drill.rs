@@ -193,11 +193,20 @@ fn a_drill_of_a_dump_missing_a_table_fails_at_the_comparison() {
     let env_dir = tempfile::tempdir().unwrap();
     let wrap = env_dir.path().join("bin");
     std::fs::create_dir_all(&wrap).unwrap();
-    let real = ["/usr/lib/postgresql/15/bin"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|p| p.join("pg_dump").exists())
-        .expect("PostgreSQL 15 client binaries");
+    // The newest installed PostgreSQL, as pg.sh and holdfast choose it.
+    let real = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL in /usr/lib/postgresql (.ci/run installs it)")
+        .flatten()
+        .filter_map(|e| {
+            Some((
+                e.file_name().to_str()?.parse::<u32>().ok()?,
+                e.path().join("bin"),
+            ))
+        })
+        .filter(|(_, bin)| bin.join("pg_dump").exists())
+        .max()
+        .map(|(_, bin)| bin)
+        .expect("PostgreSQL client binaries in /usr/lib/postgresql/*/bin");
     for tool in ["psql", "pg_restore", "pg_dumpall", "createdb", "dropdb"] {
         std::os::unix::fs::symlink(real.join(tool), wrap.join(tool)).unwrap();
     }
