@@ -136,7 +136,8 @@ read_data_subset = "100%"
         let id = back_up(Vec::new(), false)?;
         rec.snapshot = Some(id.clone());
         job::after_backup(&cfg, &app, &mut rec, &open);
-        let said = job::finish_run(&cfg, &mut rec, None, &|| None);
+        let said = job::finish_run(&cfg, &mut rec, None, &|| open(true).ok());
+        ensure(said.is_empty(), "the run was not recorded")?;
         println!(
             "  snapshot {} -> {} (forgotten {}, checked {}){}",
             &id[..8],

@@ -42,6 +42,9 @@ pub struct Config {
     pub s3: crate::access::S3Settings,
     #[serde(default)]
     pub app: BTreeMap<String, AppConfig>,
+    /// `holdfast serve`: the web console.
+    #[serde(default)]
+    pub console: ConsoleConfig,
     /// The file this was read from (not a key).
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -49,6 +52,34 @@ pub struct Config {
 
 fn default_state_dir() -> PathBuf {
     PathBuf::from("/var/lib/holdfast")
+}
+
+/// `[console]`: the web console (`holdfast serve`). Each key has a flag of the same name,
+/// which wins over it.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// Address and port to listen on (default `127.0.0.1:8420`). An address other than
+    /// loopback needs `tls_cert`/`tls_key` or `insecure_http`.
+    pub listen: Option<std::net::SocketAddr>,
+    /// The access token's file (default `<state_dir>/console-token`, created 0600 at the first
+    /// start).
+    pub token_file: Option<PathBuf>,
+    /// An Argon2 hash (PHC string, from `holdfast serve --hash-password`): a password that
+    /// also logs in.
+    pub password_hash: Option<String>,
+    /// PEM certificate chain and private key: serve HTTPS.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Serve plain HTTP on an address other than loopback (behind a TLS proxy).
+    #[serde(default)]
+    pub insecure_http: bool,
+    /// No actions ("back up now", "drill now"): browsing and downloads only.
+    #[serde(default)]
+    pub read_only: bool,
+    /// How long after a scheduled time a missing run turns red (default 1h), on top of the
+    /// last run's duration.
+    pub grace: Option<holdfast_core::span::Span>,
 }
 
 /// Commands run when a run ends, with its result in the environment (HOLDFAST_APP,
@@ -523,6 +554,17 @@ impl Config {
             for e in app.problems() {
                 errors.push(format!("{}: {}", at(e.0), e.1));
             }
+        }
+        if let Some(h) = &self.console.password_hash {
+            if let Err(e) = crate::console_auth::check_hash_syntax(h) {
+                errors.push(format!("{}: [console] password_hash: {e}", path.display()));
+            }
+        }
+        if self.console.tls_cert.is_some() != self.console.tls_key.is_some() {
+            errors.push(format!(
+                "{}: [console]: tls_cert and tls_key go together",
+                path.display()
+            ));
         }
         if errors.is_empty() {
             Ok(())

@@ -140,9 +140,8 @@ pub fn start_run(cfg: &Config, app: &str, start: DateTime<Utc>) -> Vec<String> {
 }
 
 /// Ends a run: hooks (global, then the application's), the end ping, the run log line, the
-/// metrics file
-/// (`metrics_file`, else the configuration's). Only when metrics are written is the
-/// repository opened (`open_repo`, `None` to leave its numbers out). None of these changes the
+/// run's record in the repository (opened with `open_repo`), the metrics file
+/// (`metrics_file`, else the configuration's). None of these changes the
 /// run's result: hook failures become the run's warnings, and failures to write the log or
 /// the metrics are returned, for the caller to say.
 pub fn finish_run(
@@ -170,13 +169,29 @@ pub fn finish_run(
             }
         }
     }
+    if rec.hostname.is_empty() {
+        rec.hostname = holdfast_core::host::hostname();
+    }
+    if rec.schedule.is_none() {
+        rec.schedule = cfg.app.get(&rec.app).and_then(|a| a.schedule.clone());
+    }
     let mut said = Vec::new();
     let log = run_log(cfg);
     if let Err(e) = runlog::append(&log, rec) {
         said.push(format!("run log {}: {e}", log.display()));
     }
+    // The repository's copy, for consoles on every host.
+    let repo = open_repo();
+    match &repo {
+        Some(repo) => {
+            if let Err(e) = repo.save_run(rec) {
+                said.push(format!("run record in the repository: {e}"));
+            }
+        }
+        None => said.push("run record in the repository: the repository did not open".into()),
+    }
     if let Some(path) = metrics_file.or(cfg.metrics_file.as_deref()) {
-        if let Err(e) = write_metrics(&log, path, open_repo().as_deref()) {
+        if let Err(e) = write_metrics(&log, path, repo.as_deref()) {
             said.push(format!("metrics file {}: {e}", path.display()));
         }
     }

@@ -8,12 +8,14 @@
 pub mod access;
 pub mod applock;
 pub mod config;
+pub mod console_auth;
 pub mod drill;
 pub mod dss_api;
 pub mod error;
 pub mod job;
 pub mod mount;
 pub mod notify;
+pub mod overview;
 pub mod pg_url;
 pub mod postgres;
 pub mod procedure;

@@ -9,78 +9,11 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::service;
 
-/// How a run ended, for monitoring.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RunResult {
-    #[default]
-    Success,
-    /// A snapshot was written, with files that could not be read.
-    Partial,
-    Failure,
-}
-
-impl RunResult {
-    /// The result of a run that ended with exit code `code`: exit 3 (some files unreadable)
-    /// still wrote a good snapshot; anything else but 0, such as a service that did not start
-    /// again, is a failure for monitoring.
-    pub fn of_exit_code(code: i32) -> RunResult {
-        match code {
-            holdfast_core::error::exit::OK => RunResult::Success,
-            holdfast_core::error::exit::PARTIAL => RunResult::Partial,
-            _ => RunResult::Failure,
-        }
-    }
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunResult::Success => "success",
-            RunResult::Partial => "partial",
-            RunResult::Failure => "failure",
-        }
-    }
-}
-
-impl std::fmt::Display for RunResult {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-#[serde(default)]
-pub struct RunRecord {
-    pub start: Option<DateTime<Utc>>,
-    pub end: Option<DateTime<Utc>>,
-    pub app: String,
-    /// `backup`, `run` (backup, retention, check).
-    pub kind: String,
-    pub result: RunResult,
-    pub exit_code: i32,
-    pub snapshot: Option<String>,
-    pub bytes_added: u64,
-    pub downtime_secs: Option<f64>,
-    pub warnings: Vec<String>,
-    pub error: Option<String>,
-    pub forgotten: usize,
-    /// The retention policy was applied (the application has one and the backup succeeded).
-    pub retention_applied: bool,
-    pub checked: bool,
-}
-
-impl RunRecord {
-    pub fn duration_secs(&self) -> f64 {
-        match (self.start, self.end) {
-            (Some(s), Some(e)) => (e - s).num_milliseconds() as f64 / 1000.0,
-            _ => 0.0,
-        }
-    }
-}
+pub use holdfast_core::runs::{RunRecord, RunResult, RunStep};
 
 pub fn append(log: &Path, rec: &RunRecord) -> Result<()> {
     let io = |e| Error::Core(holdfast_core::Error::io(log, e));
@@ -315,7 +248,7 @@ mod tests {
 
     #[test]
     fn metrics_show_last_success_and_failure() {
-        let t = |s: i64| Some(DateTime::from_timestamp(s, 0).unwrap());
+        let t = |s: i64| Some(chrono::DateTime::from_timestamp(s, 0).unwrap());
         let recs = vec![
             RunRecord {
                 app: "design".into(),

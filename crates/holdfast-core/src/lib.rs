@@ -34,6 +34,7 @@ pub mod repair;
 pub mod repo;
 pub mod restore;
 pub mod retention;
+pub mod runs;
 pub mod saver;
 pub mod share;
 pub mod snapshot;

@@ -702,6 +702,60 @@ impl Repository {
         Ok(removed)
     }
 
+    // ----- runs -----
+
+    /// Stores the record of a run (its `end` must be set), then drops the records that
+    /// ended more than [`crate::runs::KEEP_DAYS`] ago, by name alone. Returns the object
+    /// name.
+    pub fn save_run(&self, record: &crate::runs::RunRecord) -> Result<String> {
+        let end = record.end.unwrap_or_else(chrono::Utc::now);
+        let sealed = self.key.seal(&record.encode());
+        let name = crate::runs::object_name(end, &content_hash(&sealed));
+        self.storage.write(&format!("{}{name}", layout::RUNS), sealed)?;
+        let cutoff = chrono::Utc::now() - chrono::Duration::days(crate::runs::KEEP_DAYS);
+        for old in self.run_names()? {
+            if crate::runs::time_of_name(&old).is_some_and(|t| t < cutoff) {
+                // Old history only: a failure here is not the run's.
+                if let Err(e) = self.storage.delete(&format!("{}{old}", layout::RUNS)) {
+                    tracing::warn!("old run record {old} not removed: {e}");
+                }
+            }
+        }
+        Ok(name)
+    }
+
+    /// The object names of the stored run records, oldest first.
+    pub fn run_names(&self) -> Result<Vec<String>> {
+        let mut names: Vec<String> = self
+            .storage
+            .list(layout::RUNS)?
+            .into_iter()
+            .filter_map(|l| l.path.strip_prefix(layout::RUNS).map(String::from))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// Reads the run records `names` (from [`Repository::run_names`]); one that cannot be
+    /// read is left out with a warning (a run record is history, it decides nothing).
+    pub fn read_runs(&self, names: &[String]) -> Vec<(String, crate::runs::RunRecord)> {
+        let paths: Vec<String> = names
+            .iter()
+            .map(|n| format!("{}{n}", layout::RUNS))
+            .collect();
+        let mut out = Vec::new();
+        for ((name, path), sealed) in names.iter().zip(&paths).zip(self.storage.read_many(&paths)) {
+            let record = sealed
+                .and_then(|s| crate::runs::RunRecord::decode(path, &self.key.open(path, &s)?));
+            match record {
+                Ok(r) => out.push((name.clone(), r)),
+                Err(Error::NotFound(_)) => {}
+                Err(e) => tracing::warn!("run record {path} skipped: {e}"),
+            }
+        }
+        out
+    }
+
     // ----- snapshots -----
 
     pub fn save_snapshot(&self, snap: &Snapshot) -> Result<SnapshotId> {

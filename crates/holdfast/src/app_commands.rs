@@ -134,6 +134,7 @@ pub fn run_backup_app(
     let quiet = ctx.global.json || ctx.global.quiet;
     let on_step = |s: &str| {
         bar.borrow_mut().take();
+        ctx.step(s);
         if !quiet {
             crate::errln!("holdfast: {}: {s}", app.name);
         }
@@ -798,6 +799,7 @@ pub fn record_for(
         start: Some(started),
         app: app.to_string(),
         kind: kind.to_string(),
+        steps: ctx.take_steps(),
         ..Default::default()
     };
     match result {

@@ -19,6 +19,8 @@ pub struct Ctx {
     /// up: a second interrupt then waits for that instead of exiting at once.
     pub critical: Arc<AtomicBool>,
     config: std::sync::OnceLock<Config>,
+    /// The steps said during the current run, with their times, for its record.
+    steps: std::sync::Mutex<Vec<holdfast_app::runlog::RunStep>>,
 }
 
 impl Ctx {
@@ -46,7 +48,24 @@ impl Ctx {
             cancel,
             critical,
             config: std::sync::OnceLock::new(),
+            steps: Default::default(),
         }
+    }
+
+    /// Notes a step of the current run for its record.
+    pub fn step(&self, what: &str) {
+        self.steps
+            .lock()
+            .unwrap()
+            .push(holdfast_app::runlog::RunStep {
+                at: chrono::Utc::now(),
+                what: what.to_string(),
+            });
+    }
+
+    /// The steps noted since the last call.
+    pub fn take_steps(&self) -> Vec<holdfast_app::runlog::RunStep> {
+        std::mem::take(&mut *self.steps.lock().unwrap())
     }
 
     /// The configuration file (`--config`, else /etc/holdfast/holdfast.toml if present).

@@ -64,6 +64,7 @@ fn drill_one(
     };
     let quiet = ctx.global.json || ctx.global.quiet;
     let on_step = |s: &str| {
+        ctx.step(s);
         if !quiet {
             crate::errln!("holdfast: drill {name}: {s}");
         }
@@ -103,6 +104,7 @@ fn drill_one(
         }
     };
     rec.warnings.extend(start_warnings);
+    rec.steps = ctx.take_steps();
     finish_run(ctx, &mut rec);
     (rec, drill)
 }

@@ -45,6 +45,8 @@ pub mod layout {
     pub const LOCKS: &str = "locks/";
     /// Records of restore drills ([`crate::drills`]).
     pub const DRILLS: &str = "drills/";
+    /// Records of runs ([`crate::runs`]), named by time then content.
+    pub const RUNS: &str = "runs/";
     /// Temp files of the local backend before they are renamed into place.
     pub const TMP: &str = "tmp";
 
