@@ -82,6 +82,25 @@ pub struct ConsoleConfig {
     pub grace: Option<holdfast_core::span::Span>,
 }
 
+impl ConsoleConfig {
+    /// This section with `flags` laid over it: a flag given wins over its key.
+    pub fn overridden(&self, flags: ConsoleConfig) -> ConsoleConfig {
+        ConsoleConfig {
+            listen: flags.listen.or(self.listen),
+            token_file: flags.token_file.or_else(|| self.token_file.clone()),
+            password_hash: flags.password_hash.or_else(|| self.password_hash.clone()),
+            tls_cert: flags.tls_cert.or_else(|| self.tls_cert.clone()),
+            tls_key: flags.tls_key.or_else(|| self.tls_key.clone()),
+            insecure_http: flags.insecure_http || self.insecure_http,
+            read_only: flags.read_only || self.read_only,
+            grace: flags.grace.or(self.grace),
+        }
+    }
+
+    /// Where the console listens unless told: loopback only.
+    pub const DEFAULT_LISTEN: &'static str = "127.0.0.1:8420";
+}
+
 /// Commands run when a run ends, with its result in the environment (HOLDFAST_APP,
 /// HOLDFAST_RESULT, HOLDFAST_EXIT_CODE, HOLDFAST_SNAPSHOT, HOLDFAST_ERROR, ...), and a
 /// monitoring service pinged when it starts and ends ([`crate::notify`]).

@@ -12,6 +12,7 @@ pub mod console_auth;
 pub mod drill;
 pub mod dss_api;
 pub mod error;
+pub mod human;
 pub mod job;
 pub mod mount;
 pub mod notify;

@@ -301,6 +301,11 @@ SIGINT the current run is told to stop and waited for, so that an application st
 again, then the daemon exits."
     )]
     Daemon(DaemonArgs),
+    /// Serve the web console: overview, runs, snapshot browser and downloads, actions
+    #[command(
+        after_long_help = "Serves, on 127.0.0.1:8420 by default, an overview of every application on every host (last backup, downtime, next run, last drill, red/amber/green by each schedule), the run log of every host, a snapshot browser with downloads (a file, or a folder as a streamed tar.gz) and diffs, and 'back up now' / 'drill now' for the applications configured here, run exactly as a scheduled run (holdfast run/drill as a child, under the same locks), with live progress.\n\nAlways authenticated: the access token is kept in <state_dir>/console-token (created 0600 at the first start, which prints the login URL); a password can be added as an Argon2 hash (`holdfast serve --hash-password`, then `[console] password_hash`). Scripts read the JSON API under /api/ with `Authorization: Bearer TOKEN`. An address other than loopback needs --tls-cert and --tls-key, or --insecure-http behind a TLS proxy. Every flag has a key of the same name in `[console]`. On SIGTERM or SIGINT, running actions are told to stop and waited for. See docs/console.md."
+    )]
+    Serve(ServeArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish or powershell)
     #[command(
         after_long_help = "Install for one user, e.g.:\n  holdfast completions bash > ~/.local/share/bash-completion/completions/holdfast\n  \
@@ -417,6 +422,47 @@ pub enum ScheduleCommand {
 
 #[derive(Args, Debug)]
 pub struct DaemonArgs {}
+
+#[derive(Args, Debug, Default)]
+pub struct ServeArgs {
+    /// Address and port to listen on [default: `[console] listen`, else 127.0.0.1:8420]
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// No actions: overview, browsing and downloads only
+    #[arg(long)]
+    pub read_only: bool,
+    /// Serve plain HTTP on an address other than loopback (behind a TLS proxy)
+    #[arg(long)]
+    pub insecure_http: bool,
+    /// PEM certificate chain: serve HTTPS (with --tls-key)
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// The access token's file [default: <state_dir>/console-token]
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Read a password (prompted, or the first line of standard input), print its Argon2
+    /// hash for `[console] password_hash`, and exit
+    #[arg(long)]
+    pub hash_password: bool,
+}
+
+impl ServeArgs {
+    /// The flags as a `[console]` section, to lay over the configuration's.
+    pub fn as_console(&self) -> holdfast_app::config::ConsoleConfig {
+        holdfast_app::config::ConsoleConfig {
+            listen: self.listen,
+            token_file: self.token_file.clone(),
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+            insecure_http: self.insecure_http,
+            read_only: self.read_only,
+            ..Default::default()
+        }
+    }
+}
 
 #[derive(Args, Debug)]
 pub struct UpgradeArgs {

@@ -6,7 +6,7 @@ use anyhow::Result;
 
 use crate::cli::*;
 use crate::context::Ctx;
-use crate::{app_commands, commands, jobs, reference};
+use crate::{app_commands, commands, jobs, reference, serve};
 
 pub fn run(ctx: &Ctx, cmd: Command) -> Result<i32> {
     match cmd {
@@ -51,6 +51,7 @@ pub fn run(ctx: &Ctx, cmd: Command) -> Result<i32> {
         Command::Runs(a) => jobs::runs_cmd(ctx, a),
         Command::Schedule(c) => jobs::schedule_cmd(ctx, c),
         Command::Daemon(a) => jobs::daemon_cmd(ctx, a),
+        Command::Serve(a) => serve::serve_cmd(ctx, a),
         Command::Copy(a) => commands::copy_cmd(ctx, a),
         Command::Completions(a) => reference::completions(a),
         Command::Man(a) => reference::man(ctx, a),

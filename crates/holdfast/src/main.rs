@@ -10,6 +10,7 @@ mod jobs;
 mod output;
 mod progress;
 mod reference;
+mod serve;
 
 use clap::Parser;
 

@@ -1,0 +1,243 @@
+//! "Back up now" and "drill now": holdfast itself, run as a child exactly as the daemon runs
+//! a scheduled job (`holdfast run --app NAME`, `holdfast drill --app NAME`), so the same
+//! per-application lock, hooks, run record and metrics apply. Its output lines are kept and
+//! streamed to the browser as server-sent events.
+
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use holdfast_app::runlog::RunResult;
+use serde::Serialize;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::data::Fail;
+use crate::state::AppState;
+
+/// Jobs kept for their pages after they end.
+const KEEP_JOBS: usize = 50;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Backup,
+    Drill,
+}
+
+impl Kind {
+    pub fn parse(s: &str) -> Option<Kind> {
+        match s {
+            "backup" => Some(Kind::Backup),
+            "drill" => Some(Kind::Drill),
+            _ => None,
+        }
+    }
+    fn command(self) -> &'static str {
+        match self {
+            Kind::Backup => "run",
+            Kind::Drill => "drill",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Progress {
+    pub lines: Vec<String>,
+    pub exit_code: Option<i32>,
+    pub result: Option<RunResult>,
+    pub ended: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug)]
+pub struct Job {
+    pub id: String,
+    pub app: String,
+    pub kind: Kind,
+    pub started: DateTime<Utc>,
+    pub progress: Mutex<Progress>,
+    pid: Mutex<Option<u32>>,
+    pub changed: tokio::sync::watch::Sender<u64>,
+}
+
+impl Job {
+    pub fn snapshot(&self) -> Progress {
+        self.progress.lock().unwrap().clone()
+    }
+    pub fn running(&self) -> bool {
+        self.progress.lock().unwrap().exit_code.is_none()
+    }
+    fn push(&self, line: String) {
+        self.progress.lock().unwrap().lines.push(line);
+        self.changed.send_modify(|n| *n += 1);
+    }
+    fn end(&self, code: i32) {
+        {
+            let mut p = self.progress.lock().unwrap();
+            p.exit_code = Some(code);
+            p.result = Some(RunResult::of_exit_code(code));
+            p.ended = Some(Utc::now());
+        }
+        *self.pid.lock().unwrap() = None;
+        self.changed.send_modify(|n| *n += 1);
+    }
+}
+
+/// A job as the API shows it.
+#[derive(Serialize)]
+pub struct JobView {
+    pub id: String,
+    pub app: String,
+    pub kind: Kind,
+    pub started: DateTime<Utc>,
+    #[serde(flatten)]
+    pub progress: Progress,
+}
+
+impl From<&Job> for JobView {
+    fn from(j: &Job) -> JobView {
+        JobView {
+            id: j.id.clone(),
+            app: j.app.clone(),
+            kind: j.kind,
+            started: j.started,
+            progress: j.snapshot(),
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Jobs {
+    jobs: Mutex<BTreeMap<String, Arc<Job>>>,
+}
+
+impl Jobs {
+    pub fn get(&self, id: &str) -> Option<Arc<Job>> {
+        self.jobs.lock().unwrap().get(id).cloned()
+    }
+
+    pub fn all(&self) -> Vec<Arc<Job>> {
+        let mut v: Vec<_> = self.jobs.lock().unwrap().values().cloned().collect();
+        v.sort_by_key(|j| std::cmp::Reverse(j.started));
+        v
+    }
+
+    /// The running job of `app`, if any.
+    pub fn running_for(&self, app: &str) -> Option<Arc<Job>> {
+        self.jobs
+            .lock()
+            .unwrap()
+            .values()
+            .find(|j| j.app == app && j.running())
+            .cloned()
+    }
+
+    /// Asks every running job to stop (SIGTERM, as the daemon passes a stop on: a backup
+    /// starts its application again first) and waits until they have ended.
+    pub async fn stop_all(&self) {
+        let running: Vec<Arc<Job>> = self.all().into_iter().filter(|j| j.running()).collect();
+        for j in &running {
+            if let Some(pid) = *j.pid.lock().unwrap() {
+                tracing::warn!("console: passing the stop on to the {:?} of {}", j.kind, j.app);
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+            }
+        }
+        for j in running {
+            let mut rx = j.changed.subscribe();
+            while j.running() {
+                if rx.changed().await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Starts a job of `kind` for `app`; refused when the console is read-only, the application
+/// is not configured here, or one of its jobs started here is still running.
+pub fn start(st: &AppState, app: &str, kind: Kind) -> Result<Arc<Job>, Fail> {
+    use axum::http::StatusCode;
+    if st.read_only {
+        return Err(Fail::new(StatusCode::FORBIDDEN, "this console is read-only (--read-only)"));
+    }
+    if !st.config.app.contains_key(app) {
+        return Err(Fail::not_found(format!("no application {app} is configured on this host")));
+    }
+    let mut jobs = st.jobs.jobs.lock().unwrap();
+    if let Some(j) = jobs.values().find(|j| j.app == app && j.running()) {
+        return Err(Fail::new(
+            StatusCode::CONFLICT,
+            format!("a {:?} of {app} started here is still running (job {})", j.kind, j.id).to_lowercase(),
+        ));
+    }
+    let mut cmd = tokio::process::Command::new(&st.child.exe);
+    cmd.args(&st.child.args)
+        .args([kind.command(), "--app", app])
+        .envs(st.child.env.iter().map(|(k, v)| (k, v)))
+        .env("HOLDFAST_PROGRESS_INTERVAL", "1s")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|e| {
+        Fail::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("starting {}: {e}", st.child.exe.display()),
+        )
+    })?;
+    let job = Arc::new(Job {
+        id: holdfast_app::console_auth::new_secret()[..12].to_string(),
+        app: app.to_string(),
+        kind,
+        started: Utc::now(),
+        progress: Mutex::new(Progress::default()),
+        pid: Mutex::new(child.id()),
+        changed: tokio::sync::watch::channel(0).0,
+    });
+    tracing::info!("console: {:?} of {app} started (job {})", kind, job.id);
+    let stdout = child.stdout.take().expect("piped");
+    let stderr = child.stderr.take().expect("piped");
+    let j = job.clone();
+    tokio::spawn(async move {
+        let mut out = BufReader::new(stdout).lines();
+        let mut err = BufReader::new(stderr).lines();
+        let (mut out_open, mut err_open) = (true, true);
+        while out_open || err_open {
+            tokio::select! {
+                l = out.next_line(), if out_open => match l {
+                    Ok(Some(l)) => j.push(l),
+                    _ => out_open = false,
+                },
+                l = err.next_line(), if err_open => match l {
+                    Ok(Some(l)) => j.push(l),
+                    _ => err_open = false,
+                },
+            }
+        }
+        let code = match child.wait().await {
+            Ok(st) => st.code().unwrap_or(holdfast_core::error::exit::INTERRUPTED),
+            Err(e) => {
+                j.push(format!("holdfast: console: waiting for the run: {e}"));
+                holdfast_core::error::exit::FAILURE
+            }
+        };
+        tracing::info!("console: {:?} of {} ended with exit code {code}", j.kind, j.app);
+        j.end(code);
+    });
+    jobs.insert(job.id.clone(), job.clone());
+    if jobs.len() > KEEP_JOBS {
+        let mut ended: Vec<(DateTime<Utc>, String)> = jobs
+            .values()
+            .filter(|j| !j.running())
+            .map(|j| (j.started, j.id.clone()))
+            .collect();
+        ended.sort();
+        for (_, id) in ended.into_iter().take(jobs.len() - KEEP_JOBS) {
+            jobs.remove(&id);
+        }
+    }
+    Ok(job)
+}
