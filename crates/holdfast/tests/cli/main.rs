@@ -8,6 +8,7 @@ mod common;
 
 mod app;
 mod config_init;
+mod console;
 mod corruption;
 mod crash;
 mod damage;

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 pub mod app;
+pub mod console;
 
 pub struct Env {
     pub dir: tempfile::TempDir,
