@@ -19,8 +19,9 @@ pub fn hash_password(password: &str) -> Result<String> {
 
 /// Whether `hash` is a PHC string this version can check against.
 pub fn check_hash_syntax(hash: &str) -> std::result::Result<(), String> {
-    let parsed = argon2::password_hash::phc::PasswordHash::new(hash)
-        .map_err(|e| format!("not a PHC hash string ({e}); make one with `holdfast serve --hash-password`"))?;
+    let parsed = argon2::password_hash::phc::PasswordHash::new(hash).map_err(|e| {
+        format!("not a PHC hash string ({e}); make one with `holdfast serve --hash-password`")
+    })?;
     if !parsed.algorithm.as_str().starts_with("argon2") {
         return Err(format!("{} is not an Argon2 hash", parsed.algorithm));
     }
@@ -69,7 +70,10 @@ pub fn load_or_create_token(path: &Path) -> Result<(String, bool)> {
                     m.mode() & 0o777
                 )));
             }
-            let token = std::fs::read_to_string(path).map_err(io)?.trim().to_string();
+            let token = std::fs::read_to_string(path)
+                .map_err(io)?
+                .trim()
+                .to_string();
             if token.len() < 32 {
                 return Err(Error::Config(format!(
                     "{}: the console's token is shorter than 32 characters",
@@ -112,9 +116,16 @@ mod tests {
         let p = d.path().join("state/console-token");
         let (t, created) = load_or_create_token(&p).unwrap();
         assert!(created && t.len() == 64);
-        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
         assert_eq!(
-            std::fs::metadata(p.parent().unwrap()).unwrap().permissions().mode() & 0o777,
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(
+            std::fs::metadata(p.parent().unwrap())
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
             0o700
         );
         let (again, created) = load_or_create_token(&p).unwrap();

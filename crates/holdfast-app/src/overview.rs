@@ -136,7 +136,13 @@ pub fn merge_runs(repo: Vec<RunRecord>, log: Vec<RunRecord>, hostname: &str) -> 
         if r.hostname.is_empty() {
             r.hostname = hostname.to_string();
         }
-        let key = (r.hostname.clone(), r.app.clone(), r.kind.clone(), r.start, r.end);
+        let key = (
+            r.hostname.clone(),
+            r.app.clone(),
+            r.kind.clone(),
+            r.start,
+            r.end,
+        );
         if seen.insert(key) {
             out.push(r);
         }
@@ -207,7 +213,11 @@ fn row(
     let local_cfg = (host == i.hostname)
         .then(|| i.config.app.get(&app))
         .flatten();
-    let last_run = runs.iter().rev().find(|r| is_backup(r)).map(|r| (*r).clone());
+    let last_run = runs
+        .iter()
+        .rev()
+        .find(|r| is_backup(r))
+        .map(|r| (*r).clone());
     let schedule = match local_cfg {
         Some(c) => c.schedule.clone(),
         None => runs.iter().rev().find_map(|r| r.schedule.clone()),
@@ -243,7 +253,9 @@ fn row(
         match r.result {
             RunResult::Failure => red.push(format!(
                 "last run failed: {}",
-                r.error.clone().unwrap_or_else(|| format!("exit {}", r.exit_code))
+                r.error
+                    .clone()
+                    .unwrap_or_else(|| format!("exit {}", r.exit_code))
             )),
             RunResult::Partial => amber.push("last backup left files unreadable".to_string()),
             RunResult::Success if !r.warnings.is_empty() => amber.push(format!(
@@ -254,7 +266,10 @@ fn row(
             RunResult::Success => {}
         }
     }
-    let grace = i.grace + Duration::milliseconds((last_run.as_ref().map_or(0.0, |r| r.duration_secs()) * 1000.0) as i64);
+    let grace = i.grace
+        + Duration::milliseconds(
+            (last_run.as_ref().map_or(0.0, |r| r.duration_secs()) * 1000.0) as i64,
+        );
     let last_start = last_run
         .as_ref()
         .and_then(|r| r.start)
@@ -297,7 +312,10 @@ fn row(
             ));
         }
     }
-    if let Some(every) = local_cfg.and_then(|c| c.drill.as_ref()).and_then(|d| d.every) {
+    if let Some(every) = local_cfg
+        .and_then(|c| c.drill.as_ref())
+        .and_then(|d| d.every)
+    {
         let overdue = match &last_drill {
             Some(d) => i.now - d.time > every.as_chrono() + grace,
             None => last_backup.is_some(),
@@ -368,12 +386,18 @@ mod tests {
         })
     }
 
-    const WEEKDAYS: &str = "[app.dss]\nprofile = \"dss\"\ndata_dir = \"/srv/dss\"\nschedule = \"0 2 * * 1-5\"\n";
+    const WEEKDAYS: &str =
+        "[app.dss]\nprofile = \"dss\"\ndata_dir = \"/srv/dss\"\nschedule = \"0 2 * * 1-5\"\n";
 
     #[test]
     fn a_weekdays_schedule_is_not_late_on_monday_before_its_run() {
         // Friday 2026-12-04 02:00 ran; Monday 2026-12-07.
-        let runs = [run("dss", "here", at(2026, 12, 4, 2, 0), RunResult::Success)];
+        let runs = [run(
+            "dss",
+            "here",
+            at(2026, 12, 4, 2, 0),
+            RunResult::Success,
+        )];
         let o = overview(WEEKDAYS, &runs, at(2026, 12, 7, 1, 30));
         assert_eq!(o.rows.len(), 1);
         assert_eq!(o.rows[0].status, Status::Green, "{:?}", o.rows[0].reasons);
@@ -388,7 +412,11 @@ mod tests {
         // Monday 03:30 without a run: red, saying which run is missing.
         let o = overview(WEEKDAYS, &runs, at(2026, 12, 7, 3, 30));
         assert_eq!(o.rows[0].status, Status::Red);
-        assert!(o.rows[0].reasons[0].contains("2026-12-07 02:00"), "{:?}", o.rows[0].reasons);
+        assert!(
+            o.rows[0].reasons[0].contains("2026-12-07 02:00"),
+            "{:?}",
+            o.rows[0].reasons
+        );
     }
 
     #[test]
@@ -421,7 +449,11 @@ mod tests {
         // were missed.
         let far = get("govern", "far");
         assert_eq!(far.status, Status::Red, "{:?}", far.reasons);
-        assert!(far.reasons[0].contains("2026-12-02 02:00"), "{:?}", far.reasons);
+        assert!(
+            far.reasons[0].contains("2026-12-02 02:00"),
+            "{:?}",
+            far.reasons
+        );
     }
 
     #[test]

@@ -9,7 +9,6 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-
 use crate::error::{Error, Result};
 use crate::service;
 

@@ -711,7 +711,8 @@ impl Repository {
         let end = record.end.unwrap_or_else(chrono::Utc::now);
         let sealed = self.key.seal(&record.encode());
         let name = crate::runs::object_name(end, &content_hash(&sealed));
-        self.storage.write(&format!("{}{name}", layout::RUNS), sealed)?;
+        self.storage
+            .write(&format!("{}{name}", layout::RUNS), sealed)?;
         let cutoff = chrono::Utc::now() - chrono::Duration::days(crate::runs::KEEP_DAYS);
         for old in self.run_names()? {
             if crate::runs::time_of_name(&old).is_some_and(|t| t < cutoff) {

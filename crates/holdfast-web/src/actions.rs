@@ -138,7 +138,11 @@ impl Jobs {
         let running: Vec<Arc<Job>> = self.all().into_iter().filter(|j| j.running()).collect();
         for j in &running {
             if let Some(pid) = *j.pid.lock().unwrap() {
-                tracing::warn!("console: passing the stop on to the {:?} of {}", j.kind, j.app);
+                tracing::warn!(
+                    "console: passing the stop on to the {:?} of {}",
+                    j.kind,
+                    j.app
+                );
                 let _ = nix::sys::signal::kill(
                     nix::unistd::Pid::from_raw(pid as i32),
                     nix::sys::signal::Signal::SIGTERM,
@@ -161,16 +165,25 @@ impl Jobs {
 pub fn start(st: &AppState, app: &str, kind: Kind) -> Result<Arc<Job>, Fail> {
     use axum::http::StatusCode;
     if st.read_only {
-        return Err(Fail::new(StatusCode::FORBIDDEN, "this console is read-only (--read-only)"));
+        return Err(Fail::new(
+            StatusCode::FORBIDDEN,
+            "this console is read-only (--read-only)",
+        ));
     }
     if !st.config.app.contains_key(app) {
-        return Err(Fail::not_found(format!("no application {app} is configured on this host")));
+        return Err(Fail::not_found(format!(
+            "no application {app} is configured on this host"
+        )));
     }
     let mut jobs = st.jobs.jobs.lock().unwrap();
     if let Some(j) = jobs.values().find(|j| j.app == app && j.running()) {
         return Err(Fail::new(
             StatusCode::CONFLICT,
-            format!("a {:?} of {app} started here is still running (job {})", j.kind, j.id).to_lowercase(),
+            format!(
+                "a {:?} of {app} started here is still running (job {})",
+                j.kind, j.id
+            )
+            .to_lowercase(),
         ));
     }
     let mut cmd = tokio::process::Command::new(&st.child.exe);
@@ -224,7 +237,11 @@ pub fn start(st: &AppState, app: &str, kind: Kind) -> Result<Arc<Job>, Fail> {
                 holdfast_core::error::exit::FAILURE
             }
         };
-        tracing::info!("console: {:?} of {} ended with exit code {code}", j.kind, j.app);
+        tracing::info!(
+            "console: {:?} of {} ended with exit code {code}",
+            j.kind,
+            j.app
+        );
         j.end(code);
     });
     jobs.insert(job.id.clone(), job.clone());

@@ -114,7 +114,10 @@ fn node_json(n: &holdfast_core::tree::Node) -> Value {
 /// `/api/snapshots/ID` (the snapshot) and `/api/snapshots/ID/tree/PATH` (an entry, with a
 /// folder's entries). Downloads are the pages' `/snapshots/ID/file|tar/PATH`.
 pub async fn snapshot_any(State(st): State<Shared>, uri: Uri) -> ApiResult {
-    let rest = uri.path().strip_prefix("/api/snapshots/").unwrap_or_default();
+    let rest = uri
+        .path()
+        .strip_prefix("/api/snapshots/")
+        .unwrap_or_default();
     let p = snapshot_path::parse(rest).map_err(Fail::bad_request)?;
     let wanted = p.id.clone();
     let (id, snap) = data::blocking(&st, move |st| data::snapshot(st, &wanted)).await?;
@@ -149,16 +152,26 @@ pub struct DiffQuery {
 
 pub async fn diff(State(st): State<Shared>, Query(q): Query<DiffQuery>) -> ApiResult {
     let (a, b, changes) = data::blocking(&st, move |st| data::diff(st, &q.a, &q.b)).await?;
-    Ok(Json(json!({"from": a.to_hex(), "to": b.to_hex(), "changes": changes})))
+    Ok(Json(
+        json!({"from": a.to_hex(), "to": b.to_hex(), "changes": changes}),
+    ))
 }
 
 pub async fn jobs(State(st): State<Shared>) -> ApiResult {
-    let v: Vec<JobView> = st.jobs.all().iter().map(|j| JobView::from(j.as_ref())).collect();
+    let v: Vec<JobView> = st
+        .jobs
+        .all()
+        .iter()
+        .map(|j| JobView::from(j.as_ref()))
+        .collect();
     Ok(Json(json!({ "jobs": v })))
 }
 
 pub async fn job(State(st): State<Shared>, Path(id): Path<String>) -> ApiResult {
-    let j = st.jobs.get(&id).ok_or_else(|| Fail::not_found(format!("no job {id}")))?;
+    let j = st
+        .jobs
+        .get(&id)
+        .ok_or_else(|| Fail::not_found(format!("no job {id}")))?;
     Ok(Json(to_value(JobView::from(j.as_ref()))))
 }
 
@@ -174,41 +187,57 @@ pub async fn action(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
     caller.check_csrf(csrf)?;
-    let kind = Kind::parse(&kind).ok_or_else(|| Fail::not_found("the actions are backup and drill"))?;
+    let kind =
+        Kind::parse(&kind).ok_or_else(|| Fail::not_found("the actions are backup and drill"))?;
     let job = actions::start(&st, &app, kind)?;
-    Ok((StatusCode::ACCEPTED, Json(to_value(JobView::from(job.as_ref())))).into_response())
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(to_value(JobView::from(job.as_ref()))),
+    )
+        .into_response())
 }
 
 /// `GET /api/jobs/ID/events`: the job's output as server-sent events, from its first line:
 /// `line` events, then one `done` event (`{"exit_code": N, "result": "..."}`), then the end.
-pub async fn job_events(State(st): State<Shared>, Path(id): Path<String>) -> Result<Response, ApiFail> {
-    let j = st.jobs.get(&id).ok_or_else(|| Fail::not_found(format!("no job {id}")))?;
+pub async fn job_events(
+    State(st): State<Shared>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiFail> {
+    let j = st
+        .jobs
+        .get(&id)
+        .ok_or_else(|| Fail::not_found(format!("no job {id}")))?;
     let rx = j.changed.subscribe();
-    let stream = futures::stream::unfold((j, rx, 0usize, false), |(j, mut rx, sent, done)| async move {
-        if done {
-            return None;
-        }
-        loop {
-            let p = j.snapshot();
-            if p.lines.len() > sent {
-                let events: Vec<Event> = p.lines[sent..]
-                    .iter()
-                    .map(|l| Event::default().event("line").data(l.as_str()))
-                    .collect();
-                let n = p.lines.len();
-                return Some((events, (j, rx, n, false)));
-            }
-            if let Some(code) = p.exit_code {
-                let ev = Event::default()
-                    .event("done")
-                    .data(json!({"exit_code": code, "result": p.result}).to_string());
-                return Some((vec![ev], (j, rx, sent, true)));
-            }
-            if rx.changed().await.is_err() {
+    let stream = futures::stream::unfold(
+        (j, rx, 0usize, false),
+        |(j, mut rx, sent, done)| async move {
+            if done {
                 return None;
             }
-        }
-    })
+            loop {
+                let p = j.snapshot();
+                if p.lines.len() > sent {
+                    let events: Vec<Event> = p.lines[sent..]
+                        .iter()
+                        .map(|l| Event::default().event("line").data(l.as_str()))
+                        .collect();
+                    let n = p.lines.len();
+                    return Some((events, (j, rx, n, false)));
+                }
+                if let Some(code) = p.exit_code {
+                    let ev = Event::default()
+                        .event("done")
+                        .data(json!({"exit_code": code, "result": p.result}).to_string());
+                    return Some((vec![ev], (j, rx, sent, true)));
+                }
+                if rx.changed().await.is_err() {
+                    return None;
+                }
+            }
+        },
+    )
     .flat_map(|events| futures::stream::iter(events.into_iter().map(Ok::<Event, Infallible>)));
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
 }

@@ -128,9 +128,15 @@ pub async fn harden(req: Request, next: Next) -> Response {
              frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
         ),
     );
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-store"));
     res
@@ -181,7 +187,11 @@ pub async fn login_page(State(st): State<Shared>, Query(q): Query<LoginQuery>) -
         Some(t) if console_auth::same_secret(&t, &st.token) => start_session(&st, &next),
         Some(_) => (
             StatusCode::UNAUTHORIZED,
-            crate::pages::login(&next, Some("That token is not this console's."), st.password_hash.is_some()),
+            crate::pages::login(
+                &next,
+                Some("That token is not this console's."),
+                st.password_hash.is_some(),
+            ),
         )
             .into_response(),
         None => crate::pages::login(&next, None, st.password_hash.is_some()).into_response(),
@@ -213,7 +223,11 @@ pub async fn login_post(State(st): State<Shared>, Form(f): Form<LoginForm>) -> R
         tracing::warn!("console: a login was refused");
         (
             StatusCode::UNAUTHORIZED,
-            crate::pages::login(&next, Some("Wrong token or password."), st.password_hash.is_some()),
+            crate::pages::login(
+                &next,
+                Some("Wrong token or password."),
+                st.password_hash.is_some(),
+            ),
         )
             .into_response()
     }

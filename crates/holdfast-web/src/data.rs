@@ -61,7 +61,11 @@ pub fn runs(st: &AppState) -> Result<Vec<RunRecord>, Fail> {
     let names = st.repo.run_names()?;
     let missing: Vec<String> = {
         let cache = st.runs_cache.lock().unwrap();
-        names.iter().filter(|n| !cache.contains_key(*n)).cloned().collect()
+        names
+            .iter()
+            .filter(|n| !cache.contains_key(*n))
+            .cloned()
+            .collect()
     };
     let read = st.repo.read_runs(&missing);
     let mut cache = st.runs_cache.lock().unwrap();
@@ -107,7 +111,10 @@ pub fn snapshot(st: &AppState, id: &str) -> Result<(SnapshotId, Snapshot), Fail>
     match ids.as_slice() {
         [one] => Ok((*one, st.repo.load_snapshot(one)?)),
         [] => Err(Fail::not_found(format!("no snapshot {id}"))),
-        _ => Err(Fail::bad_request(format!("{id} names {} snapshots", ids.len()))),
+        _ => Err(Fail::bad_request(format!(
+            "{id} names {} snapshots",
+            ids.len()
+        ))),
     }
 }
 

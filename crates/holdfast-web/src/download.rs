@@ -30,7 +30,13 @@ fn disposition(name: &[u8]) -> HeaderValue {
     let lossy = String::from_utf8_lossy(name);
     let ascii: String = lossy
         .chars()
-        .map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     let v = format!(
         "attachment; filename=\"{ascii}\"; filename*=UTF-8''{}",
@@ -75,7 +81,11 @@ pub async fn file(st: Shared, snap: Snapshot, names: Vec<Vec<u8>>) -> Result<Res
     .await?;
     let node = match found.node {
         Some(n) if n.kind == NodeKind::File => n,
-        _ => return Err(Fail::bad_request("only a file can be downloaded this way; a folder as .tar.gz")),
+        _ => {
+            return Err(Fail::bad_request(
+                "only a file can be downloaded this way; a folder as .tar.gz",
+            ))
+        }
     };
     let (tx, rx) = tokio::sync::mpsc::channel(IN_FLIGHT);
     let size = node.size;
@@ -85,7 +95,10 @@ pub async fn file(st: Shared, snap: Snapshot, names: Vec<Vec<u8>>) -> Result<Res
     Ok((
         StatusCode::OK,
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream")),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            ),
             (header::CONTENT_DISPOSITION, disposition(&name)),
             (header::CONTENT_LENGTH, HeaderValue::from(size)),
         ],
@@ -135,21 +148,26 @@ pub async fn tar_gz(
     let (tx, rx) = tokio::sync::mpsc::channel(IN_FLIGHT);
     let repo = st.repo.clone();
     std::thread::spawn(move || {
-        let w = ChannelWriter { tx: tx.clone(), buf: Vec::with_capacity(PIECE) };
+        let w = ChannelWriter {
+            tx: tx.clone(),
+            buf: Vec::with_capacity(PIECE),
+        };
         let mut gz = flate2::write::GzEncoder::new(w, flate2::Compression::fast());
         let result = match tree {
-            Some(tree) => {
-                holdfast_core::export::export_tar(&repo, &tree, root.as_ref(), &mut gz)
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-            }
+            Some(tree) => holdfast_core::export::export_tar(&repo, &tree, root.as_ref(), &mut gz)
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
             // A folder without a listing: an empty archive.
             None => tar::Builder::new(&mut gz)
                 .into_inner()
                 .map(|_| ())
                 .map_err(|e| e.to_string()),
         }
-        .and_then(|()| gz.finish().and_then(|mut w| w.flush()).map_err(|e| e.to_string()));
+        .and_then(|()| {
+            gz.finish()
+                .and_then(|mut w| w.flush())
+                .map_err(|e| e.to_string())
+        });
         if let Err(e) = result {
             tracing::warn!("console: tar.gz download: {e}");
             // The stream ends with an error: the browser shows the download as failed.
@@ -159,8 +177,14 @@ pub async fn tar_gz(
     Ok((
         StatusCode::OK,
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static("application/gzip")),
-            (header::CONTENT_DISPOSITION, disposition(file_name.as_bytes())),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/gzip"),
+            ),
+            (
+                header::CONTENT_DISPOSITION,
+                disposition(file_name.as_bytes()),
+            ),
         ],
         body_from(rx),
     )

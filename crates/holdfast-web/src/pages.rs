@@ -100,7 +100,9 @@ fn time(t: &DateTime<Utc>) -> Markup {
 }
 
 fn secs(s: f64) -> String {
-    if s < 120.0 {
+    if s < 10.0 {
+        format!("{s:.1} s")
+    } else if s < 120.0 {
         format!("{s:.0} s")
     } else if s < 7200.0 {
         format!("{:.0} min", s / 60.0)
@@ -148,7 +150,10 @@ pub fn login(next: &str, error: Option<&str>, password: bool) -> Html<String> {
 
 // ----- overview -----
 
-pub async fn overview(State(st): State<Shared>, Extension(caller): Extension<Caller>) -> PageResult {
+pub async fn overview(
+    State(st): State<Shared>,
+    Extension(caller): Extension<Caller>,
+) -> PageResult {
     let o = data::blocking(&st, data::overview).await?;
     Ok(page("Overview", Some(&caller), overview_body(&st, &caller, &o)).into_response())
 }
@@ -269,7 +274,12 @@ pub async fn runs(
     };
     let apps = pick(|r| &r.app);
     let hosts = pick(|r| &r.hostname);
-    let shown: Vec<&RunRecord> = all.iter().rev().filter(|r| f.matches(r)).take(500).collect();
+    let shown: Vec<&RunRecord> = all
+        .iter()
+        .rev()
+        .filter(|r| f.matches(r))
+        .take(500)
+        .collect();
     let select = |name: &str, values: &[String], chosen: &Option<String>| {
         html! {
             select name=(name) {
@@ -414,7 +424,9 @@ pub async fn snapshot_any(
     let wanted = p.id.clone();
     let (id, snap) = data::blocking(&st, move |st| data::snapshot(st, &wanted)).await?;
     match p.target {
-        Target::Summary => Ok(Redirect::to(&format!("/snapshots/{}/tree", id.to_hex())).into_response()),
+        Target::Summary => {
+            Ok(Redirect::to(&format!("/snapshots/{}/tree", id.to_hex())).into_response())
+        }
         Target::File => Ok(crate::download::file(st, snap, p.names).await?),
         Target::Tar => Ok(crate::download::tar_gz(st, id.short(), snap, p.names).await?),
         Target::Tree => {
@@ -424,6 +436,13 @@ pub async fn snapshot_any(
             Ok(page("Browse", Some(&caller), body).into_response())
         }
     }
+}
+
+/// The names of entry `c` of the folder at `names`.
+fn child_path(names: &[Vec<u8>], c: &Node) -> Vec<Vec<u8>> {
+    let mut path = names.to_vec();
+    path.push(c.name.0.clone());
+    path
 }
 
 fn owner(n: &Node) -> String {
@@ -443,7 +462,9 @@ fn ts(t: &holdfast_core::tree::Timestamp) -> String {
 }
 
 fn tree_body(id: &str, snap: &Snapshot, names: &[Vec<u8>], found: &data::Found) -> Markup {
-    let here = names.last().map(|n| String::from_utf8_lossy(n).into_owned());
+    let here = names
+        .last()
+        .map(|n| String::from_utf8_lossy(n).into_owned());
     html! {
         h1 { "Snapshot " code { (short(id)) } }
         p.summary {
@@ -466,8 +487,7 @@ fn tree_body(id: &str, snap: &Snapshot, names: &[Vec<u8>], found: &data::Found) 
                     tbody {
                         @if children.is_empty() { tr { td colspan="5" { "(empty folder)" } } }
                         @for c in children {
-                            @let mut path = names.to_vec();
-                            @let _ = path.push(c.name.0.clone());
+                            @let path = child_path(names, c);
                             tr.entry data-kind=(format!("{:?}", c.kind).to_lowercase()) {
                                 td { a href=(snapshot_path::url(id, "tree", &path)) { (c.name.lossy()) @if c.kind == NodeKind::Dir { "/" } } }
                                 td { code { (human::mode(c.kind, c.mode)) } }
@@ -540,7 +560,8 @@ pub async fn action(
     Form(f): Form<CsrfForm>,
 ) -> PageResult {
     caller.check_csrf(&f.csrf)?;
-    let kind = Kind::parse(&kind).ok_or_else(|| Fail::not_found("the actions are backup and drill"))?;
+    let kind =
+        Kind::parse(&kind).ok_or_else(|| Fail::not_found("the actions are backup and drill"))?;
     let job = actions::start(&st, &app, kind)?;
     Ok(Redirect::to(&format!("/jobs/{}", job.id)).into_response())
 }
@@ -560,7 +581,10 @@ pub async fn job(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> PageResult {
-    let j = st.jobs.get(&id).ok_or_else(|| Fail::not_found(format!("no job {id}")))?;
+    let j = st
+        .jobs
+        .get(&id)
+        .ok_or_else(|| Fail::not_found(format!("no job {id}")))?;
     let (status, class) = job_status(&j);
     let lines = j.snapshot().lines;
     let what = match j.kind {

@@ -85,7 +85,10 @@ pub fn router(state: Shared) -> Router {
         .route("/api/jobs/{id}/events", get(api::job_events))
         .route("/api/actions/{app}/{kind}", post(api::action))
         .fallback(pages::not_found)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require,
+        ))
         .layer(axum::middleware::from_fn(auth::harden))
         .with_state(state)
 }
@@ -222,7 +225,10 @@ mod tests {
         let any: SocketAddr = "0.0.0.0:8420".parse().unwrap();
         assert!(check_listen(&lo, false, false).is_ok());
         assert!(check_listen(&lo6, false, false).is_ok());
-        assert!(matches!(check_listen(&any, false, false), Err(ServeError::Usage(_))));
+        assert!(matches!(
+            check_listen(&any, false, false),
+            Err(ServeError::Usage(_))
+        ));
         assert!(check_listen(&any, true, false).is_ok());
         assert!(check_listen(&any, false, true).is_ok());
     }

@@ -56,7 +56,9 @@ pub fn parse(rest: &str) -> Result<SnapshotPath, String> {
         for raw in path.split('/') {
             let name: Vec<u8> = percent_decode(raw.as_bytes()).collect();
             if name.is_empty() || name == b"." || name == b".." {
-                return Err("a path in a snapshot is made of plain names (no '.', '..' or '//')".into());
+                return Err(
+                    "a path in a snapshot is made of plain names (no '.', '..' or '//')".into(),
+                );
             }
             if name.contains(&b'/') || name.contains(&0) {
                 return Err("a name in a snapshot path has no '/' and no NUL".into());
@@ -106,8 +108,14 @@ mod tests {
     fn plain_paths_parse_and_round_trip() {
         let p = parse("0123abcd/tree/etc/caf%C3%A9/b%20c").unwrap();
         assert_eq!(p.target, Target::Tree);
-        assert_eq!(p.names, vec![b"etc".to_vec(), "café".as_bytes().to_vec(), b"b c".to_vec()]);
-        assert_eq!(url("0123abcd", "tree", &p.names), "/snapshots/0123abcd/tree/etc/caf%C3%A9/b%20c");
+        assert_eq!(
+            p.names,
+            vec![b"etc".to_vec(), "café".as_bytes().to_vec(), b"b c".to_vec()]
+        );
+        assert_eq!(
+            url("0123abcd", "tree", &p.names),
+            "/snapshots/0123abcd/tree/etc/caf%C3%A9/b%20c"
+        );
         // Bytes that are not UTF-8 survive.
         let p = parse("0123abcd/file/%FF%FE").unwrap();
         assert_eq!(p.names, vec![vec![0xff, 0xfe]]);

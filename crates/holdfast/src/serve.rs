@@ -58,7 +58,10 @@ pub fn serve_cmd(ctx: &Ctx, a: ServeArgs) -> Result<i32> {
         if created || std::io::stderr().is_terminal() {
             crate::errln!("holdfast: log in at {base}/login?token={token_shown}");
         } else {
-            crate::errln!("holdfast: log in with the token in {}", file_shown.display());
+            crate::errln!(
+                "holdfast: log in with the token in {}",
+                file_shown.display()
+            );
         }
     });
     let opts = holdfast_web::ServeOptions {
@@ -95,11 +98,23 @@ fn child_command(ctx: &Ctx) -> Result<holdfast_web::ChildCommand> {
     };
     put("HOLDFAST_CONFIG", g.config.clone().map(Into::into));
     put("HOLDFAST_REPO", g.repo.clone().map(Into::into));
-    put("HOLDFAST_S3_ENDPOINT", g.s3_endpoint.clone().map(Into::into));
+    put(
+        "HOLDFAST_S3_ENDPOINT",
+        g.s3_endpoint.clone().map(Into::into),
+    );
     put("HOLDFAST_S3_REGION", g.s3_region.clone().map(Into::into));
-    put("HOLDFAST_PASSWORD_FILE", g.password_file.clone().map(Into::into));
-    put("HOLDFAST_PASSWORD_COMMAND", g.password_command.clone().map(Into::into));
-    put("HOLDFAST_METRICS_FILE", g.metrics_file.clone().map(Into::into));
+    put(
+        "HOLDFAST_PASSWORD_FILE",
+        g.password_file.clone().map(Into::into),
+    );
+    put(
+        "HOLDFAST_PASSWORD_COMMAND",
+        g.password_command.clone().map(Into::into),
+    );
+    put(
+        "HOLDFAST_METRICS_FILE",
+        g.metrics_file.clone().map(Into::into),
+    );
     let mut args: Vec<OsString> = Vec::new();
     if g.s3_virtual_host_style {
         args.push("--s3-virtual-host-style".into());
@@ -128,7 +143,9 @@ fn hash_password(ctx: &Ctx) -> Result<i32> {
         line.trim_end_matches(['\n', '\r']).to_string()
     };
     if password.len() < 8 {
-        return Err(crate::usage!("a console password has at least 8 characters"));
+        return Err(crate::usage!(
+            "a console password has at least 8 characters"
+        ));
     }
     let hash = console_auth::hash_password(&password)?;
     if ctx.global.json {

@@ -9,6 +9,7 @@ mod common;
 mod app;
 mod config_init;
 mod console;
+mod console_browser;
 mod corruption;
 mod crash;
 mod damage;

@@ -43,7 +43,10 @@ impl Console {
             .trim_end_matches('/')
             .to_string();
         let token_file = PathBuf::from(v["token_file"].as_str().unwrap());
-        let token = std::fs::read_to_string(&token_file).unwrap().trim().to_string();
+        let token = std::fs::read_to_string(&token_file)
+            .unwrap()
+            .trim()
+            .to_string();
         Console {
             child,
             addr,
@@ -65,14 +68,19 @@ impl Console {
         let r = self.get(&format!("/login?token={}", self.token), &[]);
         assert_eq!(r.status, 303, "{}", r.text());
         let set = r.header("set-cookie").expect("a session cookie");
-        assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict"), "{set}");
+        assert!(
+            set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+            "{set}"
+        );
         set.split(';').next().unwrap().to_string()
     }
 
     /// The CSRF token of a session, from the overview's forms.
     pub fn csrf(&self, cookie: &str) -> String {
         let page = self.get("/", &[("Cookie", cookie)]).text();
-        let at = page.find("name=\"csrf\" value=\"").expect("a form with a CSRF token");
+        let at = page
+            .find("name=\"csrf\" value=\"")
+            .expect("a form with a CSRF token");
         page[at + 19..at + 19 + 64].to_string()
     }
 
@@ -157,7 +165,14 @@ pub fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut rest = raw[split + 4..].to_vec();
     let mut lines = head.lines();
-    let status: u16 = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let status: u16 = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
     let headers: Vec<(String, String)> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
@@ -171,7 +186,12 @@ pub fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body
         loop {
             let end = at + rest[at..].windows(2).position(|w| w == b"\r\n").unwrap();
             let size = usize::from_str_radix(
-                std::str::from_utf8(&rest[at..end]).unwrap().split(';').next().unwrap().trim(),
+                std::str::from_utf8(&rest[at..end])
+                    .unwrap()
+                    .split(';')
+                    .next()
+                    .unwrap()
+                    .trim(),
                 16,
             )
             .unwrap();
@@ -199,8 +219,9 @@ pub fn post_form(c: &Console, path: &str, cookie: Option<&str>, form: &str) -> R
     http(&c.addr, "POST", path, &h, form.as_bytes())
 }
 
-/// Demo data: two applications configured here (`shop`, backed up twice; `wiki`, whose run
-/// fails), `shop` also backed up as host `far`. Returns the configuration and shop's data.
+/// Demo data: three applications configured here (`shop`, backed up live twice; `wiki`,
+/// whose run fails; `erp`, stopped for its backup, checked and drilled), `shop` also backed
+/// up as host `far`. Returns the configuration and shop's data.
 pub struct Demo {
     pub cfg: PathBuf,
     pub shop: PathBuf,
@@ -213,7 +234,9 @@ pub fn demo(env: &Env) -> Demo {
     std::fs::create_dir_all(shop.join("orders/2026")).unwrap();
     std::fs::write(shop.join("orders/2026/0001.json"), b"{\"total\": 12}\n").unwrap();
     std::fs::write(shop.join("README"), b"the shop\n").unwrap();
-    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let big: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
     std::fs::write(shop.join("orders/catalog.bin"), &big).unwrap();
     std::fs::write(
         shop.join(std::ffi::OsStr::from_bytes_compat(b"caf\xe9 latin1.txt")),
@@ -221,13 +244,20 @@ pub fn demo(env: &Env) -> Demo {
     )
     .unwrap();
     std::os::unix::fs::symlink("/etc/passwd", shop.join("passwd-link")).unwrap();
+    let erp = env.path("erp");
+    std::fs::create_dir_all(erp.join("ledger")).unwrap();
+    std::fs::write(erp.join("ledger/2026.db"), b"invoices").unwrap();
     let cfg = write_config(
         env,
         &format!(
             "[app.shop]\nprofile = \"generic\"\ndata_dir = \"{}\"\nconsistency = \"live\"\nschedule = \"0 2 * * *\"\n\n\
-             [app.wiki]\nprofile = \"generic\"\ndata_dir = \"{}\"\nconsistency = \"live\"\nschedule = \"0 3 * * 1-5\"\n",
+             [app.wiki]\nprofile = \"generic\"\ndata_dir = \"{}\"\nconsistency = \"live\"\nschedule = \"0 3 * * 1-5\"\n\n\
+             [app.erp]\nprofile = \"generic\"\ndata_dir = \"{}\"\nconsistency = \"stop\"\nschedule = \"30 1 * * *\"\n\
+             [app.erp.service]\nstop = \"sleep 0.4\"\nstart = \"true\"\nstatus = \"true\"\n\
+             [app.erp.check]\nevery = \"1d\"\n[app.erp.drill]\nevery = \"7d\"\n",
             shop.display(),
-            env.path("wiki-missing").display()
+            env.path("wiki-missing").display(),
+            erp.display()
         ),
     );
     env.init();
@@ -236,15 +266,20 @@ pub fn demo(env: &Env) -> Demo {
     std::fs::write(shop.join("README"), b"the shop, second edition\n").unwrap();
     ok_config(env, &cfg, &["run", "--app", "shop"]);
     let failed = with_config(env, &cfg, &["run", "--app", "wiki"]);
-    assert!(!failed.status.success(), "wiki's run should fail: its data dir is missing");
+    assert!(
+        !failed.status.success(),
+        "wiki's run should fail: its data dir is missing"
+    );
     ok_config(env, &cfg, &["backup", "--app", "shop", "--host", "far"]);
+    // Stopped for its backup, checked, and drilled (the drill is due at its first run).
+    ok_config(env, &cfg, &["run", "--app", "erp"]);
     let listed: serde_json::Value =
         serde_json::from_str(&ok_config(env, &cfg, &["snapshots", "--json"])).unwrap();
     let mut shop_snapshots: Vec<(String, String)> = listed
         .as_array()
         .unwrap()
         .iter()
-        .filter(|s| s["snapshot"]["hostname"] != "far")
+        .filter(|s| s["snapshot"]["hostname"] != "far" && s["snapshot"]["app"]["name"] == "shop")
         .map(|s| {
             (
                 s["snapshot"]["time"].as_str().unwrap().to_string(),

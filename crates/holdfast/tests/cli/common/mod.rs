@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 pub mod app;
+pub mod cdp;
 pub mod console;
 
 pub struct Env {
