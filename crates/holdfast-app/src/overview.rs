@@ -70,7 +70,8 @@ pub struct LastDrill {
     pub snapshot: String,
     pub time: DateTime<Utc>,
     pub ok: bool,
-    pub recovered_secs: f64,
+    /// Unknown when only the run is left (its snapshot and drill record were forgotten).
+    pub recovered_secs: Option<f64>,
     pub failure: Option<String>,
 }
 
@@ -234,19 +235,38 @@ fn row(
         total_bytes: s.summary.total_bytes,
         tags: s.tags.clone(),
     });
-    // The newest drill of any of this row's snapshots.
-    let last_drill = snaps
+    // The newest drill: from this row's drill runs (they outlive the snapshots retention
+    // forgets, and the drill records with them), or from a drill record of one of its
+    // snapshots; the time to recover comes from the record.
+    let recovered = |snapshot: &str| {
+        snapshot
+            .parse::<SnapshotId>()
+            .ok()
+            .and_then(|id| drills.get(&id))
+            .map(|d| d.recovered_secs)
+    };
+    let from_runs = runs.iter().filter(|r| r.kind == "drill").filter_map(|r| {
+        let snapshot = r.snapshot.clone().unwrap_or_default();
+        Some(LastDrill {
+            recovered_secs: recovered(&snapshot),
+            snapshot,
+            time: r.end?,
+            ok: r.result != RunResult::Failure,
+            failure: r.error.clone(),
+        })
+    });
+    let from_records = snaps
         .iter()
         .filter_map(|(id, _)| drills.get(id))
         .filter(|d| d.app.as_deref().is_none_or(|a| a == app))
-        .max_by_key(|d| d.time)
         .map(|d| LastDrill {
             snapshot: d.snapshot.to_hex(),
             time: d.time,
             ok: d.ok,
-            recovered_secs: d.recovered_secs,
+            recovered_secs: Some(d.recovered_secs),
             failure: d.failure.clone(),
         });
+    let last_drill = from_runs.chain(from_records).max_by_key(|d| d.time);
     let mut red = Vec::new();
     let mut amber = Vec::new();
     if let Some(r) = &last_run {
@@ -470,5 +490,64 @@ mod tests {
             t + Duration::hours(1),
         );
         assert_eq!(o.rows[0].status, Status::Grey);
+    }
+}
+
+#[cfg(test)]
+mod drill_tests {
+    use super::*;
+
+    #[test]
+    fn a_drill_outlives_the_snapshot_it_drilled() {
+        // Drilled 10 days ago (every 30d); the drilled snapshot and its record are forgotten.
+        let config = Config::parse(
+            "[app.dss]\nprofile = \"dss\"\ndata_dir = \"/srv/dss\"\n[app.dss.drill]\nevery = \"30d\"\n",
+            std::path::Path::new("t.toml"),
+        )
+        .unwrap();
+        let now = Utc::now();
+        let drill = RunRecord {
+            start: Some(now - Duration::days(10)),
+            end: Some(now - Duration::days(10) + Duration::minutes(3)),
+            app: "dss".into(),
+            hostname: "here".into(),
+            kind: "drill".into(),
+            snapshot: Some("ab".repeat(32)),
+            ..Default::default()
+        };
+        let o = build(&Inputs {
+            snapshots: &[],
+            runs: std::slice::from_ref(&drill),
+            drills: &[],
+            config: &config,
+            hostname: "here",
+            grace: DEFAULT_GRACE,
+            now,
+        });
+        let row = &o.rows[0];
+        let d = row.last_drill.as_ref().expect("the drill run counts");
+        assert!(d.ok && d.recovered_secs.is_none());
+        assert!(
+            !row.reasons.iter().any(|r| r.contains("drill")),
+            "{:?}",
+            row.reasons
+        );
+        // A failed drill stays red after its snapshot is gone.
+        let failed = RunRecord {
+            result: RunResult::Failure,
+            error: Some("table governance_items missing".into()),
+            ..drill
+        };
+        let o = build(&Inputs {
+            snapshots: &[],
+            runs: &[failed],
+            drills: &[],
+            config: &config,
+            hostname: "here",
+            grace: DEFAULT_GRACE,
+            now,
+        });
+        assert_eq!(o.rows[0].status, Status::Red);
+        assert!(o.rows[0].reasons[0].contains("governance_items"));
     }
 }

@@ -6,8 +6,9 @@ document.addEventListener("DOMContentLoaded", function () {
   if (!job || job.dataset.running !== "true" || !window.EventSource) return;
   var log = document.getElementById("job-log");
   var status = document.getElementById("job-status");
-  log.textContent = "";
   var events = new EventSource("/api/jobs/" + encodeURIComponent(job.dataset.id) + "/events");
+  // Each connection, a reconnection too, sends the output from its first line.
+  events.onopen = function () { log.textContent = ""; };
   events.addEventListener("line", function (e) {
     log.textContent += e.data + "\n";
     log.scrollTop = log.scrollHeight;

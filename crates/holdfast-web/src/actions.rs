@@ -12,6 +12,33 @@ use holdfast_app::runlog::RunResult;
 use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
+/// Lines kept per job (the newest), and bytes kept per line.
+const KEEP_LINES: usize = 5000;
+const LINE_BYTES: usize = 4096;
+
+/// Adds the line read into `buf` (lossy UTF-8, cut at [`LINE_BYTES`]); whether the pipe is
+/// still open. A read error ends the pipe's reading but not the job.
+fn take_line(j: &Job, read: std::io::Result<usize>, buf: &mut Vec<u8>) -> bool {
+    match read {
+        Ok(0) | Err(_) => {
+            if !buf.is_empty() {
+                j.push(String::from_utf8_lossy(buf).into_owned());
+                buf.clear();
+            }
+            false
+        }
+        Ok(_) => {
+            while buf.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                buf.pop();
+            }
+            buf.truncate(LINE_BYTES);
+            j.push(String::from_utf8_lossy(buf).into_owned());
+            buf.clear();
+            true
+        }
+    }
+}
+
 use crate::data::Fail;
 use crate::state::AppState;
 
@@ -68,7 +95,13 @@ impl Job {
         self.progress.lock().unwrap().exit_code.is_none()
     }
     fn push(&self, line: String) {
-        self.progress.lock().unwrap().lines.push(line);
+        {
+            let mut p = self.progress.lock().unwrap();
+            if p.lines.len() >= KEEP_LINES {
+                p.lines.remove(0);
+            }
+            p.lines.push(line);
+        }
         self.changed.send_modify(|n| *n += 1);
     }
     fn end(&self, code: i32) {
@@ -135,7 +168,17 @@ impl Jobs {
     /// Asks every running job to stop (SIGTERM, as the daemon passes a stop on: a backup
     /// starts its application again first) and waits until they have ended.
     pub async fn stop_all(&self) {
-        let running: Vec<Arc<Job>> = self.all().into_iter().filter(|j| j.running()).collect();
+        // Until none runs: one may have been started while the first ones were stopping.
+        loop {
+            let running: Vec<Arc<Job>> = self.all().into_iter().filter(|j| j.running()).collect();
+            if running.is_empty() {
+                return;
+            }
+            Self::stop(running).await;
+        }
+    }
+
+    async fn stop(running: Vec<Arc<Job>>) {
         for j in &running {
             if let Some(pid) = *j.pid.lock().unwrap() {
                 tracing::warn!(
@@ -194,7 +237,10 @@ pub fn start(st: &AppState, app: &str, kind: Kind) -> Result<Arc<Job>, Fail> {
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .stderr(Stdio::piped())
+        // A group of its own: a Ctrl-C at the console's terminal reaches it once, through
+        // stop_all, not twice (a second signal means "exit now" to holdfast).
+        .process_group(0);
     let mut child = cmd.spawn().map_err(|e| {
         Fail::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -215,22 +261,38 @@ pub fn start(st: &AppState, app: &str, kind: Kind) -> Result<Arc<Job>, Fail> {
     let stderr = child.stderr.take().expect("piped");
     let j = job.clone();
     tokio::spawn(async move {
-        let mut out = BufReader::new(stdout).lines();
-        let mut err = BufReader::new(stderr).lines();
+        let mut out = BufReader::new(stdout);
+        let mut err = BufReader::new(stderr);
+        let (mut out_buf, mut err_buf) = (Vec::new(), Vec::new());
         let (mut out_open, mut err_open) = (true, true);
-        while out_open || err_open {
+        // The process's end is awaited with its output: a descendant that keeps a pipe open
+        // must not keep the job "running" forever.
+        let status = loop {
             tokio::select! {
-                l = out.next_line(), if out_open => match l {
-                    Ok(Some(l)) => j.push(l),
-                    _ => out_open = false,
-                },
-                l = err.next_line(), if err_open => match l {
-                    Ok(Some(l)) => j.push(l),
-                    _ => err_open = false,
-                },
+                st = child.wait() => break st,
+                r = out.read_until(b'\n', &mut out_buf), if out_open => {
+                    out_open = take_line(&j, r, &mut out_buf);
+                }
+                r = err.read_until(b'\n', &mut err_buf), if err_open => {
+                    err_open = take_line(&j, r, &mut err_buf);
+                }
             }
-        }
-        let code = match child.wait().await {
+        };
+        // What it wrote just before it ended, for a moment, not for a descendant's lifetime.
+        let drain = async {
+            while out_open || err_open {
+                tokio::select! {
+                    r = out.read_until(b'\n', &mut out_buf), if out_open => {
+                        out_open = take_line(&j, r, &mut out_buf);
+                    }
+                    r = err.read_until(b'\n', &mut err_buf), if err_open => {
+                        err_open = take_line(&j, r, &mut err_buf);
+                    }
+                }
+            }
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), drain).await;
+        let code = match status {
             Ok(st) => st.code().unwrap_or(holdfast_core::error::exit::INTERRUPTED),
             Err(e) => {
                 j.push(format!("holdfast: console: waiting for the run: {e}"));

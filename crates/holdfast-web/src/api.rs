@@ -39,6 +39,13 @@ fn to_value(v: impl serde::Serialize) -> Value {
     serde_json::to_value(v).expect("serialises")
 }
 
+/// Any other path under `/api/`.
+pub async fn not_found() -> ApiFail {
+    ApiFail(Fail::not_found(
+        "no such API path (docs/console.md lists them)",
+    ))
+}
+
 pub async fn overview(State(st): State<Shared>) -> ApiResult {
     let o = data::blocking(&st, data::overview).await?;
     Ok(Json(to_value(o)))
@@ -208,6 +215,7 @@ pub async fn job_events(
         .get(&id)
         .ok_or_else(|| Fail::not_found(format!("no job {id}")))?;
     let rx = j.changed.subscribe();
+    let mut down = st.shutdown.subscribe();
     let stream = futures::stream::unfold(
         (j, rx, 0usize, false),
         |(j, mut rx, sent, done)| async move {
@@ -219,7 +227,14 @@ pub async fn job_events(
                 if p.lines.len() > sent {
                     let events: Vec<Event> = p.lines[sent..]
                         .iter()
-                        .map(|l| Event::default().event("line").data(l.as_str()))
+                        // An event without data is never dispatched: an empty line is a space.
+                        .map(|l| {
+                            Event::default().event("line").data(if l.is_empty() {
+                                " "
+                            } else {
+                                l.as_str()
+                            })
+                        })
                         .collect();
                     let n = p.lines.len();
                     return Some((events, (j, rx, n, false)));
@@ -236,7 +251,11 @@ pub async fn job_events(
             }
         },
     )
-    .flat_map(|events| futures::stream::iter(events.into_iter().map(Ok::<Event, Infallible>)));
+    .flat_map(|events| futures::stream::iter(events.into_iter().map(Ok::<Event, Infallible>)))
+    // The console is stopping: the stream ends, so that connections can close.
+    .take_until(async move {
+        let _ = down.wait_for(|d| *d).await;
+    });
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response())

@@ -21,6 +21,8 @@ use crate::state::{Session, Shared};
 
 pub const COOKIE: &str = "holdfast_session";
 const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+/// How long a failed login holds the login gate.
+const FAILED_LOGIN_PAUSE: Duration = Duration::from_secs(1);
 
 /// Who is asking, put in the request's extensions by [`require`].
 #[derive(Clone, Debug)]
@@ -145,7 +147,16 @@ pub async fn harden(req: Request, next: Next) -> Response {
 /// A local path to go to after logging in; anything else goes home.
 fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.into(),
+        // Printable ASCII only: browsers drop tabs and newlines from URLs, so "/\t/evil"
+        // would become "//evil", another site.
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.starts_with("/\\")
+                && n.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            n.into()
+        }
         _ => "/".into(),
     }
 }
@@ -159,7 +170,12 @@ fn start_session(st: &Shared, next: &str) -> Response {
             expires: Instant::now() + SESSION_LIFETIME,
         },
     );
-    let secure = if st.tls { "; Secure" } else { "" };
+    // Behind a TLS proxy (--insecure-http) the browser speaks HTTPS too.
+    let secure = if st.tls || st.insecure_http {
+        "; Secure"
+    } else {
+        ""
+    };
     let cookie = format!(
         "{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
         SESSION_LIFETIME.as_secs()
@@ -208,19 +224,26 @@ pub struct LoginForm {
 pub async fn login_post(State(st): State<Shared>, Form(f): Form<LoginForm>) -> Response {
     let next = safe_next(f.next.as_deref());
     let secret = f.secret.trim().to_string();
+    // One check at a time, and a pause after each failure, also for the token: guessing is
+    // slow and Argon2's memory is taken once, however many requests come (no login needed
+    // to send them).
+    let _gate = st.login_gate.lock().await;
     let ok = console_auth::same_secret(&secret, &st.token) || {
-        let hash = st.password_hash.clone();
-        // Argon2 is slow on purpose: off the async threads.
-        tokio::task::spawn_blocking(move || {
-            hash.is_some_and(|h| console_auth::verify_password(&secret, &h))
-        })
-        .await
-        .unwrap_or(false)
+        match st.password_hash.clone() {
+            // Argon2 is slow on purpose: off the async threads.
+            Some(h) => {
+                tokio::task::spawn_blocking(move || console_auth::verify_password(&secret, &h))
+                    .await
+                    .unwrap_or(false)
+            }
+            None => false,
+        }
     };
     if ok {
         start_session(&st, &next)
     } else {
         tracing::warn!("console: a login was refused");
+        tokio::time::sleep(FAILED_LOGIN_PAUSE).await;
         (
             StatusCode::UNAUTHORIZED,
             crate::pages::login(
@@ -269,6 +292,9 @@ mod tests {
         assert_eq!(safe_next(Some("//evil.example/")), "/");
         assert_eq!(safe_next(Some("https://evil.example/")), "/");
         assert_eq!(safe_next(Some("/\\evil.example")), "/");
+        assert_eq!(safe_next(Some("/\t/evil.example")), "/");
+        assert_eq!(safe_next(Some("/\n/evil.example")), "/");
+        assert_eq!(safe_next(Some("/ok path")), "/");
         assert_eq!(safe_next(None), "/");
     }
 }

@@ -125,7 +125,7 @@ fn result_badge(r: RunResult) -> Markup {
 }
 
 fn short(hex: &str) -> &str {
-    &hex[..8.min(hex.len())]
+    hex.get(..8).unwrap_or(hex)
 }
 
 pub fn login(next: &str, error: Option<&str>, password: bool) -> Html<String> {
@@ -233,7 +233,11 @@ fn overview_row(st: &Shared, caller: &Caller, r: &AppRow) -> Markup {
             }
             td.last-drill {
                 @match &r.last_drill {
-                    Some(d) if d.ok => { "passed, recovered in " (secs(d.recovered_secs)) br; small { (time(&d.time)) } }
+                    Some(d) if d.ok => {
+                        "passed"
+                        @if let Some(r) = d.recovered_secs { ", recovered in " (secs(r)) }
+                        br; small { (time(&d.time)) }
+                    }
                     Some(d) => { (status_badge(Status::Red)) " failed" br; small { (time(&d.time)) } }
                     None => { "-" }
                 }

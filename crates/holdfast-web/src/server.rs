@@ -60,12 +60,22 @@ pub fn check_listen(addr: &SocketAddr, tls: bool, insecure_http: bool) -> Result
     )))
 }
 
+/// How long open connections (a download) may go on once the console stops.
+const CONNECTIONS_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How long a client has to complete the TLS handshake.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 pub fn router(state: Shared) -> Router {
     Router::new()
         .route("/", get(pages::overview))
         .route("/runs", get(pages::runs))
         .route("/runs/{id}", get(pages::run))
         .route("/snapshots", get(pages::snapshots))
+        .route(
+            "/snapshots/",
+            get(|| async { axum::response::Redirect::to("/snapshots") }),
+        )
         .route("/snapshots/{*rest}", get(pages::snapshot_any))
         .route("/diff", get(pages::diff))
         .route("/jobs/{id}", get(pages::job))
@@ -84,6 +94,7 @@ pub fn router(state: Shared) -> Router {
         .route("/api/jobs/{id}", get(api::job))
         .route("/api/jobs/{id}/events", get(api::job_events))
         .route("/api/actions/{app}/{kind}", post(api::action))
+        .route("/api/{*rest}", axum::routing::any(api::not_found))
         .fallback(pages::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -106,6 +117,10 @@ pub fn serve(repo: Arc<Repository>, config: Config, opts: ServeOptions) -> Resul
         hostname: holdfast_core::host::hostname(),
         read_only: opts.read_only,
         tls: tls.is_some(),
+        insecure_http: opts.insecure_http,
+        login_gate: Default::default(),
+        stopping: Default::default(),
+        shutdown: tokio::sync::watch::channel(false).0,
         grace: opts.grace,
         token: opts.token,
         password_hash: opts.password_hash,
@@ -127,21 +142,46 @@ pub fn serve(repo: Arc<Repository>, config: Config, opts: ServeOptions) -> Resul
             .local_addr()
             .map_err(|e| ServeError::Io(e.to_string()))?;
         (opts.on_listening)(bound, tls.is_some());
+        // On a stop: no new action, running ones told to stop and waited for (a backup in
+        // stop mode starts its application again first), then live streams end and the
+        // connections get a few seconds to finish.
         let cancel = opts.cancel.clone();
-        let stopped = async move {
+        let st = state.clone();
+        let jobs_done = tokio::spawn(async move {
             while !cancel.load(Ordering::SeqCst) {
                 tokio::time::sleep(std::time::Duration::from_millis(200)).await;
             }
+            st.stopping.store(true, Ordering::SeqCst);
+            st.jobs.stop_all().await;
+            st.shutdown.send_replace(true);
+        });
+        let mut down = state.shutdown.subscribe();
+        let stopped = async move {
+            let _ = down.wait_for(|d| *d).await;
         };
         let app = router(state.clone());
-        match tls {
-            None => axum::serve(listener, app)
-                .with_graceful_shutdown(stopped)
-                .await
-                .map_err(|e| ServeError::Io(e.to_string()))?,
-            Some(acceptor) => serve_tls(listener, acceptor, app, stopped).await,
+        let serving = async move {
+            match tls {
+                None => axum::serve(listener, app)
+                    .with_graceful_shutdown(stopped)
+                    .await
+                    .map_err(|e| ServeError::Io(e.to_string())),
+                Some(acceptor) => {
+                    serve_tls(listener, acceptor, app, stopped).await;
+                    Ok(())
+                }
+            }
+        };
+        let mut down = state.shutdown.subscribe();
+        let grace_over = async move {
+            let _ = down.wait_for(|d| *d).await;
+            tokio::time::sleep(CONNECTIONS_GRACE).await;
+        };
+        tokio::select! {
+            r = serving => r?,
+            _ = grace_over => tracing::info!("console: stopped with downloads still open"),
         }
-        state.jobs.stop_all().await;
+        let _ = jobs_done.await;
         Ok(())
     })
 }
@@ -196,10 +236,14 @@ async fn serve_tls(
         };
         let (acceptor, app) = (acceptor.clone(), app.clone());
         tokio::spawn(async move {
-            let tls = match acceptor.accept(tcp).await {
-                Ok(s) => s,
-                Err(e) => {
+            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
                     tracing::debug!("console: TLS handshake: {e}");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!("console: TLS handshake timed out");
                     return;
                 }
             };

@@ -25,6 +25,14 @@ pub struct AppState {
     pub hostname: String,
     pub read_only: bool,
     pub tls: bool,
+    /// Plain HTTP beyond loopback, behind a TLS proxy.
+    pub insecure_http: bool,
+    /// One login check at a time (see `auth::login_post`).
+    pub login_gate: tokio::sync::Mutex<()>,
+    /// Set once a stop was asked for: no new action starts.
+    pub stopping: std::sync::atomic::AtomicBool,
+    /// Becomes true when the console stops: live streams end.
+    pub shutdown: tokio::sync::watch::Sender<bool>,
     pub grace: chrono::Duration,
     pub token: String,
     pub password_hash: Option<String>,

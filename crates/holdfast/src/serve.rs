@@ -53,13 +53,14 @@ pub fn serve_cmd(ctx: &Ctx, a: ServeArgs) -> Result<i32> {
             "holdfast: console at {base}/{}",
             if read_only { " (read-only)" } else { "" }
         );
-        // The login URL carries the token: shown when it is new or to a person at a terminal,
-        // never again into a log.
-        if created || std::io::stderr().is_terminal() {
+        // The login URL carries the token: shown to a person at a terminal, never into a log
+        // (a journal is read by more people than the 0600 token file).
+        if std::io::stderr().is_terminal() {
             crate::errln!("holdfast: log in at {base}/login?token={token_shown}");
         } else {
             crate::errln!(
-                "holdfast: log in with the token in {}",
+                "holdfast: log in with the {}token in {}",
+                if created { "new " } else { "" },
                 file_shown.display()
             );
         }

@@ -288,6 +288,21 @@ fn a_second_action_waits_for_the_first_and_the_lock_is_the_scheduler_s() {
         &format!("csrf={csrf}"),
     );
     assert_eq!(first.status, 303);
+    let job = first
+        .header("location")
+        .unwrap()
+        .trim_start_matches("/jobs/")
+        .to_string();
+    // The child holds the application's lock from before its first step.
+    for _ in 0..100 {
+        if c.api(&format!("/api/jobs/{job}"))["lines"]
+            .to_string()
+            .contains("preflight")
+        {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     let second = post_form(
         &c,
         "/actions/slow/backup",
@@ -298,11 +313,6 @@ fn a_second_action_waits_for_the_first_and_the_lock_is_the_scheduler_s() {
     // A run started outside the console meanwhile meets the application's lock.
     let outside = crate::common::app::with_config(&env, &cfg, &["run", "--app", "slow"]);
     assert_eq!(code(&outside), 11, "{}", stderr(&outside));
-    let job = first
-        .header("location")
-        .unwrap()
-        .trim_start_matches("/jobs/")
-        .to_string();
     assert_eq!(c.wait_job(&job)["exit_code"], 0);
 }
 
@@ -584,4 +594,70 @@ fn it_listens_beyond_loopback_only_with_tls_or_when_told() {
         200
     );
     let _ = std::ffi::OsStr::from_bytes(b"");
+}
+
+#[test]
+fn stopping_the_console_lets_a_running_backup_start_its_service_again() {
+    let env = Env::new();
+    let data = env.path("svc");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("f"), b"x").unwrap();
+    let journal = env.path("journal");
+    let cfg = write_config(
+        &env,
+        &format!(
+            "[app.svc]\nprofile = \"generic\"\ndata_dir = \"{}\"\nconsistency = \"stop\"\n\
+             [app.svc.service]\nstop = \"echo stop >> {j}; sleep 2\"\nstart = \"echo start >> {j}\"\nstatus = \"true\"\n",
+            data.display(),
+            j = journal.display()
+        ),
+    );
+    env.init();
+    let mut c = Console::start(&env, &cfg, &[]);
+    let cookie = c.login();
+    let csrf = c.csrf(&cookie);
+    let r = post_form(
+        &c,
+        "/actions/svc/backup",
+        Some(&cookie),
+        &format!("csrf={csrf}"),
+    );
+    assert_eq!(r.status, 303);
+    let job = r
+        .header("location")
+        .unwrap()
+        .trim_start_matches("/jobs/")
+        .to_string();
+    // A browser follows the job live: its open stream must not hold the stop up.
+    let addr = c.addr.clone();
+    let (auth, path) = (c.bearer(), format!("/api/jobs/{job}/events"));
+    std::thread::spawn(move || http(&addr, "GET", &path, &[("Authorization", &auth)], b""));
+    while !std::fs::read_to_string(&journal)
+        .unwrap_or_default()
+        .contains("stop")
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let started = std::time::Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(c.child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = c.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(15));
+    // The stop was passed on (the backup ended without a snapshot), and the service, stopped
+    // by the backup, was started again before the console ended.
+    let snapshots = std::fs::read_dir(env.repo.join("snapshots"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(snapshots, 0, "the backup was not told to stop");
+    assert_eq!(
+        std::fs::read_to_string(&journal)
+            .unwrap()
+            .lines()
+            .collect::<Vec<_>>(),
+        ["stop", "start"]
+    );
 }
