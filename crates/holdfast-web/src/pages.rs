@@ -478,7 +478,7 @@ fn tree_body(id: &str, snap: &Snapshot, names: &[Vec<u8>], found: &data::Found) 
             " · " (human::bytes(snap.summary.total_bytes)) " in " (snap.summary.total_files) " files"
         }
         nav.breadcrumb {
-            a href=(snapshot_path::url(id, "tree", &[])) { "/" }
+            a href=(snapshot_path::url(id, "tree", &[])) { "(root)" }
             @for i in 0..names.len() {
                 " / " a href=(snapshot_path::url(id, "tree", &names[..=i])) { (String::from_utf8_lossy(&names[i])) }
             }
