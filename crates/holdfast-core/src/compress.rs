@@ -20,6 +20,11 @@ const SAMPLE_PIECE: usize = 512;
 /// A sample that saves less than 1% marks the chunk incompressible (random-looking data);
 /// anything that compresses at all is compressed whole, so mixed chunks lose nothing.
 const SAMPLE_KEEP_RATIO: f64 = 0.99;
+/// A large chunk that compresses to this fraction or less "compressed well"; after this many
+/// in a row on one thread, the next large chunks skip the sample, all but one in `RESAMPLE`.
+const WELL_RATIO: f64 = 0.9;
+const TRUST_AFTER: u32 = 4;
+const RESAMPLE: u32 = 16;
 
 /// `flag || payload`, where the flag says whether the payload is zstd.
 pub fn pack_payload(plain: &[u8], level: i32) -> Vec<u8> {
@@ -36,6 +41,12 @@ pub fn append_payload(plain: &[u8], level: i32, out: &mut Vec<u8>) {
         zstd: zstd::bulk::Compressor<'static>,
         sample: Vec<u8>,
         compressed: Vec<u8>,
+        /// Large chunks in a row that compressed well on this thread: when a file's chunks
+        /// keep compressing (one large file cut on every core, a database dump), the sample
+        /// is mostly wasted work (6 % of the compression), so it is skipped, except for
+        /// every [`RESAMPLE`]th chunk.
+        streak: u32,
+        large: u32,
     }
     thread_local! {
         // A compression context costs more to create than to compress a small blob.
@@ -50,6 +61,8 @@ pub fn append_payload(plain: &[u8], level: i32, out: &mut Vec<u8>) {
                     zstd,
                     sample: Vec::new(),
                     compressed: Vec::new(),
+                    streak: 0,
+                    large: 0,
                 });
             }
             let Some(s) = s.as_mut() else { return false };
@@ -57,7 +70,12 @@ pub fn append_payload(plain: &[u8], level: i32, out: &mut Vec<u8>) {
             // does not shrink there (weights, media, already-compressed files) is almost never
             // worth compressing, and compressing it whole is the most expensive thing a
             // backup does.
-            if plain.len() >= SAMPLE_FROM {
+            let large = plain.len() >= SAMPLE_FROM;
+            if large {
+                s.large = s.large.wrapping_add(1);
+            }
+            let trusted = s.streak >= TRUST_AFTER && s.large % RESAMPLE != 0;
+            if large && !trusted {
                 let step = plain.len() / SAMPLES;
                 s.sample.clear();
                 for i in 0..SAMPLES {
@@ -75,7 +93,12 @@ pub fn append_payload(plain: &[u8], level: i32, out: &mut Vec<u8>) {
             s.compressed.clear();
             s.compressed
                 .reserve(zstd::zstd_safe::compress_bound(plain.len()));
-            match s.zstd.compress_to_buffer(plain, &mut s.compressed) {
+            let done = s.zstd.compress_to_buffer(plain, &mut s.compressed);
+            if large {
+                let well = matches!(done, Ok(n) if n as f64 <= plain.len() as f64 * WELL_RATIO);
+                s.streak = if well { s.streak.saturating_add(1) } else { 0 };
+            }
+            match done {
                 Ok(n) if n as f64 <= plain.len() as f64 * KEEP_RATIO => {
                     out.push(ZSTD);
                     out.extend_from_slice(&s.compressed);
@@ -169,6 +192,24 @@ mod tests {
             assert_eq!(p[0], ZSTD, "seed {seed}: stored raw");
             assert!(p.len() < chunk.len() * 95 / 100, "seed {seed}");
         }
+    }
+
+    /// After a run of compressible chunks the sample is skipped; an incompressible chunk is
+    /// still stored raw, and the chunks after it are judged by a sample again.
+    #[test]
+    fn a_streak_of_compressible_chunks_skips_the_sample_but_not_the_judgement() {
+        let text = "id,name,value\n".repeat(80_000).into_bytes();
+        let mut random = vec![0u8; 1 << 20];
+        rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut random);
+        for _ in 0..(TRUST_AFTER + 2) {
+            assert_eq!(pack_payload(&text, 3)[0], ZSTD);
+        }
+        let p = pack_payload(&random, 3);
+        assert_eq!(p[0], RAW);
+        assert_eq!(unpack_payload("t", &p, random.len()).unwrap(), random);
+        assert_eq!(pack_payload(&random, 3)[0], RAW);
+        let p = pack_payload(&text, 3);
+        assert_eq!(unpack_payload("t", &p, text.len()).unwrap(), text);
     }
 
     #[test]
