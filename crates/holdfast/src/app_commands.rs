@@ -96,9 +96,14 @@ pub fn backup_app(ctx: &Ctx, a: BackupArgs) -> Result<i32> {
         .clone()
         .filter(|n| ctx.config().map(|c| c.app.contains_key(n)).unwrap_or(false));
     let start_warnings = run.as_deref().map(|n| start_run(ctx, n, started));
+    // `--host X` files the snapshot under X: its run belongs to the same row.
+    let host = a.host.clone();
     let result = run_backup_app(ctx, a, true, false);
     if let (Some(name), Some(w)) = (run, start_warnings) {
         let mut rec = record_for(ctx, &name, "backup", started, &result);
+        if let Some(h) = host {
+            rec.hostname = h;
+        }
         rec.warnings.extend(w);
         finish_run(ctx, &mut rec);
     }

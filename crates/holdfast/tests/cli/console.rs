@@ -499,6 +499,9 @@ fn the_overview_and_runs_cover_every_app_and_host() {
     assert_eq!(o["check"]["app"], "erp");
     let far = row("shop", true);
     assert_eq!(far["local"], false);
+    // The run of `backup --app shop --host far` is far's, like its snapshot.
+    assert_eq!(far["last_run"]["kind"], "backup", "{far}");
+    assert_eq!(shop["last_run"]["kind"], "run", "{shop}");
     assert!(far["last_backup"]["snapshot"].is_string());
     // Runs filter by application and result; every run is in the repository too.
     let failed = c.api("/api/runs?result=failure");

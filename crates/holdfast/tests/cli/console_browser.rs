@@ -59,10 +59,11 @@ fn a_person_sees_the_overview_browses_downloads_and_backs_up() {
         "{text}"
     );
     let far = row("shop", "far");
-    // No schedule is known for host far; its live snapshot is amber all the same.
+    // Host far's row: its own run (backup --host far), judged by the schedule that run
+    // recorded; its live snapshot is amber.
     assert_eq!(far["badge"], "amber", "{far}");
     assert!(
-        far["text"].as_str().unwrap().contains("not scheduled"),
+        far["text"].as_str().unwrap().contains("last run success"),
         "{far}"
     );
     assert!(
