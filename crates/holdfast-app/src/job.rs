@@ -224,7 +224,7 @@ pub fn drill_due(app: &Resolved, history: &[RunRecord]) -> bool {
     };
     let last = history
         .iter()
-        .filter(|r| r.app == app.name && r.kind == "drill")
+        .filter(|r| r.app == app.name && r.is_drill())
         .filter_map(|r| r.end)
         .max();
     match last {

@@ -123,10 +123,6 @@ pub struct Inputs<'a> {
     pub now: DateTime<Utc>,
 }
 
-fn is_backup(r: &RunRecord) -> bool {
-    r.kind != "drill"
-}
-
 /// The repository's run records and this host's run log as one list, oldest first, each run
 /// once (a run is both in the log and in the repository). Old log lines have no host name:
 /// they are this host's.
@@ -217,7 +213,7 @@ fn row(
     let last_run = runs
         .iter()
         .rev()
-        .find(|r| is_backup(r))
+        .find(|r| !r.is_drill())
         .map(|r| (*r).clone());
     let schedule = match local_cfg {
         Some(c) => c.schedule.clone(),
@@ -245,7 +241,7 @@ fn row(
             .and_then(|id| drills.get(&id))
             .map(|d| d.recovered_secs)
     };
-    let from_runs = runs.iter().filter(|r| r.kind == "drill").filter_map(|r| {
+    let from_runs = runs.iter().filter(|r| r.is_drill()).filter_map(|r| {
         let snapshot = r.snapshot.clone().unwrap_or_default();
         Some(LastDrill {
             recovered_secs: recovered(&snapshot),
@@ -511,7 +507,7 @@ mod drill_tests {
             end: Some(now - Duration::days(10) + Duration::minutes(3)),
             app: "dss".into(),
             hostname: "here".into(),
-            kind: "drill".into(),
+            kind: holdfast_core::runs::DRILL_KIND.into(),
             snapshot: Some("ab".repeat(32)),
             ..Default::default()
         };

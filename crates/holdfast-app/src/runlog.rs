@@ -96,7 +96,7 @@ pub fn render_metrics(records: &[RunRecord], repo: &RepoNumbers) -> String {
     let mut last_drill_ok: BTreeMap<&str, &RunRecord> = BTreeMap::new();
     for r in records {
         // Drills are runs of their own: they say nothing about the last backup.
-        let (any, ok) = if r.kind == "drill" {
+        let (any, ok) = if r.is_drill() {
             (&mut last_drill, &mut last_drill_ok)
         } else {
             (&mut last, &mut last_ok)

@@ -666,18 +666,28 @@ impl Repository {
     /// read is left out with a warning (a drill record never decides what is kept).
     pub fn drills(&self) -> Result<Vec<(String, crate::drills::DrillRecord)>> {
         let listed = self.storage.list(layout::DRILLS)?;
-        let paths: Vec<String> = listed.iter().map(|l| l.path.clone()).collect();
+        let paths: Vec<String> = listed.into_iter().map(|l| l.path).collect();
+        Ok(self.read_records(&paths, "drill", crate::drills::DrillRecord::decode))
+    }
+
+    /// Reads and decodes the sealed records at `paths`, each with its path; one gone
+    /// meanwhile is left out, one that cannot be read with a warning naming it (records are
+    /// history: they decide nothing about what is kept).
+    fn read_records<T>(
+        &self,
+        paths: &[String],
+        what: &str,
+        decode: fn(&str, &[u8]) -> Result<T>,
+    ) -> Vec<(String, T)> {
         let mut out = Vec::new();
-        for (path, sealed) in paths.iter().zip(self.storage.read_many(&paths)) {
-            let record = sealed
-                .and_then(|s| crate::drills::DrillRecord::decode(path, &self.key.open(path, &s)?));
-            match record {
+        for (path, sealed) in paths.iter().zip(self.storage.read_many(paths)) {
+            match sealed.and_then(|s| decode(path, &self.key.open(path, &s)?)) {
                 Ok(r) => out.push((path.clone(), r)),
                 Err(Error::NotFound(_)) => {}
-                Err(e) => tracing::warn!("drill record {path} skipped: {e}"),
+                Err(e) => tracing::warn!("{what} record {path} skipped: {e}"),
             }
         }
-        Ok(out)
+        out
     }
 
     /// Deletes the drill records of snapshots that are no longer stored; returns how many.
@@ -744,17 +754,10 @@ impl Repository {
             .iter()
             .map(|n| format!("{}{n}", layout::RUNS))
             .collect();
-        let mut out = Vec::new();
-        for ((name, path), sealed) in names.iter().zip(&paths).zip(self.storage.read_many(&paths)) {
-            let record = sealed
-                .and_then(|s| crate::runs::RunRecord::decode(path, &self.key.open(path, &s)?));
-            match record {
-                Ok(r) => out.push((name.clone(), r)),
-                Err(Error::NotFound(_)) => {}
-                Err(e) => tracing::warn!("run record {path} skipped: {e}"),
-            }
-        }
-        out
+        self.read_records(&paths, "run", crate::runs::RunRecord::decode)
+            .into_iter()
+            .map(|(path, r)| (path[layout::RUNS.len()..].to_string(), r))
+            .collect()
     }
 
     // ----- snapshots -----

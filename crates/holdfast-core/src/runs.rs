@@ -55,6 +55,9 @@ impl std::fmt::Display for RunResult {
     }
 }
 
+/// The `kind` of a restore drill's run record (the others are `run` and `backup`).
+pub const DRILL_KIND: &str = "drill";
+
 /// One step of a run as it was said ("stopping the service"), and when.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunStep {
@@ -103,6 +106,11 @@ impl RunRecord {
             (Some(s), Some(e)) => (e - s).num_milliseconds() as f64 / 1000.0,
             _ => 0.0,
         }
+    }
+
+    /// A restore drill's run (as opposed to a backup's).
+    pub fn is_drill(&self) -> bool {
+        self.kind == DRILL_KIND
     }
 
     pub fn encode(&self) -> Vec<u8> {

@@ -70,10 +70,27 @@ impl Kind {
 
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Progress {
-    pub lines: Vec<String>,
+    /// The newest [`KEEP_LINES`] lines.
+    pub lines: std::collections::VecDeque<String>,
+    /// Lines written before those, no longer kept.
+    #[serde(rename = "lines_dropped", skip_serializing_if = "is_zero")]
+    pub dropped: usize,
     pub exit_code: Option<i32>,
     pub result: Option<RunResult>,
     pub ended: Option<DateTime<Utc>>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// What a follower of a job has not seen yet: [`Job::since`].
+pub struct News {
+    pub lines: Vec<String>,
+    /// Lines written so far, the dropped ones included: what to pass next time.
+    pub written: usize,
+    pub exit_code: Option<i32>,
+    pub result: Option<RunResult>,
 }
 
 #[derive(Debug)]
@@ -94,13 +111,26 @@ impl Job {
     pub fn running(&self) -> bool {
         self.progress.lock().unwrap().exit_code.is_none()
     }
+    /// The lines written after the first `seen` (those still kept), and the end once there.
+    pub fn since(&self, seen: usize) -> News {
+        let p = self.progress.lock().unwrap();
+        let written = p.dropped + p.lines.len();
+        let from = seen.saturating_sub(p.dropped).min(p.lines.len());
+        News {
+            lines: p.lines.range(from..).cloned().collect(),
+            written,
+            exit_code: p.exit_code,
+            result: p.result,
+        }
+    }
     fn push(&self, line: String) {
         {
             let mut p = self.progress.lock().unwrap();
             if p.lines.len() >= KEEP_LINES {
-                p.lines.remove(0);
+                p.lines.pop_front();
+                p.dropped += 1;
             }
-            p.lines.push(line);
+            p.lines.push_back(line);
         }
         self.changed.send_modify(|n| *n += 1);
     }
@@ -319,4 +349,36 @@ pub fn start(st: &AppState, app: &str, kind: Kind) -> Result<Arc<Job>, Fail> {
         }
     }
     Ok(job)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_follower_gets_every_kept_line_once_also_past_the_cap() {
+        let j = Job {
+            id: "j".into(),
+            app: "a".into(),
+            kind: Kind::Backup,
+            started: Utc::now(),
+            progress: Mutex::new(Progress::default()),
+            pid: Mutex::new(None),
+            changed: tokio::sync::watch::channel(0).0,
+        };
+        for i in 0..KEEP_LINES + 3 {
+            j.push(format!("line {i}"));
+        }
+        let first = j.since(0);
+        assert_eq!(first.written, KEEP_LINES + 3);
+        assert_eq!(first.lines.len(), KEEP_LINES);
+        assert_eq!(first.lines[0], "line 3");
+        assert!(j.since(first.written).lines.is_empty());
+        j.push("last".into());
+        let next = j.since(first.written);
+        assert_eq!(next.lines, ["last"]);
+        assert_eq!(next.exit_code, None);
+        j.end(3);
+        assert_eq!(j.since(next.written).result, Some(RunResult::Partial));
+    }
 }

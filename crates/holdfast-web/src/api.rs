@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use crate::actions::{self, JobView, Kind};
 use crate::auth::Caller;
 use crate::data::{self, Fail, RunFilter, SnapshotFilter};
-use crate::snapshot_path::{self, Target};
+use crate::snapshot_path::Target;
 use crate::state::Shared;
 
 /// A failure as `{"error": "..."}`.
@@ -67,21 +67,15 @@ pub async fn runs(State(st): State<Shared>, Query(f): Query<RunFilter>) -> ApiRe
 }
 
 pub async fn run(State(st): State<Shared>, Path(id): Path<String>) -> ApiResult {
-    let all = data::blocking(&st, data::runs).await?;
-    let r = all
-        .into_iter()
-        .find(|r| r.id() == id)
-        .ok_or_else(|| Fail::not_found(format!("no run {id}")))?;
+    let wanted = id.clone();
+    let r = data::blocking(&st, move |st| data::run(st, &wanted)).await?;
     let mut v = to_value(&r);
     v["id"] = json!(id);
     Ok(Json(v))
 }
 
 pub async fn snapshots(State(st): State<Shared>, Query(f): Query<SnapshotFilter>) -> ApiResult {
-    let (snaps, drills) = data::blocking(&st, |st| {
-        Ok((data::snapshots(st)?, data::drills_by_snapshot(st)?))
-    })
-    .await?;
+    let (snaps, drills) = data::blocking(&st, data::snapshots_and_drills).await?;
     let list: Vec<Value> = snaps
         .iter()
         .rev()
@@ -125,9 +119,7 @@ pub async fn snapshot_any(State(st): State<Shared>, uri: Uri) -> ApiResult {
         .path()
         .strip_prefix("/api/snapshots/")
         .unwrap_or_default();
-    let p = snapshot_path::parse(rest).map_err(Fail::bad_request)?;
-    let wanted = p.id.clone();
-    let (id, snap) = data::blocking(&st, move |st| data::snapshot(st, &wanted)).await?;
+    let (p, id, snap) = data::resolve(&st, rest).await?;
     match p.target {
         Target::Summary => {
             let mut v = to_value(&snap);
@@ -215,17 +207,17 @@ pub async fn job_events(
         .get(&id)
         .ok_or_else(|| Fail::not_found(format!("no job {id}")))?;
     let rx = j.changed.subscribe();
-    let mut down = st.shutdown.subscribe();
     let stream = futures::stream::unfold(
         (j, rx, 0usize, false),
-        |(j, mut rx, sent, done)| async move {
+        |(j, mut rx, seen, done)| async move {
             if done {
                 return None;
             }
             loop {
-                let p = j.snapshot();
-                if p.lines.len() > sent {
-                    let events: Vec<Event> = p.lines[sent..]
+                let news = j.since(seen);
+                if news.written > seen {
+                    let events: Vec<Event> = news
+                        .lines
                         .iter()
                         // An event without data is never dispatched: an empty line is a space.
                         .map(|l| {
@@ -236,14 +228,13 @@ pub async fn job_events(
                             })
                         })
                         .collect();
-                    let n = p.lines.len();
-                    return Some((events, (j, rx, n, false)));
+                    return Some((events, (j, rx, news.written, false)));
                 }
-                if let Some(code) = p.exit_code {
+                if let Some(code) = news.exit_code {
                     let ev = Event::default()
                         .event("done")
-                        .data(json!({"exit_code": code, "result": p.result}).to_string());
-                    return Some((vec![ev], (j, rx, sent, true)));
+                        .data(json!({"exit_code": code, "result": news.result}).to_string());
+                    return Some((vec![ev], (j, rx, seen, true)));
                 }
                 if rx.changed().await.is_err() {
                     return None;
@@ -253,9 +244,7 @@ pub async fn job_events(
     )
     .flat_map(|events| futures::stream::iter(events.into_iter().map(Ok::<Event, Infallible>)))
     // The console is stopping: the stream ends, so that connections can close.
-    .take_until(async move {
-        let _ = down.wait_for(|d| *d).await;
-    });
+    .take_until(st.stopped());
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response())

@@ -170,12 +170,7 @@ fn start_session(st: &Shared, next: &str) -> Response {
             expires: Instant::now() + SESSION_LIFETIME,
         },
     );
-    // Behind a TLS proxy (--insecure-http) the browser speaks HTTPS too.
-    let secure = if st.tls || st.insecure_http {
-        "; Secure"
-    } else {
-        ""
-    };
+    let secure = if st.secure_cookies { "; Secure" } else { "" };
     let cookie = format!(
         "{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
         SESSION_LIFETIME.as_secs()

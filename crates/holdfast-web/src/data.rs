@@ -194,9 +194,37 @@ impl SnapshotFilter {
     }
 }
 
-/// The newest drill of each snapshot.
-pub fn drills_by_snapshot(st: &AppState) -> Result<BTreeMap<SnapshotId, DrillRecord>, Fail> {
-    Ok(holdfast_core::drills::latest_by_snapshot(drills(st)?))
+/// Every snapshot, oldest first, and the newest drill of each.
+pub type SnapshotsAndDrills = (
+    Vec<(SnapshotId, Snapshot)>,
+    BTreeMap<SnapshotId, DrillRecord>,
+);
+
+pub fn snapshots_and_drills(st: &AppState) -> Result<SnapshotsAndDrills, Fail> {
+    Ok((
+        snapshots(st)?,
+        holdfast_core::drills::latest_by_snapshot(drills(st)?),
+    ))
+}
+
+/// The run whose [`RunRecord::id`] is `id`.
+pub fn run(st: &AppState, id: &str) -> Result<RunRecord, Fail> {
+    runs(st)?
+        .into_iter()
+        .find(|r| r.id() == id)
+        .ok_or_else(|| Fail::not_found(format!("no run {id}")))
+}
+
+/// The snapshot a URL path names (`rest`, the raw path after `/snapshots/`), with what is
+/// asked of it.
+pub async fn resolve(
+    st: &Shared,
+    rest: &str,
+) -> Result<(crate::snapshot_path::SnapshotPath, SnapshotId, Snapshot), Fail> {
+    let p = crate::snapshot_path::parse(rest).map_err(Fail::bad_request)?;
+    let wanted = p.id.clone();
+    let (id, snap) = blocking(st, move |st| snapshot(st, &wanted)).await?;
+    Ok((p, id, snap))
 }
 
 /// The changes from snapshot `a` to snapshot `b`.

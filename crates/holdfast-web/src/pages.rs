@@ -329,11 +329,7 @@ pub async fn run(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> PageResult {
-    let all = data::blocking(&st, data::runs).await?;
-    let r = all
-        .into_iter()
-        .find(|r| r.id() == id)
-        .ok_or_else(|| Fail::not_found(format!("no run {id}")))?;
+    let r = data::blocking(&st, move |st| data::run(st, &id)).await?;
     let body = html! {
         h1 { "Run of " (r.app) " on " (r.hostname) }
         dl.details {
@@ -376,10 +372,7 @@ pub async fn snapshots(
     Extension(caller): Extension<Caller>,
     Query(f): Query<SnapshotFilter>,
 ) -> PageResult {
-    let (snaps, drills) = data::blocking(&st, |st| {
-        Ok((data::snapshots(st)?, data::drills_by_snapshot(st)?))
-    })
-    .await?;
+    let (snaps, drills) = data::blocking(&st, data::snapshots_and_drills).await?;
     let shown: Vec<_> = snaps.iter().rev().filter(|(_, s)| f.matches(s)).collect();
     let body = html! {
         h1 { "Snapshots" }
@@ -424,9 +417,7 @@ pub async fn snapshot_any(
     uri: Uri,
 ) -> PageResult {
     let rest = uri.path().strip_prefix("/snapshots/").unwrap_or_default();
-    let p = snapshot_path::parse(rest).map_err(Fail::bad_request)?;
-    let wanted = p.id.clone();
-    let (id, snap) = data::blocking(&st, move |st| data::snapshot(st, &wanted)).await?;
+    let (p, id, snap) = data::resolve(&st, rest).await?;
     match p.target {
         Target::Summary => {
             Ok(Redirect::to(&format!("/snapshots/{}/tree", id.to_hex())).into_response())

@@ -116,8 +116,8 @@ pub fn serve(repo: Arc<Repository>, config: Config, opts: ServeOptions) -> Resul
         config,
         hostname: holdfast_core::host::hostname(),
         read_only: opts.read_only,
-        tls: tls.is_some(),
-        insecure_http: opts.insecure_http,
+        // Behind a TLS proxy (--insecure-http) the browser speaks HTTPS too.
+        secure_cookies: tls.is_some() || opts.insecure_http,
         login_gate: Default::default(),
         stopping: Default::default(),
         shutdown: tokio::sync::watch::channel(false).0,
@@ -155,10 +155,7 @@ pub fn serve(repo: Arc<Repository>, config: Config, opts: ServeOptions) -> Resul
             st.jobs.stop_all().await;
             st.shutdown.send_replace(true);
         });
-        let mut down = state.shutdown.subscribe();
-        let stopped = async move {
-            let _ = down.wait_for(|d| *d).await;
-        };
+        let stopped = state.stopped();
         let app = router(state.clone());
         let serving = async move {
             match tls {
@@ -172,9 +169,9 @@ pub fn serve(repo: Arc<Repository>, config: Config, opts: ServeOptions) -> Resul
                 }
             }
         };
-        let mut down = state.shutdown.subscribe();
+        let stopping = state.stopped();
         let grace_over = async move {
-            let _ = down.wait_for(|d| *d).await;
+            stopping.await;
             tokio::time::sleep(CONNECTIONS_GRACE).await;
         };
         tokio::select! {

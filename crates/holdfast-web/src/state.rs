@@ -24,9 +24,8 @@ pub struct AppState {
     pub config: Config,
     pub hostname: String,
     pub read_only: bool,
-    pub tls: bool,
-    /// Plain HTTP beyond loopback, behind a TLS proxy.
-    pub insecure_http: bool,
+    /// Cookies marked `Secure`: over HTTPS, and behind a TLS proxy (`--insecure-http`).
+    pub secure_cookies: bool,
     /// One login check at a time (see `auth::login_post`).
     pub login_gate: tokio::sync::Mutex<()>,
     /// Set once a stop was asked for: no new action starts.
@@ -41,6 +40,16 @@ pub struct AppState {
     pub child: ChildCommand,
     /// Run records by object name.
     pub runs_cache: Mutex<BTreeMap<String, RunRecord>>,
+}
+
+impl AppState {
+    /// Resolves once the console is stopping (after its actions ended).
+    pub fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut down = self.shutdown.subscribe();
+        async move {
+            let _ = down.wait_for(|d| *d).await;
+        }
+    }
 }
 
 pub type Shared = Arc<AppState>;

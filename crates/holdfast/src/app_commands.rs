@@ -792,6 +792,18 @@ pub fn upgrade(ctx: &Ctx, a: UpgradeArgs) -> Result<i32> {
     Ok(exit::OK)
 }
 
+/// The record of a run of `app` that started at `started`, with the steps said since the
+/// last record; the caller fills in how it ended.
+pub fn new_record(ctx: &Ctx, app: &str, kind: &str, started: DateTime<Utc>) -> RunRecord {
+    RunRecord {
+        start: Some(started),
+        app: app.to_string(),
+        kind: kind.to_string(),
+        steps: ctx.take_steps(),
+        ..Default::default()
+    }
+}
+
 /// The run log record of a backup that started at `started` and ended with `result`.
 pub fn record_for(
     ctx: &Ctx,
@@ -800,13 +812,7 @@ pub fn record_for(
     started: DateTime<Utc>,
     result: &Result<BackupDone>,
 ) -> RunRecord {
-    let mut rec = RunRecord {
-        start: Some(started),
-        app: app.to_string(),
-        kind: kind.to_string(),
-        steps: ctx.take_steps(),
-        ..Default::default()
-    };
+    let mut rec = new_record(ctx, app, kind, started);
     match result {
         Ok(d) => {
             rec.result = RunResult::of_exit_code(d.code);

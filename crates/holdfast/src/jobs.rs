@@ -13,7 +13,7 @@ use holdfast_app::{job, schedule};
 use holdfast_core::error::exit;
 use serde_json::json;
 
-use crate::app_commands::{finish_run, record_for, run_backup_app, start_run};
+use crate::app_commands::{finish_run, new_record, record_for, run_backup_app, start_run};
 use crate::cli::*;
 use crate::context::{one_line, Ctx};
 use crate::format;
@@ -56,12 +56,6 @@ fn drill_one(
 ) -> (RunRecord, Option<holdfast_core::drills::DrillRecord>) {
     let started = Utc::now();
     let start_warnings = start_run(ctx, name, started);
-    let mut rec = RunRecord {
-        start: Some(started),
-        app: name.to_string(),
-        kind: "drill".into(),
-        ..Default::default()
-    };
     let quiet = ctx.global.json || ctx.global.quiet;
     let on_step = |s: &str| {
         ctx.step(s);
@@ -82,6 +76,7 @@ fn drill_one(
             .store(false, std::sync::atomic::Ordering::SeqCst);
         Ok(done?)
     })();
+    let mut rec = new_record(ctx, name, holdfast_core::runs::DRILL_KIND, started);
     let drill = match result {
         Ok(d) => {
             rec.snapshot = Some(d.snapshot.to_hex());
@@ -104,7 +99,6 @@ fn drill_one(
         }
     };
     rec.warnings.extend(start_warnings);
-    rec.steps = ctx.take_steps();
     finish_run(ctx, &mut rec);
     (rec, drill)
 }
@@ -194,7 +188,7 @@ pub fn run_cmd(ctx: &Ctx, a: RunArgs) -> Result<i32> {
     } else {
         for r in &records {
             ctx.say(run_line(r));
-            if r.kind != "drill" {
+            if !r.is_drill() {
                 for step in step_lines(r) {
                     ctx.say(format!("  {step}"));
                 }

@@ -2,9 +2,7 @@
 //! hostile paths, browsing and downloads compared with the data, and where it may listen.
 //! What a person sees in a browser is in `console_browser`.
 
-use std::os::unix::ffi::OsStrExt;
-
-use crate::common::app::{ok_config, write_config};
+use crate::common::app::write_config;
 use crate::common::console::{demo, http, post_form, Console};
 use crate::common::*;
 
@@ -202,18 +200,7 @@ fn actions_need_a_session_and_its_csrf_token_and_read_only_refuses_them() {
         "a refused action ran"
     );
     // The real thing: the job runs `holdfast run --app shop`, as the scheduler does.
-    let r = post_form(
-        &c,
-        "/actions/shop/backup",
-        Some(&cookie),
-        &format!("csrf={csrf}"),
-    );
-    assert_eq!(r.status, 303, "{}", r.text());
-    let job = r
-        .header("location")
-        .unwrap()
-        .trim_start_matches("/jobs/")
-        .to_string();
+    let job = c.start_action(&cookie, &csrf, "shop", "backup");
     let done = c.wait_job(&job);
     assert_eq!(done["exit_code"], 0, "{done}");
     assert_eq!(done["result"], "success");
@@ -281,18 +268,7 @@ fn a_second_action_waits_for_the_first_and_the_lock_is_the_scheduler_s() {
     let c = Console::start(&env, &cfg, &[]);
     let cookie = c.login();
     let csrf = c.csrf(&cookie);
-    let first = post_form(
-        &c,
-        "/actions/slow/backup",
-        Some(&cookie),
-        &format!("csrf={csrf}"),
-    );
-    assert_eq!(first.status, 303);
-    let job = first
-        .header("location")
-        .unwrap()
-        .trim_start_matches("/jobs/")
-        .to_string();
+    let job = c.start_action(&cookie, &csrf, "slow", "backup");
     // The child holds the application's lock from before its first step.
     for _ in 0..100 {
         if c.api(&format!("/api/jobs/{job}"))["lines"]
@@ -523,7 +499,6 @@ fn the_overview_and_runs_cover_every_app_and_host() {
         6,
         "every run of holdfast run/backup --app (and erp's drill) is recorded in the repository"
     );
-    let _ = ok_config(&env, &d.cfg, &["snapshots"]);
 }
 
 #[test]
@@ -596,7 +571,6 @@ fn it_listens_beyond_loopback_only_with_tls_or_when_told() {
             .status,
         200
     );
-    let _ = std::ffi::OsStr::from_bytes(b"");
 }
 
 #[test]
@@ -619,18 +593,7 @@ fn stopping_the_console_lets_a_running_backup_start_its_service_again() {
     let mut c = Console::start(&env, &cfg, &[]);
     let cookie = c.login();
     let csrf = c.csrf(&cookie);
-    let r = post_form(
-        &c,
-        "/actions/svc/backup",
-        Some(&cookie),
-        &format!("csrf={csrf}"),
-    );
-    assert_eq!(r.status, 303);
-    let job = r
-        .header("location")
-        .unwrap()
-        .trim_start_matches("/jobs/")
-        .to_string();
+    let job = c.start_action(&cookie, &csrf, "svc", "backup");
     // A browser follows the job live: its open stream must not hold the stop up.
     let addr = c.addr.clone();
     let (auth, path) = (c.bearer(), format!("/api/jobs/{job}/events"));

@@ -91,6 +91,22 @@ impl Console {
         Some(page[at + 19..at + 19 + 64].to_string())
     }
 
+    /// Starts action `kind` (`backup`, `drill`) of `app` as the overview's button does, with
+    /// a session and its CSRF token; returns the job's id, from the redirect to its page.
+    pub fn start_action(&self, cookie: &str, csrf: &str, app: &str, kind: &str) -> String {
+        let r = post_form(
+            self,
+            &format!("/actions/{app}/{kind}"),
+            Some(cookie),
+            &format!("csrf={csrf}"),
+        );
+        assert_eq!(r.status, 303, "{}", r.text());
+        let to = r.header("location").expect("a redirect to the job");
+        to.strip_prefix("/jobs/")
+            .unwrap_or_else(|| panic!("not a job's page: {to}"))
+            .to_string()
+    }
+
     pub fn bearer(&self) -> String {
         format!("Bearer {}", self.token)
     }
